@@ -1,0 +1,1 @@
+"""Drop-in OpenMM ForceField XML files of hybridff (shipped as package data)."""

@@ -1,0 +1,33 @@
+"""hybridff: a GAFF2-class classical force field with a learned ML correction, for OpenMM.
+
+Public API (imported lazily so ``import hybridff`` stays light):
+
+- :func:`parameterize` -> :class:`~hybridff.parameters.ParameterizedMolecule`
+- :func:`create_system` -> ``openmm.System`` for one or more small molecules
+- :class:`HybridTemplateGenerator` for ``openmm.app.ForceField.registerTemplateGenerator``
+- :func:`add_ml_correction` adds a trained correction to an existing System
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "parameterize": "hybridff.parameters",
+    "ParameterizedMolecule": "hybridff.parameters",
+    "create_system": "hybridff.system",
+    "HybridTemplateGenerator": "hybridff.templates",
+    "assign_charges": "hybridff.charges",
+    "load_molecule": "hybridff.molecule",
+    "add_ml_correction": "hybridff.ml.backend",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'hybridff' has no attribute {name!r}")

@@ -1,0 +1,5 @@
+import sys
+
+from hybridff.cli import main
+
+sys.exit(main())

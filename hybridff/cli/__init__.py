@@ -1,0 +1,74 @@
+"""The ``hybridff`` command line: one module per sub-command, each with ``add_parser`` and ``run``.
+
+A sub-command module defines ``HELP`` (one line), ``add_arguments(parser)`` and ``run(args)``
+returning an exit code. Modules are imported only when their command runs, so ``--help`` is
+fast and a missing optional dependency only affects its own command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from hybridff import __version__
+from hybridff.exceptions import HybridFFError
+
+#: name -> (module, one-line help); the order is the order ``--help`` shows.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "parameterize": ("hybridff.cli.parameterize", "write an OpenMM ForceField XML for molecules"),
+    "charges": ("hybridff.cli.charges", "compute partial charges (ml, am1bcc, gasteiger, file)"),
+    "label": ("hybridff.cli.label", "sample conformations and compute QM energies/forces"),
+    "train": ("hybridff.cli.train", "train the ML correction on QM-minus-MM residuals"),
+    "evaluate": ("hybridff.cli.evaluate", "compare MM and hybrid against QM on labelled frames"),
+    "simulate": ("hybridff.cli.simulate", "run MM or hybrid molecular dynamics"),
+    "bench": ("hybridff.cli.bench", "run the benchmarks and print measured ratios"),
+}
+
+
+def _available() -> dict[str, tuple[str, str]]:
+    return {
+        name: spec
+        for name, spec in COMMANDS.items()
+        if importlib.util.find_spec(spec[0]) is not None
+    }
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser (imports each sub-command module to add its options)."""
+    parser = argparse.ArgumentParser(
+        prog="hybridff",
+        description="hybridff: GAFF2-class force field + learned ML correction for OpenMM.",
+    )
+    parser.add_argument("--version", action="version", version=f"hybridff {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module_name, help_text) in _available().items():
+        module = importlib.import_module(module_name)
+        p = sub.add_parser(name, help=help_text, description=module.__doc__)
+        module.add_arguments(p)
+        p.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``hybridff`` command."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if args.command is None:
+        parser.print_help()
+        return 1
+    try:
+        return int(args._module.run(args) or 0)
+    except HybridFFError as exc:
+        print(f"hybridff {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

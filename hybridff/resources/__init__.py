@@ -1,0 +1,1 @@
+"""Data files shipped with hybridff (pretrained models, small reference sets)."""
