@@ -1,0 +1,284 @@
+"""Make AM1-BCC charge labels for the ML charge model from RDKit's NCI set.
+
+Molecules: ``rdkit/Data/NCI/first_5K.smi``; largest fragment; elements H C N O F P S Cl Br I;
+no radicals; at most ``--max-heavy`` heavy atoms. Protonation variants are made by rules so the
+model sees charged molecules: carboxylic / sulfonic / phosphonic acids -> anions, basic
+aliphatic amines and amidines/guanidines -> cations, both at once -> zwitterions (each variant
+charged at one site per group kind, at most two sites, so totals stay within -2..+2).
+
+Each molecule gets a seeded ETKDG conformer, MMFF94-relaxed (:func:`hybridff.molecule.prepare`),
+and AM1-BCC charges from antechamber/sqm (by default on that conformer, without the AM1
+geometry relaxation: ``--optimize`` for the full recipe). Results are appended to a JSONL file
+(resumable: finished and failed keys are skipped on restart; failures are recorded with the
+error). Smallest molecules go first so that a run cut short still covers the most molecules.
+
+    nice -n 10 python scripts/make_charge_labels.py --out labels/am1bcc_labels.jsonl
+    python scripts/make_charge_labels.py --out labels/am1bcc_labels.jsonl --pack \
+        hybridff/resources/am1bcc_labels.jsonl.gz
+
+Packed records: ``{"key", "smiles", "charges"}``; ``smiles`` has explicit hydrogens and its
+atom order is the order of ``charges`` (parse it with ``removeHs=False``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import rdkit.RDConfig
+from rdkit import Chem, RDLogger
+from rdkit.Chem.MolStandardize import rdMolStandardize
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from hybridff.elements import SUPPORTED_ATOMIC_NUMBERS  # noqa: E402
+
+NCI_FILE = os.path.join(rdkit.RDConfig.RDDataDir, "NCI/first_5K.smi")
+
+#: acid groups: SMARTS whose first atom is the acidic O-H oxygen to deprotonate
+ACID_SMARTS = (
+    "[OX2H1][CX3]=[OX1]",  # carboxylic acid
+    "[OX2H1][SX4](=[OX1])=[OX1]",  # sulfonic acid
+    "[OX2H1][PX4]=[OX1]",  # phosphonic/phosphoric acid (first O-H)
+)
+#: base groups: SMARTS whose first atom is the nitrogen to protonate
+BASE_SMARTS = (
+    # aliphatic amine: sp3 N, only C/H neighbours, no aromatic, carbonyl, imine, vinyl or nitrile C
+    "[NX3;H2,H1,H0;+0;!$(N[a]);!$(N[#6]=[#6,#7,#8,#16]);!$(N[#6]#*);!$(N[!#6;!#1])]",
+    # amidine / guanidine: protonate the imine N
+    "[NX2;H1,H0;+0;!$(N[a]);!$(N[!#6;!#1])]=[CX3;!a]([#7X3;!$(N[#6]=[#8,#16])])",
+)
+ACID_PATTERNS = [Chem.MolFromSmarts(s) for s in ACID_SMARTS]
+BASE_PATTERNS = [Chem.MolFromSmarts(s) for s in BASE_SMARTS]
+
+
+def read_nci(path: str = NCI_FILE) -> Iterator[tuple[str, str]]:
+    """(id, SMILES) of the NCI file."""
+    with open(path) as fh:
+        for line in fh:
+            fields = line.split()
+            if len(fields) >= 2:
+                yield fields[1], fields[0]
+
+
+def clean(smiles: str, max_heavy: int) -> Chem.Mol | None:
+    """Largest fragment, supported elements, closed shell, size cap; None when rejected."""
+    mol = Chem.MolFromSmiles(smiles)
+    if mol is None:
+        return None
+    mol = rdMolStandardize.LargestFragmentChooser().choose(mol)
+    if mol.GetNumHeavyAtoms() > max_heavy or mol.GetNumHeavyAtoms() < 2:
+        return None
+    for atom in mol.GetAtoms():
+        if atom.GetAtomicNum() not in SUPPORTED_ATOMIC_NUMBERS or atom.GetNumRadicalElectrons():
+            return None
+        if atom.GetIsotope():
+            atom.SetIsotope(0)
+    return mol
+
+
+def _matches(mol: Chem.Mol, patterns: list[Chem.Mol], limit: int) -> list[int]:
+    """Indices of the first atoms of pattern matches (distinct, in atom order), at most ``limit``."""
+    found: list[int] = []
+    for pattern in patterns:
+        for match in mol.GetSubstructMatches(pattern):
+            if match[0] not in found:
+                found.append(match[0])
+    return sorted(found)[:limit]
+
+
+def _charged(mol: Chem.Mol, acids: list[int], bases: list[int]) -> Chem.Mol | None:
+    rw = Chem.RWMol(mol)
+    for i in acids:
+        atom = rw.GetAtomWithIdx(i)
+        atom.SetFormalCharge(-1)
+        atom.SetNoImplicit(True)
+        atom.SetNumExplicitHs(0)
+    for i in bases:
+        atom = rw.GetAtomWithIdx(i)
+        atom.SetFormalCharge(+1)
+        atom.SetNumExplicitHs(atom.GetTotalNumHs() + 1)
+        atom.SetNoImplicit(True)
+    out = rw.GetMol()
+    try:
+        Chem.SanitizeMol(out)
+    except Exception:  # a rule produced an impossible valence: skip the variant
+        return None
+    return Chem.MolFromSmiles(Chem.MolToSmiles(out))
+
+
+def variants(mol: Chem.Mol) -> dict[str, Chem.Mol]:
+    """The molecule as given plus rule-based protonation states (name -> molecule)."""
+    out = {"input": mol}
+    if Chem.GetFormalCharge(mol) != 0:
+        return out
+    acids = _matches(mol, ACID_PATTERNS, 2)
+    bases = _matches(mol, BASE_PATTERNS, 2)
+    candidates = {}
+    if acids:
+        candidates["anion"] = (acids[:1], [])
+    if bases:
+        candidates["cation"] = ([], bases[:1])
+    if acids and bases:
+        candidates["zwitterion"] = (acids[:1], bases[:1])
+    if len(acids) > 1:
+        candidates["dianion"] = (acids[:2], [])
+    if len(bases) > 1:
+        candidates["dication"] = ([], bases[:2])
+    for name, (a, b) in candidates.items():
+        v = _charged(mol, a, b)
+        if v is not None:
+            out[name] = v
+    return out
+
+
+def indexed_smiles(mol: Chem.Mol) -> tuple[str, list[int]]:
+    """SMILES with explicit H atoms, and the atom indices of ``mol`` in the SMILES' atom order."""
+    smi = Chem.MolToSmiles(mol, allHsExplicit=False, canonical=True)
+    order = list(mol.GetPropsAsDict(includePrivate=True, includeComputed=True)["_smilesAtomOutputOrder"])
+    return smi, order
+
+
+def mol_from_label_smiles(smiles: str) -> Chem.Mol:
+    """Parse a label SMILES keeping its explicit hydrogens as atoms, in SMILES order."""
+    params = Chem.SmilesParserParams()
+    params.removeHs = False
+    mol = Chem.MolFromSmiles(smiles, params)
+    if mol is None:
+        raise ValueError(f"unparseable label SMILES {smiles!r}")
+    return mol
+
+
+def build_jobs(max_heavy: int, limit: int | None) -> list[tuple[int, str, str]]:
+    """(heavy atoms, key, SMILES) of every molecule variant, smallest first."""
+    jobs = []
+    seen: set[str] = set()
+    for nci_id, smi in read_nci():
+        mol = clean(smi, max_heavy)
+        if mol is None:
+            continue
+        for name, v in variants(mol).items():
+            can = Chem.MolToSmiles(v)
+            if can in seen:
+                continue
+            seen.add(can)
+            jobs.append((v.GetNumHeavyAtoms(), f"NCI{nci_id}:{name}", can))
+    jobs.sort(key=lambda j: (j[0], j[1]))
+    return jobs[:limit] if limit else jobs
+
+
+class _Timeout(Exception):
+    pass
+
+
+def _alarm(signum, frame):  # noqa: ARG001
+    raise _Timeout()
+
+
+def label_one(smiles: str, timeout: float, optimize: bool) -> dict:
+    """AM1-BCC charges of one molecule; the returned record has smiles (explicit H) + charges."""
+    from hybridff.charges import assign_charges
+    from hybridff.molecule import prepare
+
+    signal.signal(signal.SIGALRM, _alarm)
+    signal.alarm(int(timeout) + 5)  # conformer generation too; antechamber has its own timeout
+    try:
+        mol = prepare(Chem.MolFromSmiles(smiles))
+        q = assign_charges(mol, "am1bcc", timeout=timeout, optimize=optimize)
+    finally:
+        signal.alarm(0)
+    smi, order = indexed_smiles(mol)
+    return {"smiles": smi, "charges": [round(float(q[i]), 4) for i in order]}
+
+
+def done_keys(*paths: Path) -> set[str]:
+    """Keys already present in result/failure JSONL files."""
+    keys: set[str] = set()
+    for path in paths:
+        if path.exists():
+            with open(path) as fh:
+                for line in fh:
+                    try:
+                        keys.add(json.loads(line)["key"])
+                    except (json.JSONDecodeError, KeyError):
+                        continue  # a line cut by a kill; the key is redone
+    return keys
+
+
+def pack(src: Path, dest: Path) -> int:
+    """Write the compressed, compact label file shipped with hybridff; returns the count."""
+    records = {}
+    with open(src) as fh:
+        for line in fh:
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            records[rec["key"]] = {"key": rec["key"], "smiles": rec["smiles"], "charges": rec["charges"]}
+    tmp = dest.with_suffix(".tmp")
+    with gzip.GzipFile(tmp, "wb", mtime=0) as gz:
+        for key in sorted(records):
+            gz.write((json.dumps(records[key], separators=(",", ":")) + "\n").encode())
+    tmp.replace(dest)
+    return len(records)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("labels/am1bcc_labels.jsonl"))
+    parser.add_argument("--max-heavy", type=int, default=40)
+    parser.add_argument("--limit", type=int, default=None, help="only the first N (smallest) jobs")
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds per molecule")
+    parser.add_argument("--optimize", action="store_true", help="AM1 geometry relaxation in sqm")
+    parser.add_argument("--pack", type=Path, default=None, help="only write the packed .jsonl.gz")
+    args = parser.parse_args(argv)
+    RDLogger.DisableLog("rdApp.*")
+    if args.pack:
+        n = pack(args.out, args.pack)
+        print(f"packed {n} labelled molecules into {args.pack}")
+        return 0
+
+    from tqdm import tqdm
+
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    failures = args.out.with_name(args.out.stem + ".failures.jsonl")
+    skip = done_keys(args.out, failures)
+    jobs = [j for j in build_jobs(args.max_heavy, args.limit) if j[1] not in skip]
+    print(f"{len(skip)} done before, {len(jobs)} to do", flush=True)
+    n_ok = n_fail = 0
+    with open(args.out, "a") as out, open(failures, "a") as bad:
+        bar = tqdm(jobs, mininterval=10, file=sys.stdout)
+        for heavy, key, smi in bar:
+            t0 = time.perf_counter()
+            try:
+                rec = label_one(smi, args.timeout, args.optimize)
+            except _Timeout:
+                n_fail += 1
+                bad.write(json.dumps({"key": key, "input": smi, "error": "timeout"}) + "\n")
+                bad.flush()
+                continue
+            except Exception as exc:  # record every failure, keep going
+                n_fail += 1
+                msg = f"{type(exc).__name__}: {str(exc)[-300:]}"
+                bad.write(json.dumps({"key": key, "input": smi, "error": msg}) + "\n")
+                bad.flush()
+                continue
+            n_ok += 1
+            rec = {"key": key, "heavy": heavy, "seconds": round(time.perf_counter() - t0, 2), **rec}
+            out.write(json.dumps(rec) + "\n")
+            out.flush()
+            bar.set_postfix(ok=n_ok, failed=n_fail, heavy=heavy, refresh=False)
+    print(f"finished: {n_ok} labelled, {n_fail} failed (see {failures})", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
