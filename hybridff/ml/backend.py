@@ -1,0 +1,322 @@
+"""Wrap a trained correction as an OpenMM Force: the one place that knows how.
+
+Backends, by name:
+
+- ``"torch"`` (default): ``openmmtorch.TorchForce`` running a TorchScript wrapper that
+  picks the ML atoms out of the full System's positions. Runs inside OpenMM's C++ loop.
+- ``"python"``: ``openmm.PythonForce`` applied to the ML atoms only (``setParticles``),
+  calling the same TorchScript model from Python. Slower; useful where openmm-torch is
+  missing, and a cross-check of the first.
+
+Both expose a global parameter (default ``lambda_ml``) that scales the correction, put the
+Force in its own force group, and turn on periodic boundary conditions when the System is
+periodic. Upstream openmm-torch plans to replace TorchForce with a Python-side class; a new
+backend is one more entry in :data:`BACKENDS`.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import openmm
+import torch
+from openmm import app, unit
+
+from hybridff.elements import SYMBOL
+from hybridff.exceptions import ModelCompatibilityError, UnknownNameError
+from hybridff.ml.modelfile import ModelFile, load_model
+
+WATER_RESIDUES = frozenset(
+    {"HOH", "WAT", "SOL", "H2O", "TIP", "TIP3", "TIP4", "TIP5", "T3P", "T4P", "SPC", "SPCE"}
+)
+DEFAULT_PARAMETER = "lambda_ml"
+
+
+# --------------------------------------------------------------------------- selection
+
+
+def _atom_text(atom: app.topology.Atom) -> str:
+    res = atom.residue
+    return f"atom {atom.index} ({atom.name}, residue {res.name} {res.id})"
+
+
+def select_ml_atoms(topology: app.Topology, atoms: Any = None) -> list[int]:
+    """Indices of the ML region.
+
+    ``atoms``: ``None`` (every atom of residues that are neither water nor single-atom ions),
+    a residue name (all residues of that name), or a sequence of atom indices.
+    """
+    n_atoms = topology.getNumAtoms()
+    if atoms is None:
+        picked = [
+            a.index
+            for res in topology.residues()
+            if res.name.upper() not in WATER_RESIDUES and len(list(res.atoms())) > 1
+            for a in res.atoms()
+        ]
+        what = "non-water, non-ion residues"
+    elif isinstance(atoms, str):
+        picked = [a.index for res in topology.residues() if res.name == atoms for a in res.atoms()]
+        what = f"residues named {atoms!r}"
+        if not picked:
+            names = sorted({r.name for r in topology.residues()})
+            raise ModelCompatibilityError(
+                f"no residue named {atoms!r} in the topology; residue names present: {names}"
+            )
+    else:
+        picked = [int(i) for i in atoms]
+        what = "the given atom indices"
+        bad = [i for i in picked if not 0 <= i < n_atoms]
+        if bad:
+            raise ModelCompatibilityError(
+                f"ML atom indices {bad[:5]} are outside the topology's 0..{n_atoms - 1}"
+            )
+        if len(set(picked)) != len(picked):
+            raise ModelCompatibilityError("ML atom indices contain duplicates")
+    if not picked:
+        raise ModelCompatibilityError(f"the ML region ({what}) is empty; pass atoms=...")
+    return picked
+
+
+def check_compatibility(
+    model: ModelFile,
+    topology: app.Topology,
+    indices: Sequence[int],
+    mm_signature: dict[str, Any] | None = None,
+    box_vectors: Any = None,
+) -> list[int]:
+    """Species indices of the selected atoms; raise :class:`ModelCompatibilityError` on a misfit.
+
+    Checks: every selected element is covered by the model; the MM force field / charge
+    method / hash the model was trained against equal ``mm_signature`` (where both name
+    them); the model cutoff fits in the periodic box.
+    """
+    elements = model.elements
+    atom_list = list(topology.atoms())
+    species = []
+    for i in indices:
+        atom = atom_list[i]
+        z = atom.element.atomic_number if atom.element is not None else 0
+        if z not in elements:
+            covered = ", ".join(SYMBOL.get(e, str(e)) for e in elements)
+            sym = atom.element.symbol if atom.element is not None else "no element"
+            raise ModelCompatibilityError(
+                f"{_atom_text(atom)}: element {sym} is not covered by the ML model "
+                f"(trained on {covered}); train a model that includes it or leave the atom "
+                "out of the ML region"
+            )
+        species.append(elements.index(z))
+    trained = model.metadata.get("mm") or {}
+    for key, value in (mm_signature or {}).items():
+        if key in trained and value is not None and trained[key] != value:
+            raise ModelCompatibilityError(
+                f"the ML model was trained against MM {key}={trained[key]!r}, but this System "
+                f"uses {key}={value!r}; a delta-learned correction only fits the MM it was "
+                "trained on: retrain it (hybridff train) for this force field / charges"
+            )
+    if box_vectors is not None:
+        box = np.array([[float(c) for c in v.value_in_unit(unit.nanometer)] for v in box_vectors])
+        heights = np.array([box[0, 0], box[1, 1], box[2, 2]])
+        cutoff = float(model.metadata["cutoff_nm"])
+        if cutoff >= 0.5 * heights.min():
+            raise ModelCompatibilityError(
+                f"ML cutoff {cutoff} nm is not below half the smallest box height "
+                f"({heights.min():.3f} nm); use a larger box"
+            )
+    return species
+
+
+def _free_force_group(system: openmm.System) -> int:
+    used = {f.getForceGroup() for f in system.getForces()}
+    for group in range(32):
+        if group not in used:
+            return group
+    raise ModelCompatibilityError("all 32 OpenMM force groups are in use; pass force_group=")
+
+
+# --------------------------------------------------------------------------- backends
+
+
+class VacuumCorrection(torch.nn.Module):
+    """TorchForce convention without a box: (all positions, lambda) -> energy."""
+
+    def __init__(self, model: torch.nn.Module, indices: torch.Tensor, species: torch.Tensor):
+        super().__init__()
+        self.model = model
+        self.register_buffer("indices", indices)
+        self.register_buffer("species", species)
+
+    def forward(self, positions: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        pos = positions.index_select(0, self.indices)
+        return scale * self.model(pos, self.species, None)
+
+
+class PeriodicCorrection(torch.nn.Module):
+    """TorchForce convention with a box: (all positions, box vectors, lambda) -> energy."""
+
+    def __init__(self, model: torch.nn.Module, indices: torch.Tensor, species: torch.Tensor):
+        super().__init__()
+        self.model = model
+        self.register_buffer("indices", indices)
+        self.register_buffer("species", species)
+
+    def forward(
+        self, positions: torch.Tensor, boxvectors: torch.Tensor, scale: torch.Tensor
+    ) -> torch.Tensor:
+        pos = positions.index_select(0, self.indices)
+        return scale * self.model(pos, self.species, boxvectors)
+
+
+def torch_force_module(
+    module: Any, indices: list[int], species: list[int], periodic: bool
+) -> torch.jit.ScriptModule:
+    """The scripted wrapper TorchForce runs around the model."""
+    cls = PeriodicCorrection if periodic else VacuumCorrection
+    wrapper = cls(
+        module,
+        torch.tensor(indices, dtype=torch.long),
+        torch.tensor(species, dtype=torch.long),
+    )
+    return torch.jit.script(wrapper)
+
+
+def _make_torch_force(
+    module: Any, indices: list[int], species: list[int], periodic: bool, parameter: str,
+    lambda_ml: float,
+) -> openmm.Force:
+    try:
+        import openmmtorch
+    except ImportError as exc:
+        from hybridff.exceptions import OptionalDependencyError
+
+        raise OptionalDependencyError(
+            "the 'torch' ML backend needs openmm-torch: pip install acellera-openmmtorch-cpu==1.10 "
+            "(or acellera-openmmtorch-cu12 on GPU machines); or use backend='python'"
+        ) from exc
+    force = openmmtorch.TorchForce(torch_force_module(module, indices, species, periodic))
+    force.addGlobalParameter(parameter, float(lambda_ml))
+    force.setUsesPeriodicBoundaryConditions(periodic)
+    return force
+
+
+class TorchModelComputation:
+    """The callable a ``PythonForce`` runs: TorchScript model on the ML atoms' positions.
+
+    Picklable (the model travels as TorchScript bytes), so Systems serialize with it.
+    """
+
+    def __init__(self, module: Any, species: list[int], periodic: bool, parameter: str) -> None:
+        self.module = module
+        self.species = torch.tensor(species, dtype=torch.long)
+        self.periodic = periodic
+        self.parameter = parameter
+
+    def __getstate__(self) -> dict[str, Any]:
+        buffer = io.BytesIO()
+        torch.jit.save(self.module, buffer)
+        return {
+            "module": buffer.getvalue(),
+            "species": self.species.tolist(),
+            "periodic": self.periodic,
+            "parameter": self.parameter,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        module = torch.jit.load(io.BytesIO(state["module"]), map_location="cpu")
+        self.__init__(module, state["species"], state["periodic"], state["parameter"])
+
+    def __call__(self, state: openmm.State) -> tuple[float, np.ndarray]:
+        pos = state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)
+        positions = torch.tensor(np.asarray(pos), dtype=torch.float64, requires_grad=True)
+        box = None
+        if self.periodic:
+            vectors = state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer)
+            box = torch.tensor(np.asarray(vectors), dtype=torch.float64)
+        scale = float(state.getParameters()[self.parameter])
+        energy = self.module(positions, self.species, box)
+        (grad,) = torch.autograd.grad(energy, positions)
+        forces = -scale * grad.detach().numpy().astype(np.float64)
+        return scale * float(energy.detach()), forces
+
+
+def _make_python_force(
+    module: Any, indices: list[int], species: list[int], periodic: bool, parameter: str,
+    lambda_ml: float,
+) -> openmm.Force:
+    if not hasattr(openmm, "PythonForce"):
+        raise ModelCompatibilityError(
+            f"openmm {openmm.__version__} has no PythonForce (needs OpenMM >= 8.3); use "
+            "backend='torch'"
+        )
+    computation = TorchModelComputation(module, species, periodic, parameter)
+    force = openmm.PythonForce(computation, {parameter: float(lambda_ml)})
+    force.setParticles(list(indices))
+    force.setUsesPeriodicBoundaryConditions(periodic)
+    return force
+
+
+ForceFactory = Callable[[Any, list[int], list[int], bool, str, float], openmm.Force]
+
+#: name -> factory(module, indices, species, periodic, parameter_name, lambda_ml) -> Force
+BACKENDS: dict[str, ForceFactory] = {
+    "torch": _make_torch_force,
+    "python": _make_python_force,
+}
+
+
+def get_backend(name: str) -> ForceFactory:
+    """The force factory registered under ``name``."""
+    try:
+        return BACKENDS[name]
+    except KeyError:
+        raise UnknownNameError(
+            f"unknown ML backend {name!r}; known backends: {', '.join(sorted(BACKENDS))}"
+        ) from None
+
+
+# --------------------------------------------------------------------------- public entry
+
+
+def add_ml_correction(
+    system: openmm.System,
+    topology: app.Topology,
+    model: str | os.PathLike | ModelFile,
+    atoms: Any = None,
+    backend: str = "torch",
+    lambda_ml: float = 1.0,
+    force_group: int | None = None,
+    mm_signature: dict[str, Any] | None = None,
+    parameter_name: str = DEFAULT_PARAMETER,
+) -> openmm.Force:
+    """Add the trained ML correction to ``system`` and return the new Force.
+
+    ``model``: a model file path or a loaded :class:`ModelFile`. ``atoms``: the ML region
+    (see :func:`select_ml_atoms`). ``mm_signature``: the System's MM description
+    (``forcefield``, ``forcefield_hash``, ``charge_method``), checked against the model's.
+    ``force_group``: default the lowest group no other Force uses.
+    """
+    factory = get_backend(backend)
+    if not isinstance(model, ModelFile):
+        model = load_model(model)
+    if system.getNumParticles() != topology.getNumAtoms():
+        raise ModelCompatibilityError(
+            f"System has {system.getNumParticles()} particles but the topology "
+            f"{topology.getNumAtoms()} atoms; pass the topology the System was built from"
+        )
+    indices = select_ml_atoms(topology, atoms)
+    periodic = system.usesPeriodicBoundaryConditions()
+    box = system.getDefaultPeriodicBoxVectors() if periodic else None
+    species = check_compatibility(model, topology, indices, mm_signature, box)
+    if force_group is None:
+        force_group = _free_force_group(system)
+    elif not 0 <= int(force_group) <= 31:
+        raise ModelCompatibilityError(f"force_group must be 0..31, got {force_group}")
+    force = factory(model.module, indices, species, periodic, parameter_name, lambda_ml)
+    force.setForceGroup(int(force_group))
+    force.setName(f"hybridff ML correction ({backend})")
+    system.addForce(force)
+    return force

@@ -1,0 +1,113 @@
+"""One trained-model file: the TorchScript ensemble with its metadata JSON embedded.
+
+The metadata travels inside the TorchScript archive (``_extra_files``), so a model can never
+be separated from the description of what it was trained against: elements, cutoff,
+descriptor spec, the MM force field (name, content hash, charge method), the SHA256 of the
+training set, metrics, ensemble size and the hybridff version. Writes are atomic (temporary
+file in the same folder, then ``os.replace``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hybridff.exceptions import DataFormatError
+
+METADATA_NAME = "hybridff_metadata.json"
+FORMAT_VERSION = 1
+REQUIRED_KEYS = ("format_version", "elements", "cutoff_nm", "descriptor", "ensemble_size")
+
+
+@dataclass
+class ModelFile:
+    """A loaded model: the scripted :class:`~hybridff.ml.model.EnsembleModel` and its metadata."""
+
+    module: Any  # torch.jit.ScriptModule
+    metadata: dict[str, Any]
+
+    @property
+    def elements(self) -> list[int]:
+        """Atomic numbers the model covers, in species-index order."""
+        return [int(z) for z in self.metadata["elements"]]
+
+
+def build_metadata(model: Any, spec: Any, **extra: Any) -> dict[str, Any]:
+    """Standard metadata of a model (``extra`` adds MM force field, hashes, metrics, ...)."""
+    from hybridff import __version__
+
+    meta: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "hybridff_version": __version__,
+        "elements": list(spec.elements),
+        "cutoff_nm": float(spec.cutoff),
+        "descriptor": spec.to_dict(),
+        "ensemble_size": len(model.members),
+        "energy_unit": "kJ/mol",
+        "length_unit": "nm",
+    }
+    meta.update(extra)
+    return meta
+
+
+def save_model(path: str | os.PathLike, model: Any, metadata: dict[str, Any]) -> Path:
+    """Script ``model`` (if needed) and write it with ``metadata`` atomically to ``path``."""
+    import torch
+
+    missing = [k for k in REQUIRED_KEYS if k not in metadata]
+    if missing:
+        raise DataFormatError(f"model metadata lacks {missing}; build it with build_metadata()")
+    scripted = model if isinstance(model, torch.jit.ScriptModule) else torch.jit.script(model)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        extra = {METADATA_NAME: json.dumps(metadata, indent=1, sort_keys=True)}
+        torch.jit.save(scripted, tmp, _extra_files=extra)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def load_model(path: str | os.PathLike) -> ModelFile:
+    """Read a model file; a missing, truncated or foreign file gives a :class:`DataFormatError`."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataFormatError(f"model file {str(path)!r} does not exist")
+    extra = {METADATA_NAME: ""}
+    try:
+        module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+    except Exception as exc:  # torch raises RuntimeError/ValueError for broken archives
+        raise DataFormatError(
+            f"{path}: not a readable TorchScript model file (corrupted, truncated or another "
+            f"format): {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}; "
+            "retrain or copy the file again"
+        ) from exc
+    raw = extra[METADATA_NAME]
+    if not raw:
+        raise DataFormatError(
+            f"{path}: a TorchScript file without hybridff metadata; save models with "
+            "hybridff.ml.modelfile.save_model"
+        )
+    try:
+        metadata = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise DataFormatError(f"{path}: model metadata is not valid JSON ({exc})") from exc
+    missing = [k for k in REQUIRED_KEYS if k not in metadata]
+    if missing:
+        raise DataFormatError(f"{path}: model metadata lacks {missing}")
+    if int(metadata["format_version"]) > FORMAT_VERSION:
+        raise DataFormatError(
+            f"{path}: model format {metadata['format_version']} is newer than this hybridff "
+            f"reads ({FORMAT_VERSION}); upgrade hybridff"
+        )
+    return ModelFile(module=module, metadata=metadata)
