@@ -10,7 +10,10 @@ DEFAULT_FORCEFIELD = "hybridff-gaff2.xml"
 
 def forcefield_dir() -> str:
     """Directory holding the shipped XML files; OpenMM's ``ForceField`` searches it."""
-    return str(resources.files("hybridff.forcefields"))
+    try:
+        return str(resources.files("hybridff.forcefields"))
+    except ModuleNotFoundError:  # running from a source checkout that is not installed
+        return str(Path(__file__).resolve().parents[1] / "forcefields")
 
 
 def forcefield_path(name: str = DEFAULT_FORCEFIELD) -> Path:

@@ -1,0 +1,71 @@
+"""Read-only lookup tables of a hybridff ForceField XML (which bonded terms it defines)."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from xml.etree import ElementTree as ET
+
+from hybridff.forcefield_files import forcefield_path
+
+
+@dataclass(frozen=True)
+class ForceFieldTables:
+    """Atom classes and the class tuples that have bonded parameters in one XML file."""
+
+    name: str
+    path: Path
+    sha256: str
+    type_prefix: str
+    classes: frozenset[str]
+    bonds: frozenset[tuple[str, str]]
+    angles: frozenset[tuple[str, str, str]]
+    propers: frozenset[tuple[str, str, str, str]]  # '' is a wildcard
+
+    def has_bond(self, a: str, b: str) -> bool:
+        return (a, b) in self.bonds or (b, a) in self.bonds
+
+    def has_angle(self, a: str, b: str, c: str) -> bool:
+        return (a, b, c) in self.angles or (c, b, a) in self.angles
+
+    def has_proper(self, a: str, b: str, c: str, d: str) -> bool:
+        for key in ((a, b, c, d), (d, c, b, a), ("", b, c, ""), ("", c, b, "")):
+            if key in self.propers:
+                return True
+        return False
+
+    def type_name(self, atom_class: str) -> str:
+        """OpenMM atom-type name of a class (the file prefixes type names)."""
+        return self.type_prefix + atom_class
+
+
+@functools.lru_cache(maxsize=8)
+def load_tables(name: str = "hybridff-gaff2.xml") -> ForceFieldTables:
+    """Parse (once) the shipped or given force-field XML into lookup tables."""
+    path = forcefield_path(name)
+    data = path.read_bytes()
+    root = ET.fromstring(data)
+    types = root.findall("./AtomTypes/Type")
+    classes = frozenset(t.get("class") for t in types)
+    prefix = ""
+    if types:
+        first = types[0]
+        prefix = first.get("name")[: -len(first.get("class"))]
+
+    def tuples(tag: str, n: int) -> frozenset:
+        return frozenset(
+            tuple(el.get(f"class{i}") for i in range(1, n + 1)) for el in root.iter(tag)
+        )
+
+    return ForceFieldTables(
+        name=path.name,
+        path=path,
+        sha256=hashlib.sha256(data).hexdigest(),
+        type_prefix=prefix,
+        classes=classes,
+        bonds=tuples("Bond", 2),
+        angles=tuples("Angle", 3),
+        propers=tuples("Proper", 4),
+    )
