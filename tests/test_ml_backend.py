@@ -1,0 +1,223 @@
+"""The correction inside OpenMM: TorchForce and PythonForce reproduce the model, lambda, groups."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+openmm = pytest.importorskip("openmm")
+
+from openmm import app, unit  # noqa: E402
+from test_ml_model import ELEMENTS, POSITIONS, SPECIES, random_model  # noqa: E402
+
+from hybridff.exceptions import (  # noqa: E402
+    DataFormatError,
+    ModelCompatibilityError,
+    UnknownNameError,
+)
+from hybridff.ml.backend import BACKENDS, add_ml_correction, select_ml_atoms  # noqa: E402
+from hybridff.ml.model import energies_and_forces  # noqa: E402
+from hybridff.ml.modelfile import ModelFile, build_metadata, load_model, save_model  # noqa: E402
+
+BACKEND_NAMES = ["torch", "python"]
+SYMBOLS = {0: "H", 1: "C", 2: "O"}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def make_model_file(n_models: int = 2, **extra) -> ModelFile:
+    model = random_model(n_models=n_models)
+    meta = build_metadata(model, model_spec(), **extra)
+    return ModelFile(module=torch.jit.script(model), metadata=meta)
+
+
+def model_spec():
+    from hybridff.ml.descriptors import DescriptorSpec
+
+    return DescriptorSpec(elements=ELEMENTS)
+
+
+def make_system(periodic: bool = False, n_water: int = 2):
+    """Ethanol-like residue + waters + an ion: a plain-particle System with a bond force."""
+    top = app.Topology()
+    chain = top.addChain()
+    res = top.addResidue("MOL", chain)
+    for i, s in enumerate(SPECIES):
+        top.addAtom(f"{SYMBOLS[s]}{i}", app.Element.getBySymbol(SYMBOLS[s]), res)
+    positions = [list(p) for p in POSITIONS]
+    for w in range(n_water):
+        wres = top.addResidue("HOH", chain)
+        for name, sym in (("O", "O"), ("H1", "H"), ("H2", "H")):
+            top.addAtom(name, app.Element.getBySymbol(sym), wres)
+        base = np.array([0.6 + 0.3 * w, 0.1, 0.0])
+        positions += [base, base + [0.096, 0, 0], base + [0, 0.096, 0]]
+    ion = top.addResidue("NA", chain)
+    top.addAtom("NA", app.Element.getBySymbol("Na"), ion)
+    positions.append([-0.5, 0.0, 0.0])
+    system = openmm.System()
+    for atom in top.atoms():
+        system.addParticle(atom.element.mass)
+    bonds = openmm.HarmonicBondForce()
+    bonds.addBond(0, 1, 0.15, 1000.0)
+    system.addForce(bonds)
+    if periodic:
+        box = [openmm.Vec3(2.0, 0, 0), openmm.Vec3(0, 2.1, 0), openmm.Vec3(0, 0, 2.2)]
+        system.setDefaultPeriodicBoxVectors(*box)
+        top.setPeriodicBoxVectors(box)
+        bonds.setUsesPeriodicBoundaryConditions(True)
+    return system, top, np.array(positions, dtype=np.float64)
+
+
+def group_state(system, positions, group: int, lambda_value: float | None = None):
+    integrator = openmm.VerletIntegrator(0.001)
+    context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName("Reference"))
+    context.setPositions(positions)
+    if lambda_value is not None:
+        context.setParameter("lambda_ml", lambda_value)
+    state = context.getState(getEnergy=True, getForces=True, groups={group})
+    energy = state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
+    forces = state.getForces(asNumpy=True).value_in_unit(unit.kilojoule_per_mole / unit.nanometer)
+    return energy, np.asarray(forces)
+
+
+def reference(model_file: ModelFile, positions: np.ndarray, box=None):
+    pos = torch.tensor(positions[: len(SPECIES)])[None]
+    b = None if box is None else torch.tensor(box)
+    e, f = energies_and_forces(model_file.module, pos, torch.tensor(SPECIES), b)
+    return float(e[0]), f[0].numpy()
+
+
+@pytest.mark.parametrize("backend", BACKEND_NAMES)
+@pytest.mark.parametrize("periodic", [False, True])
+def test_openmm_matches_model(backend: str, periodic: bool) -> None:
+    model_file = make_model_file()
+    system, top, positions = make_system(periodic=periodic)
+    if periodic:  # put the molecule across the box corner: OpenMM may wrap atoms apart
+        positions[: len(SPECIES)] += np.array([1.95, 2.05, 2.15])
+    force = add_ml_correction(system, top, model_file, backend=backend)
+    assert force.getForceGroup() == 1  # the bond force holds group 0
+    assert force.usesPeriodicBoundaryConditions() == periodic
+    energy, forces = group_state(system, positions, force.getForceGroup())
+    box = np.diag([2.0, 2.1, 2.2]) if periodic else None
+    e_ref, f_ref = reference(model_file, positions, box)
+    assert abs(e_ref) > 1e-3
+    assert energy == pytest.approx(e_ref, rel=1e-9, abs=1e-9)
+    np.testing.assert_allclose(forces[: len(SPECIES)], f_ref, rtol=1e-7, atol=1e-7)
+    np.testing.assert_array_equal(forces[len(SPECIES) :], 0.0)  # water and ion untouched
+
+
+@pytest.mark.parametrize("backend", BACKEND_NAMES)
+def test_lambda_scales_correction(backend: str) -> None:
+    model_file = make_model_file()
+    system, top, positions = make_system()
+    force = add_ml_correction(system, top, model_file, backend=backend, lambda_ml=0.5)
+    group = force.getForceGroup()
+    e_half, f_half = group_state(system, positions, group)
+    e_ref, f_ref = reference(model_file, positions)
+    assert e_half == pytest.approx(0.5 * e_ref, rel=1e-9)
+    np.testing.assert_allclose(f_half[: len(SPECIES)], 0.5 * f_ref, rtol=1e-7, atol=1e-8)
+    e_zero, f_zero = group_state(system, positions, group, lambda_value=0.0)
+    assert e_zero == 0.0
+    np.testing.assert_allclose(f_zero, 0.0, atol=1e-12)
+
+
+def test_force_group_and_region_selection() -> None:
+    model_file = make_model_file()
+    system, top, positions = make_system()
+    assert select_ml_atoms(top) == list(range(len(SPECIES)))
+    assert select_ml_atoms(top, "MOL") == list(range(len(SPECIES)))
+    force = add_ml_correction(system, top, model_file, atoms=[0, 1, 2], force_group=7)
+    assert force.getForceGroup() == 7
+    with pytest.raises(ModelCompatibilityError, match="no residue named 'LIG'"):
+        select_ml_atoms(top, "LIG")
+    with pytest.raises(ModelCompatibilityError, match="outside"):
+        select_ml_atoms(top, [0, 999])
+
+
+def test_refuses_uncovered_element() -> None:
+    model_file = make_model_file()
+    system, top, _ = make_system()
+    na = top.getNumAtoms() - 1
+    with pytest.raises(ModelCompatibilityError, match=rf"atom {na} \(NA, residue NA .*element Na"):
+        add_ml_correction(system, top, model_file, atoms=[0, 1, na])
+    assert system.getNumForces() == 1  # nothing added on refusal
+
+
+def test_refuses_mm_mismatch() -> None:
+    model_file = make_model_file(
+        mm={"forcefield": "hybridff-gaff2", "forcefield_hash": "abc", "charge_method": "am1bcc"}
+    )
+    system, top, _ = make_system()
+    with pytest.raises(ModelCompatibilityError, match="charge_method='am1bcc'.*'gasteiger'"):
+        add_ml_correction(system, top, model_file, mm_signature={"charge_method": "gasteiger"})
+    with pytest.raises(ModelCompatibilityError, match="forcefield_hash"):
+        add_ml_correction(system, top, model_file, mm_signature={"forcefield_hash": "zzz"})
+    add_ml_correction(system, top, model_file, mm_signature={"charge_method": "am1bcc"})
+
+
+def test_refuses_small_box() -> None:
+    model_file = make_model_file()
+    system, top, _ = make_system(periodic=True)
+    system.setDefaultPeriodicBoxVectors(
+        openmm.Vec3(0.9, 0, 0), openmm.Vec3(0, 2.0, 0), openmm.Vec3(0, 0, 2.0)
+    )
+    with pytest.raises(ModelCompatibilityError, match="half the smallest box height"):
+        add_ml_correction(system, top, model_file)
+
+
+def test_unknown_backend_lists_known() -> None:
+    system, top, _ = make_system()
+    with pytest.raises(UnknownNameError, match="known backends: python, torch"):
+        add_ml_correction(system, top, make_model_file(), backend="jax")
+    assert set(BACKENDS) >= {"torch", "python"}
+
+
+def test_model_file_round_trip_and_corruption(tmp_path) -> None:
+    model_file = make_model_file(n_models=3, training_set_sha256="0" * 64)
+    path = save_model(tmp_path / "m.pt", model_file.module, model_file.metadata)
+    loaded = load_model(path)
+    assert loaded.metadata == model_file.metadata
+    assert loaded.metadata["ensemble_size"] == 3
+    pos = torch.tensor(POSITIONS)
+    species = torch.tensor(SPECIES)
+    assert float(loaded.module(pos, species)) == pytest.approx(
+        float(model_file.module(pos, species)), abs=1e-12
+    )
+    assert not list(tmp_path.glob(".*.tmp"))  # atomic write leaves no temporary behind
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(path.read_bytes()[:2000])
+    with pytest.raises(DataFormatError, match="not a readable TorchScript model"):
+        load_model(broken)
+    with pytest.raises(DataFormatError, match="does not exist"):
+        load_model(tmp_path / "missing.pt")
+    plain = tmp_path / "plain.pt"
+    torch.jit.save(model_file.module, str(plain))
+    with pytest.raises(DataFormatError, match="without hybridff metadata"):
+        load_model(plain)
+
+
+def test_python_backend_system_round_trips_xml(tmp_path) -> None:
+    """A System with the PythonForce (model from a path) round-trips through XmlSerializer."""
+    model_file = make_model_file()
+    path = save_model(tmp_path / "m.pt", model_file.module, model_file.metadata)
+    system, top, positions = make_system()
+    force = add_ml_correction(system, top, str(path), backend="python")
+    copy = openmm.XmlSerializer.deserialize(openmm.XmlSerializer.serialize(system))
+    e1, _ = group_state(system, positions, force.getForceGroup())
+    e2, _ = group_state(copy, positions, force.getForceGroup())
+    assert e1 == pytest.approx(e2, abs=1e-10)
+
+
+def test_torch_backend_system_serializes() -> None:
+    """Serializing works; deserializing a TorchForce segfaults in acellera-openmmtorch-cpu
+    1.10 (even for a trivial module), so it is not exercised here (see docs/ml-correction.md)."""
+    system, top, _ = make_system()
+    add_ml_correction(system, top, make_model_file())
+    assert "TorchForce" in openmm.XmlSerializer.serialize(system)
