@@ -1,0 +1,81 @@
+"""Write an OpenMM ForceField XML (residue templates + any terms filled by analogy) for the
+molecules in a file, loadable with ``openmm.app.ForceField("hybridff-gaff2.xml", OUT.xml)``.
+A JSON report lists atom types, charges and every parameter filled by analogy."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+from xml.etree import ElementTree as ET
+
+from tqdm import tqdm
+
+from hybridff.cache import atomic_write_text
+from hybridff.charges import available_charge_methods
+from hybridff.molecule import load_molecules
+from hybridff.parameters import DEFAULT_CHARGE_METHOD, parameterize
+
+logger = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("molecules", type=Path, help="SDF, MOL, mol2 or SMI file (one or more molecules)")
+    parser.add_argument("--charges", default=DEFAULT_CHARGE_METHOD, choices=available_charge_methods(),
+                        help=f"charge method (default: {DEFAULT_CHARGE_METHOD})")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="output ForceField XML")
+    parser.add_argument("--report", type=Path, help="write a JSON report (types, charges, filled terms)")
+    parser.add_argument("--forcefield", default="hybridff-gaff2.xml", help="hybridff force-field file")
+    parser.add_argument("--residue-name", default=None,
+                        help="residue name of the template(s) (default: MOL, MOL2, ...)")
+
+
+def merge_ffxml(documents: list[str]) -> str:
+    """Merge per-molecule ForceField XML documents into one (sections combined by tag)."""
+    root = ET.Element("ForceField")
+    sections: dict[tuple[str, tuple], ET.Element] = {}
+    for doc in documents:
+        for child in ET.fromstring(doc):
+            key = (child.tag, tuple(sorted(child.attrib.items())))
+            if child.tag == "Info":
+                if "Info" not in [c.tag for c in root]:
+                    root.append(child)
+                continue
+            if key not in sections:
+                sections[key] = ET.SubElement(root, child.tag, child.attrib)
+            sections[key].extend(list(child))
+    ET.indent(root, space=" ")
+    return ET.tostring(root, encoding="unicode")
+
+
+def run(args: argparse.Namespace) -> int:
+    start = time.perf_counter()
+    mols = load_molecules(args.molecules)
+    docs, reports = [], []
+    for k, mol in enumerate(tqdm(mols, desc="parameterizing", unit="mol", disable=len(mols) < 2)):
+        resname = args.residue_name or ("MOL" if len(mols) == 1 else f"M{k + 1:02d}")
+        pm = parameterize(mol, args.charges, args.forcefield, residue_name=resname)
+        docs.append(pm.to_ffxml())
+        report = pm.report()
+        report["residue_name"] = resname
+        reports.append(report)
+        if abs(pm.net_charge) > 0:
+            logger.warning(
+                "%s has a net charge of %+d e: in a periodic (PME) box add counter-ions, e.g. "
+                "Modeller.addSolvent(..., neutralize=True), since Ewald needs a neutral box",
+                report["name"] or resname, pm.net_charge)
+        for term in pm.filled_terms:
+            if term.kind != "improper":
+                logger.info("%s: %s %s filled by analogy (%s)", resname, term.kind,
+                            "-".join(term.classes), term.source)
+    atomic_write_text(args.output, merge_ffxml(docs) + "\n")
+    if args.report:
+        atomic_write_text(args.report, json.dumps(reports if len(reports) > 1 else reports[0], indent=1) + "\n")
+    n_filled = sum(1 for r in reports for t in r["filled_by_analogy"] if t["kind"] != "improper")
+    print(f"wrote {args.output} ({len(mols)} molecule(s), charges: {args.charges}, "
+          f"{n_filled} term(s) filled by analogy, {time.perf_counter() - start:.2f} s)")
+    if args.report:
+        print(f"wrote {args.report}")
+    return 0
