@@ -1,0 +1,73 @@
+"""Kohn-Sham DFT energies and forces with pyscf (Hartree/Bohr converted here).
+
+Default B3LYP/def2-SVP with density fitting: the level STACK.md verified (ethanol energy +
+gradient in ~7 s on 2 cores), a standard compromise for small organic molecules that is
+cheap enough to label a few hundred conformations on a workstation. Density fitting
+(def2-universal-jkfit) changes energies by well under 0.1 kcal/mol at a fraction of the cost.
+No dispersion correction by default (pyscf's D3 needs an extra package); it mostly shifts
+intermolecular energies, which an intramolecular correction does not see.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from hybridff import units
+from hybridff.elements import SYMBOL
+from hybridff.exceptions import ExternalToolError
+from hybridff.qm.base import QMEngine, QMResult, optional_import
+
+
+class DFTEngine(QMEngine):
+    """pyscf RKS/UKS with ``xc`` and ``basis``; ``density_fit`` on by default."""
+
+    name = "dft"
+
+    def __init__(self, xc: str = "b3lyp", basis: str = "def2-svp", density_fit: bool = True,
+                 grid_level: int = 3, conv_tol: float = 1e-9, max_memory_mb: int = 4000) -> None:
+        self.pyscf = optional_import("pyscf", "pyscf", "the dft QM method")
+        optional_import("pyscf.dft", "pyscf", "the dft QM method")
+        optional_import("pyscf.grad", "pyscf", "the dft QM method")
+        self.xc = xc
+        self.basis = basis
+        self.density_fit = bool(density_fit)
+        self.grid_level = int(grid_level)
+        self.conv_tol = float(conv_tol)
+        self.max_memory_mb = int(max_memory_mb)
+
+    def raw(self, numbers: np.ndarray, positions_bohr: np.ndarray, charge: int = 0,
+            multiplicity: int = 1) -> tuple[float, np.ndarray]:
+        """pyscf's own output: energy (Hartree) and gradient (N, 3; Hartree/Bohr)."""
+        gto, dft = self.pyscf.gto, self.pyscf.dft
+        atoms = [(SYMBOL.get(int(z), int(z)), tuple(float(c) for c in p))
+                 for z, p in zip(numbers, positions_bohr, strict=True)]
+        mol = gto.M(atom=atoms, unit="Bohr", basis=self.basis, charge=int(charge),
+                    spin=int(multiplicity) - 1, verbose=0, max_memory=self.max_memory_mb)
+        mf = dft.RKS(mol) if multiplicity == 1 else dft.UKS(mol)
+        mf.xc = self.xc
+        mf.grids.level = self.grid_level
+        mf.conv_tol = self.conv_tol
+        if self.density_fit:
+            mf = mf.density_fit()
+        energy = mf.kernel()
+        if not mf.converged:
+            raise ExternalToolError(
+                f"pyscf {self.xc}/{self.basis} SCF did not converge for this conformation")
+        gradient = mf.nuc_grad_method().kernel()
+        return float(energy), np.array(gradient, dtype=np.float64)
+
+    def compute(self, numbers: np.ndarray, positions_nm: np.ndarray, charge: int = 0,
+                multiplicity: int = 1) -> QMResult:
+        bohr = np.asarray(positions_nm, dtype=np.float64) / units.BOHR_TO_NM
+        energy, gradient = self.raw(numbers, bohr, charge, multiplicity)
+        return QMResult(
+            energy=energy * units.HARTREE_TO_KJ_PER_MOL,
+            forces=-gradient * units.HARTREE_PER_BOHR_TO_KJ_PER_MOL_NM,
+        )
+
+    def describe(self) -> dict[str, Any]:
+        return {"method": "dft", "xc": self.xc, "basis": self.basis,
+                "density_fit": self.density_fit, "grid_level": self.grid_level,
+                "program": "pyscf", "version": self.pyscf.__version__}
