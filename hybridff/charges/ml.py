@@ -1,0 +1,188 @@
+"""The ``ml`` charge method: a graph network trained on AM1-BCC charges, total charge exact.
+
+The shipped model (``hybridff/resources/charge_model.pt``) predicts an electronegativity and
+a hardness per atom from the 2D molecular graph; charges follow from charge equilibration
+with the total fixed to the formal charge (see :mod:`hybridff.charges.ml_model`). Final
+arithmetic is float64, and atoms that are symmetry-equivalent in the graph get their
+(chi, J) averaged, so they carry identical charges. See ``docs/charges.md`` for the data,
+the held-out accuracy and how to retrain.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rdkit import Chem
+
+from hybridff.charges import register_charge_method
+from hybridff.elements import SUPPORTED_ELEMENTS
+from hybridff.exceptions import (
+    ChargeAssignmentError,
+    ModelCompatibilityError,
+    OptionalDependencyError,
+    UnsupportedChemistryError,
+    UnsupportedElementError,
+)
+from hybridff.molecule import atom_label
+
+#: The model file shipped with hybridff.
+DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "resources" / "charge_model.pt"
+#: ``format`` field every charge-model file carries.
+MODEL_FORMAT = "hybridff-charge-model"
+_REQUIRED_KEYS = ("format", "state_dict", "metadata")
+_REQUIRED_METADATA = ("elements", "feature_spec", "hyperparameters")
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError as exc:  # pragma: no cover - torch is in the ml extra
+        raise OptionalDependencyError(
+            "the 'ml' charge method needs PyTorch: pip install 'hybridff[ml]'"
+        ) from exc
+    return torch
+
+
+class ChargeModel:
+    """A loaded charge model: the network (float64, eval mode) and its metadata."""
+
+    def __init__(self, path: Path, network: Any, metadata: dict) -> None:
+        self.path = path
+        self.network = network
+        self.metadata = metadata
+        self.elements: list[str] = list(metadata["elements"])
+
+    def check_molecule(self, mol: Chem.Mol) -> None:
+        """Refuse elements outside the model, radicals and implicit-only hydrogens."""
+        for atom in mol.GetAtoms():
+            symbol = atom.GetSymbol()
+            if symbol not in self.elements:
+                if symbol in SUPPORTED_ELEMENTS:
+                    raise ModelCompatibilityError(
+                        f"{atom_label(mol, atom.GetIdx())}: the charge model {self.path} covers "
+                        f"elements {', '.join(self.elements)}, but the molecule needs {symbol}; "
+                        "use the shipped model or retrain with scripts/train_charge_model.py"
+                    )
+                raise UnsupportedElementError(
+                    f"{atom_label(mol, atom.GetIdx())}: element {symbol} is not covered by the "
+                    f"ML charge model (elements {', '.join(self.elements)}); use --method am1bcc "
+                    "if AmberTools handles it"
+                )
+            if atom.GetNumRadicalElectrons():
+                raise UnsupportedChemistryError(
+                    f"{atom_label(mol, atom.GetIdx())} has {atom.GetNumRadicalElectrons()} "
+                    "unpaired electron(s): the ML charge model handles closed-shell molecules only"
+                )
+        if any(a.GetNumImplicitHs() for a in mol.GetAtoms()):
+            raise ChargeAssignmentError(
+                "the ML charge model needs explicit hydrogens (Chem.AddHs, or load the molecule "
+                "with hybridff.molecule.load_molecule)"
+            )
+
+    def predict(self, mol: Chem.Mol) -> np.ndarray:
+        """Charges (e, float64) of ``mol``; the sum equals the formal charge to ~1e-12."""
+        from hybridff.charges.ml_model import equivalence_classes, featurize, graph_tensors
+
+        torch = _torch()
+        self.check_molecule(mol)
+        g = featurize(mol, self.elements)
+        x, edge_index, e, _, _ = graph_tensors(g, dtype=torch.float64)
+        with torch.no_grad():
+            chi, hardness = self.network.electronegativity_hardness(x, edge_index, e)
+        chi = chi.numpy().astype(np.float64)
+        hardness = hardness.numpy().astype(np.float64)
+        # equivalent atoms have equal (chi, J) up to summation order; make them exactly equal
+        ranks = equivalence_classes(g)
+        counts = np.bincount(ranks)
+        chi = (np.bincount(ranks, weights=chi) / counts)[ranks]
+        hardness = (np.bincount(ranks, weights=hardness) / counts)[ranks]
+        total = float(Chem.GetFormalCharge(mol))
+        inv = 1.0 / hardness
+        lam = (total + np.sum(chi * inv)) / np.sum(inv)
+        q = (lam - chi) * inv
+        # remove the last float rounding (~1e-15) so the sum is the formal charge
+        return q - (q.sum() - total) / q.size
+
+
+def _read_model_file(path: Path) -> dict:
+    torch = _torch()
+    if not path.exists():
+        raise ModelCompatibilityError(f"charge model file {str(path)!r} does not exist")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for non-model files
+        raise ModelCompatibilityError(
+            f"{path} is not a hybridff charge model (torch.load failed: "
+            f"{str(exc).splitlines()[0][:200]}); it needs a file "
+            "written by scripts/train_charge_model.py"
+        ) from exc
+    if not isinstance(data, dict) or any(k not in data for k in _REQUIRED_KEYS):
+        has = sorted(data) if isinstance(data, dict) else type(data).__name__
+        raise ModelCompatibilityError(
+            f"{path} is not a hybridff charge model: it has {has}, a charge model needs the keys "
+            f"{', '.join(_REQUIRED_KEYS)} (written by scripts/train_charge_model.py)"
+        )
+    if data["format"] != MODEL_FORMAT:
+        raise ModelCompatibilityError(
+            f"{path} has format {data['format']!r}; the ml charge method needs {MODEL_FORMAT!r}"
+        )
+    missing = [k for k in _REQUIRED_METADATA if k not in data["metadata"]]
+    if missing:
+        raise ModelCompatibilityError(f"{path}: metadata lacks {', '.join(missing)}")
+    return data
+
+
+@functools.lru_cache(maxsize=8)
+def _load_cached(path: str, mtime_ns: int) -> ChargeModel:  # noqa: ARG001 - part of the key
+    from hybridff.charges.ml_model import (
+        BOND_FEATURES,
+        FEATURE_VERSION,
+        ChargeEquilibrationNet,
+        atom_feature_size,
+    )
+
+    torch = _torch()
+    data = _read_model_file(Path(path))
+    meta = data["metadata"]
+    spec_version = meta["feature_spec"].get("version")
+    if spec_version != FEATURE_VERSION:
+        raise ModelCompatibilityError(
+            f"{path} uses feature version {spec_version}; this hybridff reads version "
+            f"{FEATURE_VERSION}: retrain with scripts/train_charge_model.py or upgrade hybridff"
+        )
+    unknown = [e for e in meta["elements"] if e not in SUPPORTED_ELEMENTS]
+    if unknown:
+        raise ModelCompatibilityError(
+            f"{path} is a model for elements {', '.join(meta['elements'])}; hybridff supports "
+            f"{', '.join(SUPPORTED_ELEMENTS)} (the file has {', '.join(unknown)} besides)"
+        )
+    hp = meta["hyperparameters"]
+    net = ChargeEquilibrationNet(
+        atom_feature_size(list(meta["elements"])), len(BOND_FEATURES), hp["hidden"], hp["layers"]
+    )
+    try:
+        net.load_state_dict(data["state_dict"])
+    except RuntimeError as exc:
+        raise ModelCompatibilityError(
+            f"{path}: weights do not fit the network its metadata describes (elements "
+            f"{meta['elements']}, hidden {hp['hidden']}, layers {hp['layers']}): {exc}"
+        ) from exc
+    net = net.to(torch.float64).eval()
+    return ChargeModel(Path(path), net, meta)
+
+
+def load_charge_model(path: str | os.PathLike | None = None) -> ChargeModel:
+    """The charge model in ``path`` (default: the shipped one), loaded once per file version."""
+    p = Path(path) if path is not None else DEFAULT_MODEL
+    mtime = p.stat().st_mtime_ns if p.exists() else 0
+    return _load_cached(str(p.resolve()), mtime)
+
+
+@register_charge_method("ml")
+def ml_charges(mol: Chem.Mol, model: str | os.PathLike | None = None) -> np.ndarray:
+    """Partial charges (e) predicted by the ML charge model; total = formal charge exactly."""
+    return load_charge_model(model).predict(mol)

@@ -1,0 +1,279 @@
+"""The graph network behind the ``ml`` charge method: featurization, message passing, QEq.
+
+A molecule is its 2D graph only (no coordinates, no atom indices as features), so the
+predicted charges do not depend on the conformer and permute with the atoms. The network
+reads out an electronegativity ``chi_i`` and a hardness ``J_i > 0`` per atom; the charges are
+the closed-form solution of charge equilibration with the total fixed to the formal charge Q:
+
+    q_i = (lambda - chi_i) / J_i,    lambda = (Q + sum_j chi_j / J_j) / (sum_j 1 / J_j)
+
+which minimizes sum_i (chi_i q_i + J_i q_i^2 / 2) subject to sum_i q_i = Q.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from rdkit import Chem
+from torch import nn
+
+#: Version of the featurization below; a model file with another version is refused.
+FEATURE_VERSION = 1
+
+#: Resonance structures averaged over for charged molecules (formal charges, bond orders).
+MAX_RESONANCE_STRUCTURES = 256
+_ORDER_SLOT = {Chem.BondType.SINGLE: 0, Chem.BondType.DOUBLE: 1, Chem.BondType.TRIPLE: 2}
+
+#: Categorical atom features (value lists; anything else falls into a final "other" slot).
+FEATURE_SPEC: dict[str, list] = {
+    "hybridization": ["S", "SP", "SP2", "SP3", "SP3D", "SP3D2"],
+    "degree": [1, 2, 3, 4],
+    "num_hs": [0, 1, 2, 3],
+    "ring_size": [3, 4, 5, 6],
+}
+#: Bond features: single, double, triple (resonance-averaged weights), aromatic, conjugated, in ring.
+BOND_FEATURES = ("single", "double", "triple", "aromatic", "conjugated", "ring")
+
+
+def feature_spec() -> dict:
+    """The featurization as stored in a model file's metadata."""
+    return {
+        "version": FEATURE_VERSION,
+        "element": "one-hot over the model's elements",
+        "formal_charge": "resonance-averaged: negative part, positive part, zero, fractional",
+        "atom": FEATURE_SPEC,
+        "atom_flags": ["aromatic", "in_ring"],
+        "bond": list(BOND_FEATURES),
+        "bond_orders": "resonance-averaged single/double/triple weights",
+        "pooling": "terminal H-free atoms of one element on one centre share features",
+    }
+
+
+def _one_hot(value, choices: list) -> list[float]:
+    out = [0.0] * (len(choices) + 1)
+    out[choices.index(value) if value in choices else len(choices)] = 1.0
+    return out
+
+
+def atom_feature_size(elements: list[str]) -> int:
+    """Length of an atom feature vector for a model over ``elements``."""
+    return len(elements) + 4 + sum(len(v) + 1 for v in FEATURE_SPEC.values()) + 2
+
+
+@dataclass
+class Graph:
+    """A molecule's (or a batch of molecules') graph as arrays."""
+
+    atom_features: np.ndarray  # (n_atoms, n_atom_features) float32
+    edge_index: np.ndarray  # (2, n_directed_edges) int64: source, target
+    edge_features: np.ndarray  # (n_directed_edges, n_bond_features) float32
+    total_charge: np.ndarray  # (n_molecules,) float64
+    molecule_index: np.ndarray  # (n_atoms,) int64
+
+
+def _resonance_averages(mol: Chem.Mol) -> tuple[np.ndarray, np.ndarray]:
+    """Formal charge per atom and (single, double, triple) weights per bond, averaged over
+    RDKit's resonance structures, so e.g. both carboxylate or amidinium ends look the same."""
+    n_atoms, n_bonds = mol.GetNumAtoms(), mol.GetNumBonds()
+    charge = np.array([a.GetFormalCharge() for a in mol.GetAtoms()], dtype=np.float64)
+    orders = np.zeros((n_bonds, 3))
+    for b in mol.GetBonds():
+        k = _ORDER_SLOT.get(b.GetBondType())
+        if k is not None:
+            orders[b.GetIdx(), k] = 1.0
+    if not any(a.GetFormalCharge() for a in mol.GetAtoms()):
+        return charge, orders
+    structures = [s for s in Chem.ResonanceMolSupplier(mol, 0, MAX_RESONANCE_STRUCTURES) if s]
+    if len(structures) < 2:
+        return charge, orders
+    charge = np.zeros(n_atoms)
+    res_orders = np.zeros((n_bonds, 3))
+    for s in structures:
+        charge += [a.GetFormalCharge() for a in s.GetAtoms()]
+        for b in s.GetBonds():
+            k = _ORDER_SLOT.get(b.GetBondType())
+            if k is not None:
+                res_orders[b.GetIdx(), k] += 1.0
+    charge /= len(structures)
+    res_orders /= len(structures)
+    for b in mol.GetBonds():  # aromatic bonds stay aromatic (structures come kekulized)
+        if not b.GetIsAromatic():
+            orders[b.GetIdx()] = res_orders[b.GetIdx()]
+    return charge, orders
+
+
+def _terminal_pools(mol: Chem.Mol) -> list[list[int]]:
+    """Groups of terminal, hydrogen-free atoms of one element on one centre (the O's of a
+    carboxylate, nitro, sulfonate or phosphate group): equivalent by resonance."""
+    pools = []
+    for centre in mol.GetAtoms():
+        by_element: dict[int, list[int]] = {}
+        for nb in centre.GetNeighbors():
+            if nb.GetDegree() == 1 and nb.GetTotalNumHs() == 0 and nb.GetAtomicNum() > 1:
+                by_element.setdefault(nb.GetAtomicNum(), []).append(nb.GetIdx())
+        pools += [sorted(v) for v in by_element.values() if len(v) > 1]
+    return pools
+
+
+def featurize(mol: Chem.Mol, elements: list[str]) -> Graph:
+    """Graph arrays of ``mol`` (explicit hydrogens); elements must all be in ``elements``."""
+    charge, orders = _resonance_averages(mol)
+    rows = []
+    ring_info = mol.GetRingInfo()
+    for atom in mol.GetAtoms():
+        element = [0.0] * len(elements)
+        element[elements.index(atom.GetSymbol())] = 1.0
+        smallest_ring = next(
+            (n for n in (3, 4, 5, 6) if ring_info.IsAtomInRingOfSize(atom.GetIdx(), n)), None
+        )
+        q = charge[atom.GetIdx()]
+        rows.append(
+            element
+            + [max(0.0, -q), max(0.0, q), float(q == 0.0), float(q != round(q))]
+            + _one_hot(str(atom.GetHybridization()), FEATURE_SPEC["hybridization"])
+            + _one_hot(atom.GetDegree(), FEATURE_SPEC["degree"])
+            + _one_hot(atom.GetTotalNumHs(), FEATURE_SPEC["num_hs"])
+            + _one_hot(smallest_ring, FEATURE_SPEC["ring_size"])
+            + [float(atom.GetIsAromatic()), float(atom.IsInRing())]
+        )
+    n = mol.GetNumAtoms()
+    x = np.asarray(rows, dtype=np.float64).reshape(n, -1)
+    bond_rows = np.zeros((mol.GetNumBonds(), len(BOND_FEATURES)))
+    for bond in mol.GetBonds():
+        k = bond.GetIdx()
+        bond_rows[k, :3] = orders[k]
+        bond_rows[k, 3:] = [
+            float(bond.GetIsAromatic()), float(bond.GetIsConjugated()), float(bond.IsInRing())
+        ]
+    for pool in _terminal_pools(mol):
+        x[pool] = x[pool].mean(axis=0)
+        bonds = [mol.GetAtomWithIdx(i).GetBonds()[0].GetIdx() for i in pool]
+        bond_rows[bonds] = bond_rows[bonds].mean(axis=0)
+    src, dst, feats = [], [], []
+    for bond in mol.GetBonds():
+        i, j = bond.GetBeginAtomIdx(), bond.GetEndAtomIdx()
+        src += [i, j]
+        dst += [j, i]
+        feats += [bond_rows[bond.GetIdx()], bond_rows[bond.GetIdx()]]
+    return Graph(
+        atom_features=x.astype(np.float32),
+        edge_index=np.asarray([src, dst], dtype=np.int64).reshape(2, -1),
+        edge_features=np.asarray(feats, dtype=np.float32).reshape(-1, len(BOND_FEATURES)),
+        total_charge=np.asarray([Chem.GetFormalCharge(mol)], dtype=np.float64),
+        molecule_index=np.zeros(n, dtype=np.int64),
+    )
+
+
+def equivalence_classes(g: Graph) -> np.ndarray:
+    """Class id per atom from colour refinement (1-WL) on the featurized graph: atoms in one
+    class get the same network output up to float rounding, so it may be averaged."""
+    n = g.atom_features.shape[0]
+    colours = _relabel([tuple(np.round(r, 6)) for r in g.atom_features])
+    edge_keys = [tuple(np.round(r, 6)) for r in g.edge_features]
+    for _ in range(n):
+        neighbours: list[list] = [[] for _ in range(n)]
+        for (s, t), key in zip(g.edge_index.T, edge_keys, strict=True):
+            neighbours[t].append((colours[s], key))
+        new = _relabel([(colours[i], tuple(sorted(neighbours[i]))) for i in range(n)])
+        if len(set(new)) == len(set(colours)):
+            break
+        colours = new
+    return np.asarray(colours, dtype=np.int64)
+
+
+def _relabel(keys: list) -> list[int]:
+    table = {k: i for i, k in enumerate(sorted(set(keys)))}
+    return [table[k] for k in keys]
+
+
+def batch_graphs(graphs: list[Graph]) -> Graph:
+    """Concatenate graphs into one disconnected graph with a molecule index per atom."""
+    offsets = np.cumsum([0] + [g.atom_features.shape[0] for g in graphs[:-1]])
+    return Graph(
+        atom_features=np.concatenate([g.atom_features for g in graphs]),
+        edge_index=np.concatenate([g.edge_index + o for g, o in zip(graphs, offsets, strict=True)], 1),
+        edge_features=np.concatenate([g.edge_features for g in graphs]),
+        total_charge=np.concatenate([g.total_charge for g in graphs]),
+        molecule_index=np.concatenate(
+            [np.full(g.atom_features.shape[0], k, dtype=np.int64) for k, g in enumerate(graphs)]
+        ),
+    )
+
+
+def _mlp(n_in: int, n_hidden: int, n_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(n_in, n_hidden), nn.SiLU(), nn.Linear(n_hidden, n_out))
+
+
+class MessagePassingLayer(nn.Module):
+    """h_i <- h_i + U([h_i, sum_j M([h_j, e_ij])]), then layer norm."""
+
+    def __init__(self, hidden: int, n_bond: int) -> None:
+        super().__init__()
+        self.message = _mlp(hidden + n_bond, hidden, hidden)
+        self.update = _mlp(2 * hidden, hidden, hidden)
+        self.norm = nn.LayerNorm(hidden)
+
+    def forward(self, h: torch.Tensor, edge_index: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        src, dst = edge_index[0], edge_index[1]
+        m = self.message(torch.cat([h[src], e], dim=1))
+        agg = torch.zeros_like(h).index_add_(0, dst, m)
+        return self.norm(h + self.update(torch.cat([h, agg], dim=1)))
+
+
+class ChargeEquilibrationNet(nn.Module):
+    """Message passing on the molecular graph -> (chi, J) per atom -> QEq charges."""
+
+    def __init__(self, n_atom: int, n_bond: int, hidden: int = 96, layers: int = 4) -> None:
+        super().__init__()
+        self.embed = nn.Linear(n_atom, hidden)
+        self.layers = nn.ModuleList(MessagePassingLayer(hidden, n_bond) for _ in range(layers))
+        self.readout = _mlp(hidden, hidden, 2)
+
+    def electronegativity_hardness(
+        self, x: torch.Tensor, edge_index: torch.Tensor, e: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-atom chi and J (> 0)."""
+        h = self.embed(x)
+        for layer in self.layers:
+            h = layer(h, edge_index, e)
+        out = self.readout(h)
+        chi = out[:, 0]
+        hardness = nn.functional.softplus(out[:, 1]) + 0.05
+        return chi, hardness
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        edge_index: torch.Tensor,
+        e: torch.Tensor,
+        molecule_index: torch.Tensor,
+        total_charge: torch.Tensor,
+    ) -> torch.Tensor:
+        """Charges (e) whose sum per molecule equals ``total_charge``."""
+        chi, hardness = self.electronegativity_hardness(x, edge_index, e)
+        return qeq(chi, hardness, molecule_index, total_charge)
+
+
+def qeq(
+    chi: torch.Tensor, hardness: torch.Tensor, molecule_index: torch.Tensor, total: torch.Tensor
+) -> torch.Tensor:
+    """Closed-form QEq charges per molecule (works in the dtype of the inputs)."""
+    n_mol = total.shape[0]
+    inv = 1.0 / hardness
+    sum_inv = torch.zeros(n_mol, dtype=chi.dtype).index_add_(0, molecule_index, inv)
+    sum_chi = torch.zeros(n_mol, dtype=chi.dtype).index_add_(0, molecule_index, chi * inv)
+    lam = (total.to(chi.dtype) + sum_chi) / sum_inv
+    return (lam[molecule_index] - chi) * inv
+
+
+def graph_tensors(g: Graph, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, ...]:
+    """The model's inputs from a :class:`Graph`."""
+    return (
+        torch.as_tensor(g.atom_features, dtype=dtype),
+        torch.as_tensor(g.edge_index),
+        torch.as_tensor(g.edge_features, dtype=dtype),
+        torch.as_tensor(g.molecule_index),
+        torch.as_tensor(g.total_charge, dtype=dtype),
+    )
