@@ -105,3 +105,147 @@ def group_energies(system: openmm.System, positions_nm: np.ndarray, box=None) ->
         e = ctx.getState(getEnergy=True, groups={i}).getPotentialEnergy()
         out[name] = out.get(name, 0.0) + e.value_in_unit(unit.kilojoule_per_mole)
     return out
+
+
+# --- parameters of a System, keyed by atoms, for direct comparison ---------------------------
+
+Key = tuple[int, ...]
+
+
+@dataclass
+class SystemParameters:
+    """The bonded and nonbonded parameters of a System in plain floats (nm, rad, kJ/mol, e).
+
+    Bonds and angles are keyed by their atoms in canonical direction (first index < last);
+    torsions by their four atoms in canonical direction with a sorted list of
+    ``(periodicity, phase, k)`` terms (terms with k == 0 are dropped: they add no energy, and
+    the two routes differ in whether they keep the zero-barrier terms some GAFF2 torsions list).
+    """
+
+    bonds: dict[Key, tuple[float, float]]
+    angles: dict[Key, tuple[float, float]]
+    torsions: dict[Key, list[tuple[int, float, float]]]
+    particles: list[tuple[float, float, float]]
+    exceptions: dict[Key, tuple[float, float, float]]
+
+
+def _canonical(atoms: tuple[int, ...]) -> Key:
+    return atoms if atoms[0] < atoms[-1] else tuple(reversed(atoms))
+
+
+def system_parameters(system: openmm.System) -> SystemParameters:
+    """Extract :class:`SystemParameters` (each Force class must occur at most once)."""
+    bonds: dict[Key, tuple[float, float]] = {}
+    angles: dict[Key, tuple[float, float]] = {}
+    torsions: dict[Key, list[tuple[int, float, float]]] = {}
+    particles: list[tuple[float, float, float]] = []
+    exceptions: dict[Key, tuple[float, float, float]] = {}
+    seen: set[str] = set()
+    for f in system.getForces():
+        name = type(f).__name__
+        if name in seen and name != "CMMotionRemover":
+            raise ValueError(f"System has more than one {name}")
+        seen.add(name)
+        if isinstance(f, openmm.HarmonicBondForce):
+            for i in range(f.getNumBonds()):
+                a, b, r0, k = f.getBondParameters(i)
+                key = _canonical((a, b))
+                if key in bonds:
+                    raise ValueError(f"bond {key} listed twice")
+                bonds[key] = (r0.value_in_unit(unit.nanometer),
+                              k.value_in_unit(unit.kilojoule_per_mole / unit.nanometer**2))
+        elif isinstance(f, openmm.HarmonicAngleForce):
+            for i in range(f.getNumAngles()):
+                a, b, c, theta, k = f.getAngleParameters(i)
+                key = _canonical((a, b, c))
+                if key in angles:
+                    raise ValueError(f"angle {key} listed twice")
+                angles[key] = (theta.value_in_unit(unit.radian),
+                               k.value_in_unit(unit.kilojoule_per_mole / unit.radian**2))
+        elif isinstance(f, openmm.PeriodicTorsionForce):
+            for i in range(f.getNumTorsions()):
+                a, b, c, d, n, phase, k = f.getTorsionParameters(i)
+                kk = k.value_in_unit(unit.kilojoule_per_mole)
+                if kk == 0.0:
+                    continue
+                torsions.setdefault(_canonical((a, b, c, d)), []).append(
+                    (int(n), phase.value_in_unit(unit.radian), kk))
+        elif isinstance(f, openmm.NonbondedForce):
+            for i in range(f.getNumParticles()):
+                q, sig, eps = f.getParticleParameters(i)
+                particles.append((q.value_in_unit(unit.elementary_charge),
+                                  sig.value_in_unit(unit.nanometer),
+                                  eps.value_in_unit(unit.kilojoule_per_mole)))
+            for i in range(f.getNumExceptions()):
+                a, b, qq, sig, eps = f.getExceptionParameters(i)
+                exceptions[_canonical((a, b))] = (
+                    qq.value_in_unit(unit.elementary_charge**2),
+                    sig.value_in_unit(unit.nanometer), eps.value_in_unit(unit.kilojoule_per_mole))
+    for terms in torsions.values():
+        terms.sort()
+    return SystemParameters(bonds, angles, torsions, particles, exceptions)
+
+
+def _close(a: float, b: float, rel: float, abs_: float) -> bool:
+    return abs(a - b) <= max(abs_, rel * max(abs(a), abs(b)))
+
+
+@dataclass
+class Tolerances:
+    """Relative (and absolute floor) tolerances of the direct parameter comparison."""
+
+    rel: float = 1e-6
+    length_abs: float = 1e-9  # nm
+    angle_abs: float = 1e-6  # rad
+    energy_abs: float = 1e-9  # kJ/mol (epsilon, torsion k)
+    charge_abs: float = 1e-8  # e (and e^2 for chargeProd)
+
+
+def compare_parameters(ours: SystemParameters, ref: SystemParameters,
+                       tol: Tolerances | None = None, labels: list[str] | None = None
+                       ) -> list[str]:
+    """Differences between two Systems' parameters, one readable line each (empty: same)."""
+    tol = tol or Tolerances()
+    out: list[str] = []
+
+    def lab(key: Key) -> str:
+        return "-".join(labels[i] if labels else str(i) for i in key)
+
+    def compare_keyed(kind, a, b, check):
+        for key in sorted(a.keys() - b.keys()):
+            out.append(f"{kind} {lab(key)}: only in hybridff {a[key]}")
+        for key in sorted(b.keys() - a.keys()):
+            out.append(f"{kind} {lab(key)}: only in reference {b[key]}")
+        for key in sorted(a.keys() & b.keys()):
+            if not check(a[key], b[key]):
+                out.append(f"{kind} {lab(key)}: hybridff {a[key]} reference {b[key]}")
+
+    compare_keyed("bond", ours.bonds, ref.bonds,
+                  lambda x, y: _close(x[0], y[0], tol.rel, tol.length_abs)
+                  and _close(x[1], y[1], tol.rel, tol.energy_abs))
+    compare_keyed("angle", ours.angles, ref.angles,
+                  lambda x, y: _close(x[0], y[0], tol.rel, tol.angle_abs)
+                  and _close(x[1], y[1], tol.rel, tol.energy_abs))
+
+    def same_terms(x, y):
+        return len(x) == len(y) and all(
+            n1 == n2 and _close(p1, p2, tol.rel, tol.angle_abs)
+            and _close(k1, k2, tol.rel, tol.energy_abs)
+            for (n1, p1, k1), (n2, p2, k2) in zip(x, y, strict=True))
+
+    compare_keyed("torsion", ours.torsions, ref.torsions, same_terms)
+
+    def same_nonbonded(x, y):
+        q_ok = _close(x[0], y[0], tol.rel, tol.charge_abs)
+        eps_ok = _close(x[2], y[2], tol.rel, tol.energy_abs)
+        # sigma is meaningless where epsilon is zero (either route may store any value)
+        sig_ok = max(x[2], y[2]) == 0.0 or _close(x[1], y[1], tol.rel, tol.length_abs)
+        return q_ok and eps_ok and sig_ok
+
+    if len(ours.particles) != len(ref.particles):
+        out.append(f"particles: hybridff {len(ours.particles)} reference {len(ref.particles)}")
+    for i, (x, y) in enumerate(zip(ours.particles, ref.particles, strict=False)):
+        if not same_nonbonded(x, y):
+            out.append(f"particle {lab((i,))}: hybridff (q, sigma, eps) {x} reference {y}")
+    compare_keyed("exception", ours.exceptions, ref.exceptions, same_nonbonded)
+    return out

@@ -1,0 +1,100 @@
+"""Shared helpers of the classical-layer tests: tool detection, molecules parameterized once."""
+
+from __future__ import annotations
+
+import functools
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import openmm
+import pytest
+from openmm import app, unit
+
+from hybridff.ambertools import find_program
+from hybridff.exceptions import ExternalToolError
+from hybridff.molecule import load_molecule
+from hybridff.parameters import ParameterizedMolecule, parameterize
+from hybridff.system import make_forcefield
+
+
+def have_program(name: str) -> bool:
+    """Whether an AmberTools program is found (PATH, then this interpreter's bin/)."""
+    try:
+        find_program(name)
+    except ExternalToolError:
+        return False
+    return True
+
+
+def hybridff_typer() -> Callable | None:
+    """hybridff's own GAFF2 typer, or None while ``hybridff.atomtyping`` does not exist.
+
+    ``HYBRIDFF_TEST_TYPES=antechamber`` forces antechamber's types (to test parameter
+    assignment apart from typing).
+    """
+    if os.environ.get("HYBRIDFF_TEST_TYPES", "").lower() == "antechamber":
+        return None
+    try:
+        from hybridff.atomtyping import assign_atom_types
+    except ImportError:
+        return None
+    return assign_atom_types
+
+
+@functools.cache
+def parameterized(smiles: str, charge_method: str = "gasteiger") -> ParameterizedMolecule:
+    """``smiles`` parameterized once per session: hybridff's typer, else antechamber's types.
+
+    The returned object is shared between tests: do not modify it.
+    """
+    if hybridff_typer() is not None:
+        return parameterize(smiles, charge_method)
+    if not have_program("antechamber"):
+        pytest.skip("neither hybridff.atomtyping nor antechamber is available to type atoms")
+    from amber_reference import antechamber_types
+
+    mol = load_molecule(smiles)
+    with tempfile.TemporaryDirectory(prefix="hybridff-test-") as tmp:
+        types = antechamber_types(mol, Path(tmp))
+    return parameterize(mol, charge_method, atom_types=types)
+
+
+@dataclass
+class Solvated:
+    """A ligand in a cubic TIP3P box: what both the hybridff and the tleap route start from."""
+
+    pm: ParameterizedMolecule
+    forcefield: app.ForceField
+    topology: app.Topology
+    positions_nm: np.ndarray
+    box_nm: float
+
+    @property
+    def box_vectors(self) -> list[openmm.Vec3]:
+        b = self.box_nm
+        return [openmm.Vec3(b, 0, 0), openmm.Vec3(0, b, 0), openmm.Vec3(0, 0, b)]
+
+
+@functools.cache
+def solvated(smiles: str, box_nm: float) -> Solvated:
+    """``smiles`` centred in a cubic TIP3P box of edge ``box_nm`` (Modeller.addSolvent)."""
+    from hybridff.system import molecules_topology
+
+    pm = parameterized(smiles)
+    ff = make_forcefield([pm], extra_files=["amber14/tip3p.xml"])
+    top, pos = molecules_topology([pm])
+    modeller = app.Modeller(top, pos * unit.nanometer)
+    modeller.addSolvent(ff, model="tip3p", boxSize=openmm.Vec3(box_nm, box_nm, box_nm) * unit.nanometer,
+                        neutralize=False)
+    positions = np.asarray(modeller.getPositions().value_in_unit(unit.nanometer))
+    return Solvated(pm, ff, modeller.topology, positions, box_nm)
+
+
+@pytest.fixture(scope="session")
+def paracetamol() -> ParameterizedMolecule:
+    """Paracetamol, gasteiger charges (amide, phenol, aromatic ring: every bonded term)."""
+    return parameterized("CC(=O)Nc1ccc(O)cc1")
