@@ -249,3 +249,42 @@ def compare_parameters(ours: SystemParameters, ref: SystemParameters,
             out.append(f"particle {lab((i,))}: hybridff (q, sigma, eps) {x} reference {y}")
     compare_keyed("exception", ours.exceptions, ref.exceptions, same_nonbonded)
     return out
+
+
+def amber_solvated_reference(pm, topology: app.Topology, positions_nm: np.ndarray, box_nm: float,
+                             **create_kwargs) -> tuple[openmm.System, app.AmberPrmtopFile]:
+    """The same solvated system made by tleap: GAFF2 + frcmod + ligand mol2 + TIP3P, loadpdb.
+
+    ``pm`` is the ParameterizedMolecule of the ligand (residue ``pm.residue_name``, its atom
+    names, charges); the waters are residues HOH with atoms O, H1, H2 (tleap maps HOH to TP3).
+    Returns the System (tleap's PI undone) and the prmtop; the prmtop's atom order is checked
+    against ``topology`` (residue and atom names), so the same positions can be used.
+    """
+    with tempfile.TemporaryDirectory(prefix="hybridff-ref-solv-") as tmp:
+        d = Path(tmp)
+        types = antechamber_types(pm.mol, d)
+        res = pm.residue_name
+        (d / "mol.mol2").write_text(mol2_text(pm.mol, pm.names, types, pm.charges, resname=res))
+        run_program("parmchk2", ["-i", "mol.mol2", "-f", "mol2", "-o", "mol.frcmod", "-s", "2"],
+                    cwd=d)
+        with open(d / "solvated.pdb", "w") as fh:
+            app.PDBFile.writeFile(topology, positions_nm * 10.0 * unit.angstrom, fh)
+        b = box_nm * 10.0
+        (d / "leap.in").write_text(
+            "source leaprc.gaff2\nsource leaprc.water.tip3p\nloadamberparams mol.frcmod\n"
+            f"{res} = loadmol2 mol.mol2\nsys = loadpdb solvated.pdb\n"
+            f"set sys box {{{b:.6f} {b:.6f} {b:.6f}}}\n"
+            "saveamberparm sys sys.prmtop sys.inpcrd\nquit\n")
+        log = run_program("tleap", ["-f", "leap.in"], cwd=d)
+        if not (d / "sys.prmtop").exists():
+            raise RuntimeError(f"tleap wrote no prmtop:\n{log[-3000:]}")
+        prmtop = app.AmberPrmtopFile(str(d / "sys.prmtop"))
+    ours = [(a.residue.name, a.name) for a in topology.atoms()]
+    theirs = [(a.residue.name, a.name) for a in prmtop.topology.atoms()]
+    water = {"HOH", "WAT", "TP3"}
+    for i, ((r1, n1), (r2, n2)) in enumerate(zip(ours, theirs, strict=True)):
+        if n1 != n2 or (r1 != r2 and not {r1, r2} <= water):
+            raise RuntimeError(f"atom {i}: {r1}:{n1} here but {r2}:{n2} in tleap's prmtop")
+    system = prmtop.createSystem(**create_kwargs)
+    undo_tleap_pi(system)
+    return system, prmtop
