@@ -28,7 +28,7 @@ from rdkit import Chem, RDLogger
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hybridff.atomtyping import AtomTyper  # noqa: E402
+from hybridff.atomtyping import SOURCE_XML, AtomTyper  # noqa: E402
 
 DEFAULT_REF = ROOT / "tests" / "data" / "gaff2_reference_types.json.gz"
 DOC = ROOT / "docs" / "atom-typing.md"
@@ -102,7 +102,8 @@ def summary_lines(name: str, res: dict) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--reference", type=Path, default=DEFAULT_REF)
-    parser.add_argument("--xml", type=Path, default=None, help="typing rules (default: shipped)")
+    parser.add_argument("--xml", type=Path, default=SOURCE_XML,
+                        help="file with the typing rules (default: the source rules)")
     parser.add_argument("--split", choices=["dev", "eval", "all"], default="all",
                         help="limit the printed details (bad molecules) to one split")
     parser.add_argument("--key", default="types", help="reference field (types, types_j4)")
