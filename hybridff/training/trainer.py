@@ -1,0 +1,237 @@
+"""Fit the ML correction to energies and forces (delta-learning on QM - MM residuals).
+
+Energies enter with their mean removed: the loss compares predicted and target energies
+after subtracting each one's mean over the batch, so the (arbitrary, large) offset between
+QM and MM total energies never has to be learned. Losses are normalised by the target
+variances; validation split, early stopping (best validation state kept), seeds, an
+ensemble of K independently initialised members, and a final error summary.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from hybridff import units
+from hybridff.ml.descriptors import DescriptorSpec
+from hybridff.ml.model import EnsembleModel, energies_and_forces
+
+logger = logging.getLogger(__name__)
+
+ENERGY_TO_KCAL = units.KJ_TO_KCAL
+FORCE_TO_KCAL_A = units.KJ_PER_MOL_NM_TO_KCAL_PER_MOL_ANGSTROM
+
+
+@dataclass
+class TrainConfig:
+    """Training options (lengths nm, energies kJ/mol)."""
+
+    epochs: int = 200
+    batch_size: int = 16
+    learning_rate: float = 2e-3
+    val_fraction: float = 0.1
+    patience: int = 40
+    seed: int = 0
+    ensemble: int = 1
+    hidden: tuple[int, ...] = (32, 32)
+    cutoff: float = 0.5
+    energy_weight: float = 1.0
+    force_weight: float = 1.0
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.ensemble < 1 or self.epochs < 1 or self.batch_size < 1:
+            raise ValueError("ensemble, epochs and batch_size must be >= 1")
+
+
+@dataclass
+class TrainResult:
+    """The trained ensemble, its descriptor spec, the split and the error summary."""
+
+    model: EnsembleModel
+    spec: DescriptorSpec
+    train_index: np.ndarray
+    val_index: np.ndarray
+    metrics: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded random split of ``n`` frames into (train, validation) index arrays."""
+    order = np.random.default_rng(seed).permutation(n)
+    n_val = int(round(val_fraction * n)) if val_fraction > 0 else 0
+    if val_fraction > 0 and n >= 2:
+        n_val = max(1, n_val)
+    if n - n_val < 1:
+        raise ValueError(f"{n} frames are too few for a validation fraction of {val_fraction}")
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+def error_metrics(
+    pred_energy: np.ndarray, ref_energy: np.ndarray, pred_forces: np.ndarray, ref_forces: np.ndarray
+) -> dict[str, float]:
+    """Energy RMSE/MAE (kcal/mol, mean offset removed) and force RMSE/MAE (kcal/mol/A)."""
+    de = (pred_energy - ref_energy) * ENERGY_TO_KCAL
+    de = de - de.mean()
+    df = (pred_forces - ref_forces) * FORCE_TO_KCAL_A
+    return {
+        "energy_rmse_kcal_mol": float(np.sqrt(np.mean(de**2))),
+        "energy_mae_kcal_mol": float(np.mean(np.abs(de))),
+        "force_rmse_kcal_mol_A": float(np.sqrt(np.mean(df**2))),
+        "force_mae_kcal_mol_A": float(np.mean(np.abs(df))),
+        "n_frames": int(len(ref_energy)),
+    }
+
+
+def species_of(numbers: np.ndarray, elements: tuple[int, ...]) -> torch.Tensor:
+    """Species indices of ``numbers`` into ``elements``."""
+    return torch.tensor([elements.index(int(z)) for z in numbers], dtype=torch.long)
+
+
+def _batch_loss(
+    model: EnsembleModel, member: torch.nn.Module, pos: torch.Tensor, species: torch.Tensor,
+    t_energy: torch.Tensor, t_forces: torch.Tensor, scales: tuple[float, float, float, float],
+    create_graph: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    w_e, var_e, w_f, var_f = scales
+    pos = pos.clone().requires_grad_(True)
+    energy = member(model.features(pos, species), species)
+    (grad,) = torch.autograd.grad(energy.sum(), pos, create_graph=create_graph)
+    forces = -grad
+    de = (energy - energy.mean()) - (t_energy - t_energy.mean())
+    e_mse = (de**2).mean()
+    f_mse = ((forces - t_forces) ** 2).mean()
+    loss = w_e * e_mse / var_e + w_f * f_mse / var_f
+    return loss, e_mse.detach(), f_mse.detach()
+
+
+def _fit_member(
+    model: EnsembleModel, k: int, species: torch.Tensor, data: dict[str, torch.Tensor],
+    config: TrainConfig, scales: tuple[float, float, float, float],
+) -> dict[str, float]:
+    member = model.members[k]
+    gen = torch.Generator().manual_seed(config.seed * 1000 + k)
+    opt = torch.optim.Adam(member.parameters(), lr=config.learning_rate)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=10)
+    n_train = data["pos"].shape[0]
+    has_val = data["val_pos"].shape[0] > 0
+    best = (math.inf, copy.deepcopy(member.state_dict()), 0)
+    bar = _progress(range(config.epochs), config.progress, f"member {k + 1}/{config.ensemble}")
+    for epoch in bar:
+        order = torch.randperm(n_train, generator=gen)
+        for start in range(0, n_train, config.batch_size):
+            idx = order[start : start + config.batch_size]
+            if len(idx) < 2:
+                continue
+            loss, _, _ = _batch_loss(model, member, data["pos"][idx], species, data["energy"][idx],
+                                     data["forces"][idx], scales, create_graph=True)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        prefix = "val_" if has_val else ""  # without a validation set, watch the training loss
+        loss, e_mse, f_mse = _batch_loss(model, member, data[prefix + "pos"], species,
+                                         data[prefix + "energy"], data[prefix + "forces"],
+                                         scales, create_graph=False)
+        value = float(loss.detach())
+        sched.step(value)
+        if value < best[0]:
+            best = (value, copy.deepcopy(member.state_dict()), epoch)
+        if hasattr(bar, "set_postfix"):
+            bar.set_postfix(
+                val_force_rmse=f"{math.sqrt(float(f_mse)) * FORCE_TO_KCAL_A:.3f}", refresh=False
+            )
+        if epoch - best[2] >= config.patience:
+            logger.info("member %d: early stop at epoch %d (best %d)", k, epoch, best[2])
+            break
+    member.load_state_dict(best[1])
+    return {"best_epoch": best[2], "best_val_loss": best[0]}
+
+
+def _progress(iterable: Any, enabled: bool, desc: str) -> Any:
+    if not enabled:
+        return iterable
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return iterable
+    return tqdm(iterable, desc=desc, unit="epoch", leave=False)
+
+
+def train_correction(
+    numbers: np.ndarray,
+    positions: np.ndarray,
+    target_energies: np.ndarray,
+    target_forces: np.ndarray,
+    config: TrainConfig | None = None,
+    elements: tuple[int, ...] | None = None,
+) -> TrainResult:
+    """Train an ensemble on frames (F, N, 3) nm with targets in kJ/mol and kJ/mol/nm.
+
+    ``target_*`` are what the model must reproduce: QM - MM residuals for a hybrid
+    correction, or QM itself for an ML-only model.
+    """
+    config = config or TrainConfig()
+    elements = tuple(sorted({int(z) for z in numbers})) if elements is None else tuple(elements)
+    spec = DescriptorSpec(elements=elements, cutoff=config.cutoff)
+    species = species_of(numbers, elements)
+    train_idx, val_idx = split_indices(len(positions), config.val_fraction, config.seed)
+    torch.manual_seed(config.seed)  # members' initial weights differ, drawn in sequence
+    model = EnsembleModel(spec, hidden=tuple(config.hidden), n_models=config.ensemble)
+
+    as_t = lambda a: torch.tensor(np.asarray(a), dtype=torch.float64)  # noqa: E731
+    data = {
+        "pos": as_t(positions[train_idx]),
+        "energy": as_t(target_energies[train_idx]),
+        "forces": as_t(target_forces[train_idx]),
+        "val_pos": as_t(positions[val_idx]),
+        "val_energy": as_t(target_energies[val_idx]),
+        "val_forces": as_t(target_forces[val_idx]),
+    }
+    with torch.no_grad():
+        feats = model.features(data["pos"], species).reshape(-1, spec.n_features)
+        mean, std = feats.mean(0), feats.std(0)
+        std = torch.where(std > 1e-8, std, torch.ones_like(std))
+    e_centred = data["energy"] - data["energy"].mean()
+    var_e = float((e_centred**2).mean()) or 1.0
+    var_f = float((data["forces"] ** 2).mean()) or 1.0
+    scales = (config.energy_weight, var_e, config.force_weight, var_f)
+    history = []
+    for k, member in enumerate(model.members):
+        member.feature_mean.copy_(mean)
+        member.feature_std.copy_(std)
+        member.energy_scale.fill_(math.sqrt(var_e) / max(1, len(numbers)) ** 0.5)
+        history.append(_fit_member(model, k, species, data, config, scales))
+
+    result = TrainResult(model=model, spec=spec, train_index=train_idx, val_index=val_idx,
+                         config={k: list(v) if isinstance(v, tuple) else v
+                                 for k, v in asdict(config).items()})
+    result.metrics = {"members": history}
+    for name, idx in (("train", train_idx), ("validation", val_idx)):
+        if len(idx) == 0:
+            continue
+        result.metrics[name] = evaluate_fit(model, species, positions[idx],
+                                            target_energies[idx], target_forces[idx])
+    return result
+
+
+def evaluate_fit(
+    model: EnsembleModel, species: torch.Tensor, positions: np.ndarray,
+    target_energies: np.ndarray, target_forces: np.ndarray,
+) -> dict[str, Any]:
+    """Errors of the targets left without the model ("before") and with it ("after")."""
+    pos = torch.tensor(np.asarray(positions), dtype=torch.float64)
+    e, f = energies_and_forces(model, pos, species)
+    e, f = e.numpy(), f.numpy()
+    zeros_e, zeros_f = np.zeros_like(target_energies), np.zeros_like(target_forces)
+    return {
+        "before": error_metrics(zeros_e, target_energies, zeros_f, target_forces),
+        "after": error_metrics(e, target_energies, f, target_forces),
+    }
