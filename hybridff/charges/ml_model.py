@@ -234,14 +234,19 @@ class ChargeEquilibrationNet(nn.Module):
     def electronegativity_hardness(
         self, x: torch.Tensor, edge_index: torch.Tensor, e: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-atom chi and J (> 0)."""
+        """Per-atom electronegativity chi and hardness J (> 0).
+
+        The readout is an initial charge q0_i and a softness s_i > 0, with chi_i = -q0_i / s_i
+        and J_i = 1 / s_i, so that QEq gives q_i = q0_i + s_i (Q - sum q0) / sum s: the same
+        equilibration, parameterized so that training starts as plain charge regression.
+        """
         h = self.embed(x)
         for layer in self.layers:
             h = layer(h, edge_index, e)
         out = self.readout(h)
-        chi = out[:, 0]
-        hardness = nn.functional.softplus(out[:, 1]) + 0.05
-        return chi, hardness
+        q0 = out[:, 0]
+        softness = nn.functional.softplus(out[:, 1]) + 1e-3
+        return -q0 / softness, 1.0 / softness
 
     def forward(
         self,
