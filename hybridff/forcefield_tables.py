@@ -30,11 +30,12 @@ class ForceFieldTables:
     def has_angle(self, a: str, b: str, c: str) -> bool:
         return (a, b, c) in self.angles or (c, b, a) in self.angles
 
-    def has_proper(self, a: str, b: str, c: str, d: str) -> bool:
-        for key in ((a, b, c, d), (d, c, b, a), ("", b, c, ""), ("", c, b, "")):
-            if key in self.propers:
-                return True
-        return False
+    def has_proper(self, a: str, b: str, c: str, d: str, specific: bool = False) -> bool:
+        """Whether a proper torsion term covers a-b-c-d (only non-wildcard ones if ``specific``)."""
+        keys = [(a, b, c, d), (d, c, b, a)]
+        if not specific:
+            keys += [("", b, c, ""), ("", c, b, "")]
+        return any(key in self.propers for key in keys)
 
     def type_name(self, atom_class: str) -> str:
         """OpenMM atom-type name of a class (the file prefixes type names)."""

@@ -154,8 +154,14 @@ def _filled_terms_xml(root: ET.Element, terms: list[FilledTerm]) -> None:
 
 def missing_terms(mol: Chem.Mol, atom_types: list[str], tables: ForceFieldTables
                   ) -> dict[str, set[tuple[str, ...]]]:
-    """Bond, angle and proper-torsion class tuples of ``mol`` that the force field lacks."""
-    missing: dict[str, set[tuple[str, ...]]] = {"bond": set(), "angle": set(), "proper": set()}
+    """Class tuples of ``mol``'s terms that the force field lacks.
+
+    ``bond``, ``angle``, ``proper``: no parameters at all. ``generic_proper``: torsions that
+    only a wildcard (X-b-c-X) term covers; parmchk2 may know a better specific analogue,
+    which tleap would then prefer, so they are offered to it too.
+    """
+    missing: dict[str, set[tuple[str, ...]]] = {
+        "bond": set(), "angle": set(), "proper": set(), "generic_proper": set()}
     t = atom_types
     for b in mol.GetBonds():
         i, j = b.GetBeginAtomIdx(), b.GetEndAtomIdx()
@@ -171,8 +177,13 @@ def missing_terms(mol: Chem.Mol, atom_types: list[str], tables: ForceFieldTables
         j, k = b.GetBeginAtomIdx(), b.GetEndAtomIdx()
         for i in (n.GetIdx() for n in mol.GetAtomWithIdx(j).GetNeighbors() if n.GetIdx() != k):
             for m in (n.GetIdx() for n in mol.GetAtomWithIdx(k).GetNeighbors() if n.GetIdx() != j):
-                if i != m and not tables.has_proper(t[i], t[j], t[k], t[m]):
-                    missing["proper"].add((t[i], t[j], t[k], t[m]))
+                if i == m:
+                    continue
+                classes = (t[i], t[j], t[k], t[m])
+                if not tables.has_proper(*classes):
+                    missing["proper"].add(classes)
+                elif not tables.has_proper(*classes, specific=True):
+                    missing["generic_proper"].add(classes)
     return missing
 
 
@@ -195,26 +206,29 @@ def fill_by_analogy(mol: Chem.Mol, names: list[str], atom_types: list[str],
     from hybridff.exceptions import ExternalToolError
 
     missing = missing_terms(mol, atom_types, tables)
+    truly_missing = {k: v for k, v in missing.items() if k != "generic_proper"}
     try:
         frcmod = run_parmchk2(mol, names, atom_types)
     except ExternalToolError as exc:
-        if any(missing.values()):
-            listing = "; ".join(f"{k} {'-'.join(c)}" for k, v in missing.items() for c in sorted(v))
+        if any(truly_missing.values()):
+            listing = "; ".join(f"{k} {'-'.join(c)}" for k, v in truly_missing.items()
+                                for c in sorted(v))
             raise MissingParameterError(
                 f"the force field lacks parameters for: {listing}. Filling them by analogy "
                 f"needs parmchk2 ({exc})") from exc
-        logger.warning("parmchk2 unavailable (%s): out-of-plane terms beyond GAFF2's generic "
-                       "impropers are not added", exc)
+        logger.warning("parmchk2 unavailable (%s): GAFF2's generic torsions and impropers are "
+                       "used without parmchk2's more specific analogues", exc)
         return []
     filled: list[FilledTerm] = []
     unresolved: list[str] = []
     for kind, entries in (("bond", frcmod.bonds), ("angle", frcmod.angles),
                           ("proper", frcmod.propers)):
         wanted = missing[kind]
+        offered = wanted | missing["generic_proper"] if kind == "proper" else wanted
         merged: dict[tuple[str, ...], FilledTerm] = {}
         for classes, values, note in entries:
             if not any(_same_term(classes, w) or (kind == "proper" and _matches_wild(classes, w))
-                       for w in wanted):
+                       for w in offered):
                 continue
             if "ATTN" in note and kind in ("bond", "angle"):
                 unresolved.append(f"{kind} {'-'.join(classes)}")

@@ -86,8 +86,6 @@ _BUG_IMPROPER = (
     "name, so the improper dihedral is measured over a different atom order")
 #: molecule -> (bug, checks it breaks). Strict xfail: fixing the bug turns them into failures.
 KNOWN_BUGS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "diethylamine": (_BUG_WILDCARD, ("parameters", "energies")),  # hc-c3-c3-n7
-    "ribofuranose": (_BUG_WILDCARD, ("parameters", "energies")),  # c5-c3-oh-ho
     "ibuprofen": (_BUG_IMPROPER, ("parameters", "energies")),  # improper on ca(-c3)
 }
 
