@@ -21,7 +21,7 @@ from pathlib import Path
 
 from rdkit import Chem
 
-from hybridff.exceptions import AtomTypingError
+from hybridff.exceptions import AtomTypingError, ForceFieldNotFoundError
 from hybridff.molecule import atom_label
 
 TYPING_TAG = "HybridFFAtomTyping"
@@ -60,7 +60,12 @@ def _default_xml() -> Path:
 
 def find_typing_element(path: str | Path) -> ET.Element:
     """The first ``<HybridFFAtomTyping>`` element anywhere in an XML file."""
-    root = ET.parse(str(path)).getroot()
+    if not Path(path).is_file():
+        raise ForceFieldNotFoundError(f"typing rules file {str(path)!r} does not exist")
+    try:
+        root = ET.parse(str(path)).getroot()
+    except ET.ParseError as exc:
+        raise AtomTypingError(f"{path}: not well-formed XML ({exc})") from exc
     elem = root if root.tag == TYPING_TAG else root.find(f".//{TYPING_TAG}")
     if elem is None:
         raise AtomTypingError(
@@ -99,9 +104,14 @@ class AtomTyper:
         elem = find_typing_element(path)
         macros = {m.get("name"): (m.text or "").strip() for m in elem.iter("Macro")}
 
+        def lookup(match: re.Match[str]) -> str:
+            if match.group(1) not in macros:
+                raise AtomTypingError(f"{path}: unknown macro {{{match.group(1)}}}")
+            return macros[match.group(1)]
+
         def expand(smarts: str) -> str:
             for _ in range(10):  # macros may refer to macros
-                new = _MACRO.sub(lambda mt: macros[mt.group(1)], smarts)
+                new = _MACRO.sub(lookup, smarts)
                 if new == smarts:
                     return new
                 smarts = new
@@ -112,9 +122,6 @@ class AtomTyper:
             name, raw = node.get("name"), node.get("smarts")
             if not name or not raw:
                 raise AtomTypingError(f"{path}: <Type> needs 'name' and 'smarts' attributes")
-            for macro in _MACRO.findall(raw):
-                if macro not in macros:
-                    raise AtomTypingError(f"{path}: rule {name!r} uses unknown macro {{{macro}}}")
             smarts = expand(raw)
             query = Chem.MolFromSmarts(smarts)
             if query is None:

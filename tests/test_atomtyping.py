@@ -230,3 +230,18 @@ def test_shipped_forcefield_carries_these_rules() -> None:
     source = ET.parse(SOURCE_XML).getroot()
     assert _canonical(shipped) == _canonical(source), (
         f"{SHIPPED.name} holds stale typing rules; run scripts/build_forcefield.py")
+
+
+def test_bad_rule_files(tmp_path: Path) -> None:
+    from hybridff.exceptions import ForceFieldNotFoundError
+
+    with pytest.raises(ForceFieldNotFoundError, match="does not exist"):
+        AtomTyper.from_xml(tmp_path / "missing.xml")
+    bad = tmp_path / "bad.xml"
+    bad.write_text(f'<{TYPING_TAG}><Types><Type name="x" smarts="[#6]{{NOPE}}"/></Types>'
+                   f"</{TYPING_TAG}>")
+    with pytest.raises(AtomTypingError, match="unknown macro"):
+        AtomTyper.from_xml(bad)
+    bad.write_text(f'<{TYPING_TAG}><Types><Type name="x" smarts="[#6"/></Types></{TYPING_TAG}>')
+    with pytest.raises(AtomTypingError, match="invalid SMARTS"):
+        AtomTyper.from_xml(bad)
