@@ -1,0 +1,195 @@
+"""The label -> train -> evaluate steps behind the CLI, as plain functions.
+
+- :func:`label`: sample conformations with MM MD (seeded), compute QM energies and forces,
+  append them to an extxyz file frame by frame (an interrupted run resumes where it stopped).
+- :func:`train`: QM - MM residuals of a label file -> trained model file with metadata.
+- :func:`evaluate`: MM alone, hybrid (MM + correction, evaluated in OpenMM) and optionally an
+  ML-only model against QM on a label file.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import openmm
+
+from hybridff import units
+from hybridff.data import file_sha256, read_extxyz, write_extxyz
+from hybridff.exceptions import ModelCompatibilityError
+from hybridff.training.residuals import MMSetup, build_mm, mm_energies_forces
+
+logger = logging.getLogger(__name__)
+
+def _progress(total: int, initial: int, desc: str, enabled: bool) -> Any:
+    if not enabled:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, initial=initial, desc=desc, unit="frame")
+
+
+def label(
+    molecule: str | os.PathLike,
+    output: str | os.PathLike,
+    n_frames: int,
+    method: str = "xtb",
+    seed: int = 0,
+    temperature: float = 500.0,
+    sampler: str = "md",
+    charge_method: str = "gasteiger",
+    progress: bool = True,
+    **engine_options: Any,
+) -> int:
+    """Make ``output`` hold ``n_frames`` labelled frames; returns how many were added."""
+    from hybridff.molecule import formal_charge
+    from hybridff.qm import get_engine
+    from hybridff.sampling import SAMPLERS
+
+    if sampler not in SAMPLERS:
+        from hybridff.exceptions import UnknownNameError
+
+        raise UnknownNameError(f"unknown sampler {sampler!r}; known: {', '.join(SAMPLERS)}")
+    engine = get_engine(method, **engine_options)  # fail early on a missing QM package
+    mm = build_mm(molecule, charge_method=charge_method)
+    output = Path(output)
+    existing = read_extxyz(output, mm.numbers) if output.exists() else None
+    done = len(existing) if existing is not None else 0
+    if done >= n_frames:
+        logger.info("%s already holds %d frames (asked for %d): nothing to do", output, done, n_frames)
+        return 0
+    frames = SAMPLERS[sampler](mm.system, mm.positions, n_frames, temperature=temperature, seed=seed)
+    if existing is not None and done:
+        same = np.allclose(existing.positions[0], frames[0], atol=1e-5)
+        if not same:
+            logger.warning(
+                "%s was not made with these sampling settings (seed/temperature/sampler or "
+                "another platform); appending frames of the current settings", output)
+    charge = formal_charge(mm.parameterized.mol)
+    describe = engine.describe()
+    bar = _progress(n_frames, done, f"{method} labels", progress)
+    for k in range(done, n_frames):
+        result = engine.compute(mm.numbers, frames[k], charge=charge)
+        info = {"frame": k, "seed": seed, "temperature": temperature, "sampler": sampler,
+                **{f"qm_{key}": str(v) for key, v in describe.items()}}
+        write_extxyz(output, mm.numbers, frames[k][None], [result.energy], result.forces[None],
+                     info=[info], append=True)
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    return n_frames - done
+
+
+def train(
+    molecule: str | os.PathLike,
+    data: str | os.PathLike,
+    output: str | os.PathLike,
+    config: Any = None,
+    charge_method: str = "gasteiger",
+    ml_only: bool = False,
+) -> dict[str, Any]:
+    """Train a correction (or, with ``ml_only``, a model of QM itself); returns its metadata."""
+    from hybridff.ml.modelfile import build_metadata, save_model
+    from hybridff.training.trainer import TrainConfig, train_correction
+
+    config = config or TrainConfig()
+    mm = build_mm(molecule, charge_method=charge_method)
+    frames = read_extxyz(data, mm.numbers)
+    e_mm, f_mm = mm_energies_forces(mm.system, frames.positions)
+    if ml_only:
+        targets_e, targets_f = frames.energies, frames.forces
+    else:
+        targets_e, targets_f = frames.energies - e_mm, frames.forces - f_mm
+    result = train_correction(mm.numbers, frames.positions, targets_e, targets_f, config)
+    qm = {k[3:]: v for k, v in (frames.info[0] if frames.info else {}).items()
+          if k.startswith("qm_")}
+    metadata = build_metadata(
+        result.model, result.spec,
+        kind="ml_only" if ml_only else "correction",
+        mm=mm.signature,
+        qm=qm,
+        training_set=str(Path(data).name),
+        training_set_sha256=file_sha256(data),
+        n_frames=len(frames),
+        train_frames=[int(i) for i in result.train_index],
+        validation_frames=[int(i) for i in result.val_index],
+        metrics={k: v for k, v in result.metrics.items()},
+        train_config=result.config,
+    )
+    save_model(output, result.model, metadata)
+    return metadata
+
+
+def _hybrid_system(mm: MMSetup, model: Any) -> tuple[openmm.System, int]:
+    from hybridff.ml.backend import add_ml_correction
+
+    system = copy.deepcopy(mm.system)
+    force = add_ml_correction(system, mm.topology, model, mm_signature={
+        k: mm.signature[k] for k in ("forcefield", "forcefield_hash", "charge_method")})
+    return system, force.getForceGroup()
+
+
+def evaluate(
+    molecule: str | os.PathLike,
+    data: str | os.PathLike,
+    model_path: str | os.PathLike,
+    ml_only_path: str | os.PathLike | None = None,
+    frames_subset: str = "all",
+) -> dict[str, Any]:
+    """Errors vs QM of MM alone, the hybrid and (optionally) an ML-only model.
+
+    ``frames_subset``: ``all``, or ``held-out`` (the model's validation frames, when ``data``
+    is its training file, recognised by SHA256).
+    """
+    import torch
+
+    from hybridff.ml.model import energies_and_forces
+    from hybridff.ml.modelfile import load_model
+    from hybridff.training.trainer import error_metrics, species_of
+
+    model = load_model(model_path)
+    trained_mm = model.metadata.get("mm") or {}
+    mm = build_mm(molecule, charge_method=trained_mm.get("charge_method", "gasteiger"))
+    frames = read_extxyz(data, mm.numbers)
+    report: dict[str, Any] = {"data": str(data), "model": str(model_path), "frames": "all"}
+    if frames_subset == "held-out":
+        if model.metadata.get("training_set_sha256") != file_sha256(data):
+            raise ModelCompatibilityError(
+                f"{data} is not the file {model_path} was trained on (SHA256 differs); "
+                "held-out frames are only known for the training file")
+        frames = frames.subset(model.metadata["validation_frames"])
+        report["frames"] = "held-out"
+    e_mm, f_mm = mm_energies_forces(mm.system, frames.positions)
+    hybrid, group = _hybrid_system(mm, model)
+    e_hy, f_hy = mm_energies_forces(hybrid, frames.positions)
+    e_ml_omm, _ = mm_energies_forces(hybrid, frames.positions, groups={group})
+    report["mm"] = error_metrics(e_mm, frames.energies, f_mm, frames.forces)
+    report["hybrid"] = error_metrics(e_hy, frames.energies, f_hy, frames.forces)
+    species = species_of(mm.numbers, tuple(model.elements))
+    pos = torch.tensor(frames.positions, dtype=torch.float64)
+    e_members, f_members = energies_and_forces(model.module, pos, species, per_member=True)
+    e_members, f_members = e_members.numpy(), f_members.numpy()
+    report["ml_in_openmm_matches_model_kj_mol"] = float(
+        np.abs(e_ml_omm - e_members.mean(0)).max())
+    e_std = e_members.std(0) * units.KJ_TO_KCAL
+    f_std = f_members.std(0) * units.KJ_PER_MOL_NM_TO_KCAL_PER_MOL_ANGSTROM
+    report["ensemble"] = {
+        "size": int(e_members.shape[0]),
+        "energy_std_mean_kcal_mol": float(e_std.mean()),
+        "energy_std_max_kcal_mol": float(e_std.max()),
+        "force_std_rms_kcal_mol_A": float(np.sqrt((f_std**2).mean())),
+    }
+    if ml_only_path is not None:
+        ml = load_model(ml_only_path)
+        species_ml = species_of(mm.numbers, tuple(ml.elements))
+        e_ml, f_ml = energies_and_forces(ml.module, pos, species_ml)
+        report["ml_only"] = error_metrics(e_ml.numpy(), frames.energies, f_ml.numpy(), frames.forces)
+    report["n_frames"] = len(frames)
+    return report
