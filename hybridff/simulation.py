@@ -1,0 +1,643 @@
+"""Molecular dynamics of one small molecule, in vacuum or solvated, MM or hybrid (behind ``hybridff simulate``).
+
+Two steps, each usable on its own:
+
+- :func:`prepare_system`: molecule -> OpenMM System through OpenMM's own ``ForceField``
+  (hybridff's XML + the template generator, plus ``amber14/tip3p.xml`` and ``Modeller`` for a
+  TIP3P box with neutralizing ions and PME), then the ML correction if a model is given.
+- :func:`run_md`: minimize, equilibrate, run Langevin dynamics; writes a CSV log, a DCD
+  trajectory, start/final PDB, the serialized System and integrator, a checkpoint, a portable
+  State XML and ``run.json`` (settings and measured speed). :func:`resume_md` continues a run
+  from its folder.
+
+Files whose half-written state would mislead (System, integrator, PDB, checkpoint, State,
+``run.json``) are written atomically; the CSV log and the DCD grow as the run goes.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import os
+import tempfile
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import openmm
+from openmm import app, unit
+
+from hybridff.cache import atomic_write_text
+from hybridff.exceptions import HybridFFError, MoleculeInputError, UnknownNameError
+from hybridff.system import DEFAULT_CUTOFF_NM, FORCE_GROUPS, build_system, net_charge
+from hybridff.units import AVOGADRO, KJ_TO_KCAL
+
+logger = logging.getLogger(__name__)
+
+#: solvent name -> (OpenMM force-field file, Modeller water model); "none" is vacuum.
+SOLVENTS: dict[str, tuple[str, str] | None] = {
+    "tip3p": ("amber14/tip3p.xml", "tip3p"),
+    "none": None,
+}
+
+#: Output files of a run folder, by role.
+OUTPUTS: dict[str, str] = {
+    "log": "log.csv",
+    "trajectory": "trajectory.dcd",
+    "start": "start.pdb",
+    "final": "final.pdb",
+    "system": "system.xml",
+    "integrator": "integrator.xml",
+    "checkpoint": "checkpoint.chk",
+    "state": "state.xml",
+    "summary": "run.json",
+}
+
+MOLAR_GAS_CONSTANT_KJ = unit.MOLAR_GAS_CONSTANT_R.value_in_unit(unit.kilojoule_per_mole / unit.kelvin)
+
+
+class SimulationError(HybridFFError, RuntimeError):
+    """A simulation could not be set up or became unstable (NaN energies, bad settings)."""
+
+
+# --------------------------------------------------------------------------- set-up
+
+
+@dataclass
+class PreparedSystem:
+    """An OpenMM System ready to simulate, with what was used to build it."""
+
+    system: openmm.System
+    topology: app.Topology
+    positions: unit.Quantity
+    solute_atoms: list[int]
+    parameterized: Any  # hybridff.parameters.ParameterizedMolecule
+    solvent: str
+    model: Any = None  # hybridff.ml.modelfile.ModelFile
+    model_path: str | None = None
+    ml_force_group: int | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def periodic(self) -> bool:
+        return self.system.usesPeriodicBoundaryConditions()
+
+
+def _solute_topology(mol: Any, residue_name: str) -> tuple[app.Topology, unit.Quantity]:
+    top = app.Topology()
+    residue = top.addResidue(residue_name, top.addChain())
+    atoms = [top.addAtom(a.GetProp("_hybridff_name"), app.Element.getByAtomicNumber(a.GetAtomicNum()),
+                         residue) for a in mol.GetAtoms()]
+    for b in mol.GetBonds():
+        top.addBond(atoms[b.GetBeginAtomIdx()], atoms[b.GetEndAtomIdx()])
+    return top, mol.GetConformer().GetPositions() * 0.1 * unit.nanometer
+
+
+def check_positions(positions: Any, topology: app.Topology, what: str) -> None:
+    """Raise :class:`MoleculeInputError` naming the first atom with a NaN/inf coordinate."""
+    xyz = np.asarray(positions.value_in_unit(unit.nanometer) if unit.is_quantity(positions)
+                     else positions, dtype=float)
+    bad = np.argwhere(~np.isfinite(xyz))
+    if bad.size:
+        i = int(bad[0][0])
+        atom = list(topology.atoms())[i]
+        raise MoleculeInputError(
+            f"{what}: atom {i} ({atom.name}, residue {atom.residue.name}) has non-finite "
+            f"coordinates {xyz[i].tolist()}; fix the input structure")
+
+
+def prepare_system(
+    molecule: Any,
+    charge_method: str = "gasteiger",
+    solvent: str = "tip3p",
+    box_nm: float = 3.0,
+    ionic_strength_molar: float = 0.15,
+    model: str | os.PathLike | Any = None,
+    ml_backend: str = "torch",
+    constraints: str | None = "HBonds",
+    hydrogen_mass_amu: float | None = None,
+    forcefield: str = "hybridff-gaff2.xml",
+    cache: str | os.PathLike | bool | None = None,
+    residue_name: str = "MOL",
+) -> PreparedSystem:
+    """Build the System of ``molecule`` (path, SMILES, RDKit Mol) alone or in a TIP3P box.
+
+    Solvated: cubic box of edge ``box_nm``, PME, LJ switching 0.9/1.0 nm, neutralizing Na+/Cl-
+    plus ``ionic_strength_molar`` of salt (Modeller). Vacuum (``solvent="none"``): NoCutoff.
+    ``model``: a trained correction file (or loaded ``ModelFile``) added on the molecule.
+    ``cache``: the template generator's parameter cache (``False`` turns it off).
+    """
+    from hybridff.forcefield_files import forcefield_path
+    from hybridff.molecule import load_molecule
+    from hybridff.templates import HybridTemplateGenerator
+
+    if solvent not in SOLVENTS:
+        raise UnknownNameError(f"unknown solvent {solvent!r}; known: {', '.join(SOLVENTS)}")
+    constraint_map = {None: None, "none": None, "HBonds": app.HBonds, "AllBonds": app.AllBonds,
+                      "HAngles": app.HAngles}
+    if constraints not in constraint_map:
+        raise UnknownNameError(f"unknown constraints {constraints!r}; known: "
+                               f"{', '.join(str(k) for k in constraint_map if k)}")
+    mol = load_molecule(molecule)  # missing file, unreadable record, NaN coordinates: clear errors
+    generator = HybridTemplateGenerator([mol], charge_method=charge_method, forcefield=forcefield,
+                                        cache=cache)
+    pm = generator.parameterize_molecule(generator.molecules[0])
+    topology, positions = _solute_topology(mol, residue_name)
+    check_positions(positions, topology, "input molecule")
+    files = [str(forcefield_path(forcefield))]
+    spec = SOLVENTS[solvent]
+    if spec is not None:
+        files.append(spec[0])
+    ff = app.ForceField(*files)
+    ff.registerTemplateGenerator(generator.generator)
+    info: dict[str, Any] = {"solute_atoms": topology.getNumAtoms(), "solute_charge": pm.net_charge,
+                            "charge_method": pm.charge_method, "smiles": pm.smiles}
+    if spec is None:
+        method = "NoCutoff"
+    else:
+        method = "PME"
+        box_nm = float(box_nm)
+        if not box_nm > 2 * DEFAULT_CUTOFF_NM:
+            raise SimulationError(
+                f"box edge {box_nm} nm is not above twice the {DEFAULT_CUTOFF_NM} nm cutoff; "
+                f"use --box {2 * DEFAULT_CUTOFF_NM + 0.5:.1f} or more")
+        xyz = positions.value_in_unit(unit.nanometer)
+        extent = float((xyz.max(axis=0) - xyz.min(axis=0)).max())
+        if box_nm < extent + 0.4:
+            raise SimulationError(
+                f"box edge {box_nm} nm does not hold the molecule (extent {extent:.2f} nm) with "
+                f"solvent around it; use a box of at least {extent + 2 * DEFAULT_CUTOFF_NM:.1f} nm")
+        if box_nm < extent + 2 * DEFAULT_CUTOFF_NM:
+            warnings.warn(
+                f"box edge {box_nm} nm is below the molecule's extent ({extent:.2f} nm) plus twice "
+                f"the cutoff: the molecule can interact with its periodic image; a box of "
+                f"{extent + 2 * DEFAULT_CUTOFF_NM:.1f} nm avoids it", stacklevel=2)
+        if ionic_strength_molar < 0:
+            raise SimulationError(f"ionic strength {ionic_strength_molar} M must be >= 0")
+        modeller = app.Modeller(topology, positions)
+        modeller.addSolvent(ff, model=spec[1], boxSize=openmm.Vec3(box_nm, box_nm, box_nm) * unit.nanometer,
+                            ionicStrength=ionic_strength_molar * unit.molar, neutralize=True)
+        topology, positions = modeller.topology, modeller.positions
+        counts: dict[str, int] = {}
+        for res in topology.residues():
+            counts[res.name] = counts.get(res.name, 0) + 1
+        info.update(box_nm=box_nm, ionic_strength_molar=ionic_strength_molar,
+                    waters=counts.get("HOH", 0), na=counts.get("NA", 0), cl=counts.get("CL", 0))
+    hmass = None if hydrogen_mass_amu is None else hydrogen_mass_amu * unit.amu
+    system = build_system(ff, topology, method, constraints=constraint_map[constraints],
+                          remove_cmmotion=True, hydrogen_mass=hmass)
+    info["net_charge"] = round(net_charge(system), 6)
+    if spec is not None and abs(info["net_charge"]) > 1e-3:
+        raise SimulationError(f"the solvated system carries {info['net_charge']:+.4f} e after "
+                              "adding ions; this should not happen: report it with the input")
+    solute = list(range(pm.mol.GetNumAtoms()))
+    prepared = PreparedSystem(system, topology, positions, solute, pm, solvent, info=info)
+    if model is not None:
+        add_model(prepared, model, backend=ml_backend)
+    return prepared
+
+
+def add_model(prepared: PreparedSystem, model: Any, backend: str = "torch") -> None:
+    """Add the ML correction (a model file path or ``ModelFile``) on the solute of ``prepared``."""
+    from hybridff.ml.backend import add_ml_correction
+    from hybridff.ml.modelfile import ModelFile, load_model
+
+    path = None
+    if not isinstance(model, ModelFile):
+        path = str(Path(model).resolve())
+        model = load_model(model)
+    pm = prepared.parameterized
+    force = add_ml_correction(
+        prepared.system, prepared.topology, model, atoms=prepared.solute_atoms, backend=backend,
+        mm_signature={"forcefield": pm.forcefield, "forcefield_hash": pm.forcefield_sha256,
+                      "charge_method": pm.charge_method})
+    prepared.model, prepared.model_path = model, path
+    prepared.ml_force_group = force.getForceGroup()
+    prepared.info.update(ml_backend=backend, ml_model=path,
+                         ensemble_size=int(model.metadata.get("ensemble_size", 1)))
+
+
+# --------------------------------------------------------------------------- ensemble monitor
+
+
+def trained_disagreement_kcal(metadata: dict[str, Any]) -> float | None:
+    """Largest ensemble energy spread (kcal/mol) seen on the training data, if the model says.
+
+    Read from ``metadata["disagreement"]["energy_std_max_kcal_mol"]`` (or the same key under
+    ``metadata["metrics"]["disagreement"]``); ``None`` when the model file does not carry it.
+    """
+    for holder in (metadata, metadata.get("metrics") or {}):
+        value = (holder.get("disagreement") or {}).get("energy_std_max_kcal_mol")
+        if value is not None:
+            return float(value)
+    return None
+
+
+class EnsembleMonitor:
+    """Spread (standard deviation, kcal/mol) of the ensemble members' energies on the ML atoms."""
+
+    def __init__(self, model: Any, topology: app.Topology, atoms: list[int],
+                 threshold_kcal: float | None = None) -> None:
+        import torch
+
+        self.torch = torch
+        self.module = model.module
+        self.atoms = np.asarray(atoms)
+        elements = model.elements
+        numbers = [a.element.atomic_number for a in topology.atoms()]
+        self.species = torch.tensor([elements.index(numbers[i]) for i in atoms], dtype=torch.long)
+        self.threshold = threshold_kcal if threshold_kcal is not None else trained_disagreement_kcal(
+            model.metadata)
+        self.warned = False
+
+    def __call__(self, state: openmm.State, periodic: bool) -> float:
+        torch = self.torch
+        pos = state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)[self.atoms]
+        box = None
+        if periodic:
+            box = torch.tensor(np.asarray(state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(
+                unit.nanometer)), dtype=torch.float64)
+        with torch.no_grad():
+            members = self.module.member_energies(torch.tensor(pos, dtype=torch.float64),
+                                                  self.species, box)
+        return float(members.reshape(members.shape[0], -1).sum(1).std()) * KJ_TO_KCAL
+
+
+# --------------------------------------------------------------------------- running
+
+
+@dataclass
+class MDOptions:
+    """Settings of :func:`run_md` (temperatures K, times fs/ps, pressure bar)."""
+
+    steps: int = 5000
+    timestep_fs: float = 2.0
+    temperature_k: float = 300.0
+    friction_per_ps: float = 1.0
+    pressure_bar: float | None = 1.0  # solvated only; None or 0: constant volume
+    report_every: int = 500
+    equilibration_steps: int = 500
+    minimize_iterations: int = 1000
+    checkpoint_every: int | None = None  # default: about every tenth of the run
+    seed: int = 2026
+    platform: str = "CPU"
+    threads: int | None = None
+    disagreement_every: int = 1  # in reports
+    disagreement_threshold_kcal: float | None = None
+
+    def check(self) -> None:
+        """Refuse settings that cannot run (quoting the value)."""
+        if self.steps < 0:
+            raise SimulationError(f"steps must be >= 0, got {self.steps}")
+        if not 0 < self.timestep_fs <= 5:
+            raise SimulationError(f"time step {self.timestep_fs} fs is outside (0, 5] fs")
+        if self.temperature_k <= 0:
+            raise SimulationError(f"temperature {self.temperature_k} K must be positive")
+        if self.report_every < 1:
+            raise SimulationError(f"report interval {self.report_every} must be >= 1 step")
+        if self.equilibration_steps < 0 or self.minimize_iterations < 0:
+            raise SimulationError("equilibration steps and minimization iterations must be >= 0")
+
+
+def get_platform(name: str, threads: int | None = None) -> tuple[openmm.Platform, dict[str, str]]:
+    """The OpenMM platform called ``name`` and its properties; unknown names list those present."""
+    names = [openmm.Platform.getPlatform(i).getName() for i in range(openmm.Platform.getNumPlatforms())]
+    if name not in names:
+        raise UnknownNameError(f"OpenMM platform {name!r} is not available here; available: "
+                               f"{', '.join(names)}")
+    properties: dict[str, str] = {}
+    if name == "CPU" and threads:
+        properties["Threads"] = str(int(threads))
+    if name in ("CUDA", "OpenCL", "HIP"):
+        properties["Precision"] = "mixed"
+    return openmm.Platform.getPlatformByName(name), properties
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _write_pdb(path: Path, topology: app.Topology, state: openmm.State) -> None:
+    buffer = io.StringIO()
+    app.PDBFile.writeFile(topology, state.getPositions(), buffer)
+    atomic_write_text(path, buffer.getvalue())
+
+
+def _write_restart_files(out: Path, simulation: app.Simulation) -> None:
+    _atomic_write_bytes(out / OUTPUTS["checkpoint"], simulation.context.createCheckpoint())
+    state = simulation.context.getState(getPositions=True, getVelocities=True, getParameters=True,
+                                        getEnergy=True)
+    atomic_write_text(out / OUTPUTS["state"], openmm.XmlSerializer.serialize(state))
+
+
+def _check_energy(simulation: app.Simulation, stage: str, step: int | None = None) -> float:
+    energy = simulation.context.getState(getEnergy=True).getPotentialEnergy().value_in_unit(
+        unit.kilojoule_per_mole)
+    if not math.isfinite(energy):
+        where = f" at step {step}" if step is not None else ""
+        raise SimulationError(
+            f"the potential energy became {energy} {stage}{where}: the system blew up; use a "
+            "smaller time step (--timestep-fs 1), more minimization, or check the input structure "
+            "for overlapping atoms")
+    return energy
+
+
+def _set_torch_threads(system: openmm.System, threads: int | None) -> None:
+    """Limit torch's threads where a TorchForce runs (deliberately, when a Context is made)."""
+    if threads and any(type(f).__name__ in ("TorchForce", "PythonForce") for f in system.getForces()):
+        import torch
+
+        torch.set_num_threads(int(threads))
+
+
+def degrees_of_freedom(system: openmm.System) -> int:
+    """Degrees of freedom: 3 per massive particle, minus constraints, minus 3 for a CM remover."""
+    massive = [system.getParticleMass(i).value_in_unit(unit.dalton) > 0
+               for i in range(system.getNumParticles())]
+    dof = 3 * sum(massive)
+    for k in range(system.getNumConstraints()):
+        i, j, _ = system.getConstraintParameters(k)
+        if massive[i] or massive[j]:
+            dof -= 1
+    if any(isinstance(f, openmm.CMMotionRemover) for f in system.getForces()):
+        dof -= 3
+    return dof
+
+
+class _Production:
+    """The production loop: chunks of ``report_every`` steps, CSV rows, progress, checkpoints."""
+
+    def __init__(self, simulation: app.Simulation, out: Path, options: MDOptions, periodic: bool,
+                 ml_group: int | None, monitor: EnsembleMonitor | None, append: bool,
+                 progress: bool) -> None:
+        self.sim, self.out, self.opt = simulation, out, options
+        self.periodic, self.ml_group, self.monitor = periodic, ml_group, monitor
+        self.append, self.progress = append, progress
+        self.mass = sum(simulation.system.getParticleMass(i).value_in_unit(unit.dalton)
+                        for i in range(simulation.system.getNumParticles()))
+        self.dof = degrees_of_freedom(simulation.system)
+        self.disagreement: list[float] = []
+
+    def columns(self) -> list[str]:
+        cols = ["step", "time_ps", "potential_kJ_mol", "kinetic_kJ_mol", "total_kJ_mol",
+                "temperature_K"]
+        if self.periodic:
+            cols += ["volume_nm3", "density_g_mL"]
+        if self.ml_group is not None:
+            cols.append("ml_energy_kJ_mol")
+        if self.monitor is not None:
+            cols.append("ensemble_std_kcal_mol")
+        return cols + ["speed_ns_day"]
+
+    def row(self, n_reports: int, speed: float) -> list[Any]:
+        state = self.sim.context.getState(getEnergy=True, getPositions=self.monitor is not None)
+        pot = state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
+        kin = state.getKineticEnergy().value_in_unit(unit.kilojoule_per_mole)
+        if not math.isfinite(pot):
+            _check_energy(self.sim, "during production", self.sim.currentStep)
+        temp = 2 * kin / (self.dof * MOLAR_GAS_CONSTANT_KJ) if self.dof > 0 else 0.0
+        values: list[Any] = [self.sim.currentStep, f"{state.getTime().value_in_unit(unit.picosecond):.4f}",
+                             f"{pot:.4f}", f"{kin:.4f}", f"{pot + kin:.4f}", f"{temp:.2f}"]
+        if self.periodic:
+            volume = state.getPeriodicBoxVolume().value_in_unit(unit.nanometer**3)
+            density = self.mass / volume * 1e21 / AVOGADRO  # Da/nm^3 -> g/mL
+            values += [f"{volume:.4f}", f"{density:.4f}"]
+        if self.ml_group is not None:
+            e_ml = self.sim.context.getState(getEnergy=True, groups={self.ml_group}).getPotentialEnergy()
+            values.append(f"{e_ml.value_in_unit(unit.kilojoule_per_mole):.4f}")
+        if self.monitor is not None:
+            if n_reports % max(1, self.opt.disagreement_every) == 0:
+                std = self.monitor(state, self.periodic)
+                self.disagreement.append(std)
+                values.append(f"{std:.4f}")
+                limit = self.monitor.threshold
+                if limit is not None and std > limit and not self.monitor.warned:
+                    self.monitor.warned = True
+                    logger.warning(
+                        "step %d: ensemble disagreement %.3f kcal/mol exceeds the trained range "
+                        "(%.3f kcal/mol): the ML correction is extrapolating; treat this part of "
+                        "the trajectory with care, or add such frames to the training set",
+                        self.sim.currentStep, std, limit)
+            else:
+                values.append("")
+        return values + [f"{speed:.3f}"]
+
+    def run(self, steps: int) -> dict[str, Any]:
+        """Run ``steps`` steps; return elapsed wall time, ns/day and the final step."""
+        from tqdm.auto import tqdm
+
+        log_path = self.out / OUTPUTS["log"]
+        new_log = not (self.append and log_path.exists())
+        dt_ps = self.opt.timestep_fs / 1000.0
+        every_ckpt = self.opt.checkpoint_every or max(self.opt.report_every, steps // 10)
+        done, elapsed, since_ckpt, n_reports = 0, 0.0, 0, 0
+        with open(log_path, "w" if new_log else "a", newline="") as fh, \
+                tqdm(total=steps, unit="step", desc="MD", disable=not self.progress,
+                     mininterval=1.0) as bar:
+            writer = csv.writer(fh)
+            if new_log:
+                writer.writerow(self.columns())
+            while done < steps:
+                n = min(self.opt.report_every, steps - done)
+                t0 = time.perf_counter()
+                self.sim.step(n)
+                self.sim.context.getState(getEnergy=False)  # wait for the device
+                chunk = time.perf_counter() - t0
+                elapsed += chunk
+                done += n
+                since_ckpt += n
+                n_reports += 1
+                speed = n * dt_ps * 1e-3 * 86400.0 / chunk if chunk > 0 else float("inf")
+                row = self.row(n_reports, speed)
+                writer.writerow(row)
+                fh.flush()
+                bar.update(n)
+                bar.set_postfix_str(f"T={row[5]} K, {speed:.1f} ns/day", refresh=False)
+                if since_ckpt >= every_ckpt and done < steps:
+                    _write_restart_files(self.out, self.sim)
+                    since_ckpt = 0
+        ns_day = steps * dt_ps * 1e-3 * 86400.0 / elapsed if elapsed > 0 else None
+        return {"steps": steps, "wall_s": round(elapsed, 3), "ns_per_day": ns_day}
+
+
+def _make_simulation(topology: app.Topology, system: openmm.System, options: MDOptions
+                     ) -> app.Simulation:
+    integrator = openmm.LangevinMiddleIntegrator(options.temperature_k * unit.kelvin,
+                                                 options.friction_per_ps / unit.picosecond,
+                                                 options.timestep_fs * unit.femtosecond)
+    integrator.setRandomNumberSeed(int(options.seed))
+    platform, properties = get_platform(options.platform, options.threads)
+    _set_torch_threads(system, options.threads)
+    return app.Simulation(topology, system, integrator, platform, properties)
+
+
+def run_md(prepared: PreparedSystem, output_dir: str | os.PathLike, options: MDOptions | None = None,
+           progress: bool = True) -> dict[str, Any]:
+    """Minimize, equilibrate and run ``options.steps`` of Langevin MD; write the run folder.
+
+    Returns the summary also written to ``run.json`` (settings, atom counts, ns/day).
+    """
+    options = options or MDOptions()
+    options.check()
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    system = prepared.system
+    if prepared.periodic and options.pressure_bar:
+        barostat = openmm.MonteCarloBarostat(options.pressure_bar * unit.bar,
+                                             options.temperature_k * unit.kelvin)
+        barostat.setRandomNumberSeed(int(options.seed))
+        barostat.setForceGroup(FORCE_GROUPS["MonteCarloBarostat"])
+        system.addForce(barostat)
+    check_positions(prepared.positions, prepared.topology, "starting positions")
+    sim = _make_simulation(prepared.topology, system, options)
+    if prepared.periodic:
+        sim.context.setPeriodicBoxVectors(*prepared.topology.getPeriodicBoxVectors())
+    sim.context.setPositions(prepared.positions)
+    e_start = _check_energy(sim, "at the starting structure")
+    t0 = time.perf_counter()
+    if options.minimize_iterations:
+        sim.minimizeEnergy(maxIterations=options.minimize_iterations)
+    e_min = _check_energy(sim, "after minimization")
+    minimize_s = time.perf_counter() - t0
+    sim.context.setVelocitiesToTemperature(options.temperature_k * unit.kelvin, int(options.seed))
+    t0 = time.perf_counter()
+    for start in range(0, options.equilibration_steps, max(1, options.report_every)):
+        sim.step(min(options.report_every, options.equilibration_steps - start))
+        _check_energy(sim, "during equilibration", sim.currentStep)
+    equilibrate_s = time.perf_counter() - t0
+    sim.currentStep = 0
+    sim.context.setTime(0.0)
+    start_state = sim.context.getState(getPositions=True, enforcePeriodicBox=prepared.periodic)
+    _write_pdb(out / OUTPUTS["start"], sim.topology, start_state)
+    atomic_write_text(out / OUTPUTS["system"], openmm.XmlSerializer.serialize(system))
+    atomic_write_text(out / OUTPUTS["integrator"], openmm.XmlSerializer.serialize(sim.integrator))
+    monitor = None
+    if prepared.model is not None and int(prepared.model.metadata.get("ensemble_size", 1)) > 1:
+        monitor = EnsembleMonitor(prepared.model, prepared.topology, prepared.solute_atoms,
+                                  options.disagreement_threshold_kcal)
+        if monitor.threshold is None:
+            logger.info("the model file carries no trained range of the ensemble disagreement; "
+                        "logging it without a warning threshold (--disagreement-threshold sets one)")
+    sim.reporters.append(app.DCDReporter(str(out / OUTPUTS["trajectory"]), options.report_every,
+                                         enforcePeriodicBox=prepared.periodic))
+    production = _Production(sim, out, options, prepared.periodic, prepared.ml_force_group, monitor,
+                             append=False, progress=progress)
+    speed = production.run(options.steps)
+    _write_pdb(out / OUTPUTS["final"], sim.topology,
+               sim.context.getState(getPositions=True, enforcePeriodicBox=prepared.periodic))
+    _write_restart_files(out, sim)
+    summary = {
+        "molecule": prepared.info.get("smiles"),
+        "solvent": prepared.solvent,
+        "atoms": prepared.topology.getNumAtoms(),
+        "platform": sim.context.getPlatform().getName(),
+        "options": asdict(options),
+        "system": prepared.info,
+        "energy_start_kJ_mol": e_start,
+        "energy_minimized_kJ_mol": e_min,
+        "minimize_s": round(minimize_s, 3),
+        "equilibrate_s": round(equilibrate_s, 3),
+        "production": speed,
+        "ml_force_group": prepared.ml_force_group,
+        "ml_model": prepared.model_path,
+        "outputs": {k: v for k, v in OUTPUTS.items()},
+    }
+    if monitor is not None:
+        summary["ensemble_disagreement_kcal_mol"] = {
+            "max": max(production.disagreement, default=None),
+            "mean": float(np.mean(production.disagreement)) if production.disagreement else None,
+            "trained_max": monitor.threshold,
+            "exceeded": monitor.warned,
+        }
+    atomic_write_text(out / OUTPUTS["summary"], json.dumps(summary, indent=1, default=str) + "\n")
+    return summary
+
+
+def load_system_xml(path: str | os.PathLike) -> openmm.System:
+    """Deserialize a System XML (importing openmm-torch first when it holds a TorchForce)."""
+    path = Path(path)
+    if not path.is_file():
+        raise SimulationError(f"System file {str(path)!r} does not exist")
+    text = path.read_text()
+    if "TorchForce" in text:
+        import openmmtorch  # noqa: F401  registers the TorchForce serialization proxy
+    try:
+        return openmm.XmlSerializer.deserialize(text)
+    except Exception as exc:  # OpenMM raises a bare Exception for malformed XML
+        raise SimulationError(f"{path}: not a readable OpenMM System XML ({exc}); run the "
+                              "simulation again to rewrite it") from exc
+
+
+def resume_md(output_dir: str | os.PathLike, steps: int, platform: str | None = None,
+              threads: int | None = None, progress: bool = True) -> dict[str, Any]:
+    """Continue the run in ``output_dir`` from its checkpoint for ``steps`` more steps.
+
+    Appends to the CSV log and the DCD, then rewrites the final PDB, checkpoint, State and
+    ``run.json``. The checkpoint is platform specific: resume on the platform that wrote it.
+    """
+    out = Path(output_dir)
+    needed = [OUTPUTS[k] for k in ("summary", "system", "integrator", "checkpoint", "start")]
+    missing = [n for n in needed if not (out / n).is_file()]
+    if missing:
+        raise SimulationError(f"cannot resume from {out}: missing {', '.join(missing)}; it must "
+                              "be the -o folder of a finished or checkpointed hybridff simulate run")
+    summary = json.loads((out / OUTPUTS["summary"]).read_text())
+    opt_dict = dict(summary["options"])
+    opt_dict["steps"] = int(steps)
+    if platform is not None:
+        opt_dict["platform"] = platform
+    if threads is not None:
+        opt_dict["threads"] = threads
+    options = MDOptions(**opt_dict)
+    options.check()
+    system = load_system_xml(out / OUTPUTS["system"])
+    integrator = openmm.XmlSerializer.deserialize((out / OUTPUTS["integrator"]).read_text())
+    topology = app.PDBFile(str(out / OUTPUTS["start"])).topology
+    plat, properties = get_platform(options.platform, options.threads)
+    _set_torch_threads(system, options.threads)
+    sim = app.Simulation(topology, system, integrator, plat, properties)
+    try:
+        sim.loadCheckpoint(str(out / OUTPUTS["checkpoint"]))
+    except Exception as exc:  # OpenMM: bare Exception for a foreign/corrupt checkpoint
+        raise SimulationError(
+            f"{out / OUTPUTS['checkpoint']}: cannot be loaded on platform {options.platform} "
+            f"({exc}); resume with the platform that wrote it ({summary.get('platform')}), or "
+            f"restart from {OUTPUTS['state']} with XmlSerializer") from exc
+    periodic = system.usesPeriodicBoundaryConditions()
+    monitor = None
+    model_path = summary.get("ml_model")
+    if model_path and (summary.get("system", {}).get("ensemble_size") or 1) > 1 and Path(model_path).is_file():
+        from hybridff.ml.modelfile import load_model
+
+        solute = list(range(int(summary["system"]["solute_atoms"])))
+        monitor = EnsembleMonitor(load_model(model_path), topology, solute,
+                                  options.disagreement_threshold_kcal)
+    sim.reporters.append(app.DCDReporter(str(out / OUTPUTS["trajectory"]), options.report_every,
+                                         append=(out / OUTPUTS["trajectory"]).exists(),
+                                         enforcePeriodicBox=periodic))
+    first_step = sim.currentStep
+    production = _Production(sim, out, options, periodic, summary.get("ml_force_group"), monitor,
+                             append=True, progress=progress)
+    speed = production.run(options.steps)
+    _write_pdb(out / OUTPUTS["final"], topology, sim.context.getState(getPositions=True,
+                                                                      enforcePeriodicBox=periodic))
+    _write_restart_files(out, sim)
+    summary.setdefault("resumed", []).append({"from_step": first_step, **speed})
+    summary["total_steps"] = sim.currentStep
+    atomic_write_text(out / OUTPUTS["summary"], json.dumps(summary, indent=1, default=str) + "\n")
+    return summary
