@@ -1,0 +1,97 @@
+"""Delta-learning end to end: xTB labels of MM-sampled frames, a real fit, NVE of the hybrid."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("tblite.interface")
+pytest.importorskip("openmmtorch")
+
+import openmm  # noqa: E402
+from openmm import unit  # noqa: E402
+
+from hybridff.data import LabelledFrames  # noqa: E402
+from hybridff.ml.backend import add_ml_correction  # noqa: E402
+from hybridff.ml.modelfile import ModelFile, build_metadata  # noqa: E402
+from hybridff.qm import get_engine  # noqa: E402
+from hybridff.sampling import md_conformations  # noqa: E402
+from hybridff.training.residuals import build_mm, residuals  # noqa: E402
+from hybridff.training.trainer import TrainConfig, split_indices, train_correction  # noqa: E402
+
+#: NVE threshold: |linear drift| of the total energy, kJ/mol per ps per degree of freedom
+DRIFT_LIMIT = 0.05
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def ethanol_fit():
+    """80 xTB-labelled MM MD frames of ethanol (500 K) and a correction trained on 60 of them."""
+    mm = build_mm("CCO")
+    frames = md_conformations(mm.system, mm.positions, 80, temperature=500.0,
+                              interval_steps=100, seed=7)
+    engine = get_engine("xtb")
+    labels = [engine.compute(mm.numbers, x) for x in frames]
+    data = LabelledFrames(mm.numbers, frames, np.array([r.energy for r in labels]),
+                          np.array([r.forces for r in labels]))
+    d_e, d_f, _, _ = residuals(data, mm)
+    config = TrainConfig(epochs=60, val_fraction=0.25, patience=60, seed=0, progress=False,
+                         batch_size=10)
+    result = train_correction(mm.numbers, frames, d_e, d_f, config)
+    return mm, data, result
+
+
+def test_fit_lowers_held_out_force_error(ethanol_fit) -> None:
+    _, _, result = ethanol_fit
+    held_out = result.metrics["validation"]
+    before = held_out["before"]["force_rmse_kcal_mol_A"]  # MM alone vs xTB
+    after = held_out["after"]["force_rmse_kcal_mol_A"]  # hybrid vs xTB
+    print(f"held-out force RMSE MM {before:.2f} -> hybrid {after:.2f} kcal/mol/A")
+    assert held_out["after"]["n_frames"] == 20
+    assert after < 0.7 * before
+    assert held_out["after"]["energy_rmse_kcal_mol"] < held_out["before"]["energy_rmse_kcal_mol"]
+
+
+def test_split_is_seeded_and_disjoint() -> None:
+    a_train, a_val = split_indices(50, 0.2, seed=3)
+    b_train, b_val = split_indices(50, 0.2, seed=3)
+    np.testing.assert_array_equal(a_val, b_val)
+    assert len(a_val) == 10 and not set(a_train) & set(a_val)
+    assert set(a_train) | set(a_val) == set(range(50))
+
+
+def test_hybrid_nve_energy_drift(ethanol_fit) -> None:
+    """Velocity Verlet on MM + TorchForce: total energy has no systematic drift."""
+    mm, data, result = ethanol_fit
+    system = openmm.XmlSerializer.deserialize(openmm.XmlSerializer.serialize(mm.system))
+    model = ModelFile(torch.jit.script(result.model), build_metadata(result.model, result.spec))
+    add_ml_correction(system, mm.topology, model)
+    dt_ps = 0.0005
+    integrator = openmm.VerletIntegrator(dt_ps * unit.picosecond)
+    context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName("Reference"))
+    context.setPositions(data.positions[0])
+    context.setVelocitiesToTemperature(300 * unit.kelvin, 11)
+    times, totals = [], []
+    for block in range(40):
+        integrator.step(25)
+        state = context.getState(getEnergy=True)
+        total = (state.getPotentialEnergy() + state.getKineticEnergy()).value_in_unit(
+            unit.kilojoule_per_mole)
+        times.append((block + 1) * 25 * dt_ps)
+        totals.append(total)
+    totals = np.array(totals)
+    slope = np.polyfit(times, totals, 1)[0]
+    n_dof = 3 * system.getNumParticles()
+    print(f"NVE {len(times) * 25} steps of {dt_ps * 1000} fs: drift {slope:.4f} kJ/mol/ps, "
+          f"fluctuation {totals.std():.4f} kJ/mol")
+    assert np.isfinite(totals).all()
+    assert abs(slope) / n_dof < DRIFT_LIMIT
+    assert totals.std() < 1.0  # kJ/mol: bounded fluctuation (Verlet, 0.5 fs)
