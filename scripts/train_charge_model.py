@@ -395,12 +395,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--split-seed", type=int, default=2024)
     p.add_argument("--hidden", type=int, default=96)
-    p.add_argument("--layers", type=int, default=4)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--weight-decay", type=float, default=1e-5)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--epochs", type=int, default=300)
-    p.add_argument("--patience", type=int, default=30)
+    p.add_argument("--layers", type=int, default=5)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--epochs", type=int, default=60)
+    p.add_argument("--patience", type=int, default=12)
     args = p.parse_args(argv)
     if args.docs == Path(""):
         args.docs = None
