@@ -1,0 +1,79 @@
+"""hybridff label / train / evaluate from the command line, small and fast."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("tblite.interface")
+pytest.importorskip("openmmtorch")
+
+from hybridff.cli import main  # noqa: E402
+from hybridff.data import read_extxyz  # noqa: E402
+from hybridff.ml.modelfile import load_model  # noqa: E402
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_label_resumes_train_evaluate(tmp_path, capsys) -> None:
+    data = tmp_path / "d.xyz"
+    assert main(["label", "CCO", "--n", "6", "-o", str(data), "--seed", "2", "--no-progress"]) == 0
+    first = read_extxyz(data)
+    assert len(first) == 6
+    # a second call continues the same file to 10 frames, same first frames
+    assert main(["label", "CCO", "--n", "10", "-o", str(data), "--seed", "2", "--no-progress"]) == 0
+    full = read_extxyz(data)
+    assert len(full) == 10
+    np.testing.assert_array_equal(full.energies[:6], first.energies)
+    assert [f["frame"] for f in full.info] == list(range(10))
+    assert full.info[0]["qm_level"] == "GFN2-xTB"
+    capsys.readouterr()
+
+    model = tmp_path / "m.pt"
+    argv = ["train", "CCO", str(data), "-o", str(model), "--epochs", "3", "--ensemble", "2",
+            "--val-fraction", "0.2", "--no-progress"]
+    assert main(argv) == 0
+    meta = load_model(model).metadata
+    assert meta["ensemble_size"] == 2 and meta["kind"] == "correction"
+    assert meta["mm"]["charge_method"] == "gasteiger"
+    assert len(meta["training_set_sha256"]) == 64
+    assert len(meta["validation_frames"]) == 2
+    assert meta["qm"]["level"] == "GFN2-xTB"
+
+    ml_only = tmp_path / "ml.pt"
+    assert main(["train", "CCO", str(data), "-o", str(ml_only), "--epochs", "2", "--ml-only",
+                 "--no-progress"]) == 0
+    report_path = tmp_path / "r.json"
+    assert main(["evaluate", "CCO", str(data), "--model", str(model), "--ml-only", str(ml_only),
+                 "--json", str(report_path), "--frames", "held-out"]) == 0
+    report = json.loads(report_path.read_text())
+    assert report["n_frames"] == 2
+    assert set(report) >= {"mm", "hybrid", "ml_only", "ensemble"}
+    assert report["ml_in_openmm_matches_model_kj_mol"] < 1e-6
+    out = capsys.readouterr().out
+    assert "hybrid" in out and "ensemble K=2" in out
+
+
+def test_label_rejects_dft_options_for_xtb(tmp_path, capsys) -> None:
+    code = main(["label", "CCO", "--n", "1", "-o", str(tmp_path / "x.xyz"), "--xc", "pbe"])
+    assert code == 2
+    assert "--xc/--basis only apply to --method dft" in capsys.readouterr().err
+
+
+def test_label_refuses_other_molecule_file(tmp_path, capsys) -> None:
+    data = tmp_path / "d.xyz"
+    assert main(["label", "CCO", "--n", "2", "-o", str(data), "--no-progress"]) == 0
+    code = main(["label", "CCS", "--n", "3", "-o", str(data), "--no-progress"])
+    assert code == 2
+    assert "atom 2 is O but the molecule's atom 2 is S" in capsys.readouterr().err
