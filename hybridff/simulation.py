@@ -357,9 +357,17 @@ def _check_energy(simulation: app.Simulation, stage: str, step: int | None = Non
     return energy
 
 
+def is_ml_force(force: openmm.Force) -> bool:
+    """Whether ``force`` is an ML correction (plugin Forces come back from a System as plain
+    ``Force`` objects, so the name that ``add_ml_correction`` gives is checked too)."""
+    name = force.getName()
+    return (type(force).__name__ in ("TorchForce", "PythonForce")
+            or name.startswith("hybridff ML") or name.startswith("hybridff-ml"))
+
+
 def _set_torch_threads(system: openmm.System, threads: int | None) -> None:
     """Limit torch's threads where a TorchForce runs (deliberately, when a Context is made)."""
-    if threads and any(type(f).__name__ in ("TorchForce", "PythonForce") for f in system.getForces()):
+    if threads and any(is_ml_force(f) for f in system.getForces()):
         import torch
 
         torch.set_num_threads(int(threads))
@@ -568,19 +576,56 @@ def run_md(prepared: PreparedSystem, output_dir: str | os.PathLike, options: MDO
     return summary
 
 
-def load_system_xml(path: str | os.PathLike) -> openmm.System:
-    """Deserialize a System XML (importing openmm-torch first when it holds a TorchForce)."""
+def load_system_xml(path: str | os.PathLike, model: Any = None, topology: app.Topology | None = None,
+                    atoms: list[int] | None = None, backend: str = "torch") -> openmm.System:
+    """Deserialize a System XML written by :func:`run_md`.
+
+    A TorchForce in the file is not handed to OpenMM's deserializer: with openmm-torch 1.10 on
+    OpenMM 8.6.1 (the verified stack) ``TorchForceProxy::deserialize`` crashes the process
+    (segmentation fault in ``SerializationNode::getStringProperty``). It is removed from the
+    XML and, when ``model`` (file or ``ModelFile``), the ``topology`` and the ML ``atoms`` are
+    given, added again
+    with :func:`hybridff.ml.backend.add_ml_correction` in the same force group, with the same
+    ``lambda`` default; without a model that is an error saying so.
+    """
+    from xml.etree import ElementTree as ET
+
     path = Path(path)
     if not path.is_file():
         raise SimulationError(f"System file {str(path)!r} does not exist")
     text = path.read_text()
-    if "TorchForce" in text:
-        import openmmtorch  # noqa: F401  registers the TorchForce serialization proxy
+    removed: list[ET.Element] = []
+    if 'type="TorchForce"' in text:
+        root = ET.fromstring(text)
+        forces = root.find("Forces")
+        for element in list(forces if forces is not None else []):
+            if element.get("type") == "TorchForce":
+                forces.remove(element)
+                removed.append(element)
+        if model is None or atoms is None or topology is None:
+            raise SimulationError(
+                f"{path} holds an ML correction (TorchForce), which this openmm-torch cannot "
+                "read back (its deserializer crashes); pass the model file and the ML atoms "
+                "(load_system_xml(path, model=..., topology=..., atoms=...)) to re-create it, or resume with "
+                "hybridff simulate --resume, which does that from run.json")
+        text = ET.tostring(root, encoding="unicode")
     try:
-        return openmm.XmlSerializer.deserialize(text)
+        system = openmm.XmlSerializer.deserialize(text)
     except Exception as exc:  # OpenMM raises a bare Exception for malformed XML
         raise SimulationError(f"{path}: not a readable OpenMM System XML ({exc}); run the "
                               "simulation again to rewrite it") from exc
+    for element in removed:
+        from hybridff.ml.backend import add_ml_correction
+        from hybridff.ml.modelfile import ModelFile, load_model
+
+        loaded = model if isinstance(model, ModelFile) else load_model(model)
+        params = element.find("GlobalParameters")
+        names = {p.get("name"): float(p.get("default")) for p in (params if params is not None else [])}
+        name, value = next(iter(names.items())) if names else ("lambda_ml", 1.0)
+        add_ml_correction(system, topology, loaded, atoms=list(atoms), backend=backend,
+                          lambda_ml=value, parameter_name=name,
+                          force_group=int(element.get("forceGroup", "0")))
+    return system
 
 
 def resume_md(output_dir: str | os.PathLike, steps: int, platform: str | None = None,
@@ -605,9 +650,12 @@ def resume_md(output_dir: str | os.PathLike, steps: int, platform: str | None = 
         opt_dict["threads"] = threads
     options = MDOptions(**opt_dict)
     options.check()
-    system = load_system_xml(out / OUTPUTS["system"])
-    integrator = openmm.XmlSerializer.deserialize((out / OUTPUTS["integrator"]).read_text())
+    model_path = summary.get("ml_model")
+    solute = list(range(int(summary["system"]["solute_atoms"])))
     topology = app.PDBFile(str(out / OUTPUTS["start"])).topology
+    system = load_system_xml(out / OUTPUTS["system"], model=model_path, topology=topology,
+                             atoms=solute, backend=summary["system"].get("ml_backend", "torch"))
+    integrator = openmm.XmlSerializer.deserialize((out / OUTPUTS["integrator"]).read_text())
     plat, properties = get_platform(options.platform, options.threads)
     _set_torch_threads(system, options.threads)
     sim = app.Simulation(topology, system, integrator, plat, properties)
@@ -620,11 +668,9 @@ def resume_md(output_dir: str | os.PathLike, steps: int, platform: str | None = 
             f"restart from {OUTPUTS['state']} with XmlSerializer") from exc
     periodic = system.usesPeriodicBoundaryConditions()
     monitor = None
-    model_path = summary.get("ml_model")
     if model_path and (summary.get("system", {}).get("ensemble_size") or 1) > 1 and Path(model_path).is_file():
         from hybridff.ml.modelfile import load_model
 
-        solute = list(range(int(summary["system"]["solute_atoms"])))
         monitor = EnsembleMonitor(load_model(model_path), topology, solute,
                                   options.disagreement_threshold_kcal)
     sim.reporters.append(app.DCDReporter(str(out / OUTPUTS["trajectory"]), options.report_every,
