@@ -95,3 +95,31 @@ def test_hybrid_nve_energy_drift(ethanol_fit) -> None:
     assert np.isfinite(totals).all()
     assert abs(slope) / n_dof < DRIFT_LIMIT
     assert totals.std() < 1.0  # kJ/mol: bounded fluctuation (Verlet, 0.5 fs)
+
+
+def test_md_sampling_is_seeded() -> None:
+    mm = build_mm("CCO")
+    a = md_conformations(mm.system, mm.positions, 3, interval_steps=20, equilibration_steps=50, seed=4)
+    b = md_conformations(mm.system, mm.positions, 3, interval_steps=20, equilibration_steps=50, seed=4)
+    c = md_conformations(mm.system, mm.positions, 3, interval_steps=20, equilibration_steps=50, seed=5)
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+    assert a.shape == (3, 9, 3)
+
+
+def test_normal_mode_sampling_amplitudes() -> None:
+    """Displacements along normal modes: seeded, and their MM energy is about kT/2 per mode."""
+    from hybridff.sampling import MOLAR_GAS_CONSTANT, normal_mode_conformations, normal_modes
+    from hybridff.training.residuals import mm_energies_forces
+
+    mm = build_mm("CCO")
+    x0, omega2, modes = normal_modes(mm.system, mm.positions)
+    assert len(omega2) == 3 * 9 - 6 and (omega2 > 0).all()
+    frames = normal_mode_conformations(mm.system, mm.positions, 200, temperature=20.0, seed=1)
+    again = normal_mode_conformations(mm.system, mm.positions, 200, temperature=20.0, seed=1)
+    np.testing.assert_array_equal(frames, again)
+    e0, _ = mm_energies_forces(mm.system, x0[None])
+    energies, _ = mm_energies_forces(mm.system, frames)
+    mean_excess = float(np.mean(energies - e0[0]))
+    expected = 0.5 * MOLAR_GAS_CONSTANT * 20.0 * len(omega2)  # equipartition (harmonic at 20 K)
+    assert 0.6 * expected < mean_excess < 1.6 * expected, (mean_excess, expected)
