@@ -45,11 +45,12 @@ class AtomicNetworks(torch.nn.Module):
     def forward(self, features: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
         """Features (B, N, F) -> total energies (B,) in kJ/mol."""
         x = (features - self.feature_mean) / self.feature_std
-        atomic = torch.zeros(x.shape[0], x.shape[1], dtype=x.dtype, device=x.device)
+        total = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
         for index, net in enumerate(self.networks):
-            mask = species == index
-            atomic = atomic + mask.to(x.dtype) * net(x).squeeze(-1)
-        return self.energy_scale * atomic.sum(-1) + self.energy_shift
+            atoms = torch.nonzero(species == index).squeeze(1)
+            if atoms.numel() > 0:  # each network sees only the atoms of its element
+                total = total + net(x.index_select(1, atoms)).squeeze(-1).sum(-1)
+        return self.energy_scale * total + self.energy_shift
 
 
 class EnsembleModel(torch.nn.Module):

@@ -44,6 +44,8 @@ class TrainConfig:
     energy_weight: float = 1.0
     force_weight: float = 1.0
     progress: bool = True
+    #: precompute descriptor Jacobians once (much faster epochs) when they fit in this many MB
+    jacobian_memory_mb: float = 2000.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.val_fraction < 1.0:
@@ -97,20 +99,50 @@ def species_of(numbers: np.ndarray, elements: tuple[int, ...]) -> torch.Tensor:
 
 
 def _batch_loss(
-    model: EnsembleModel, member: torch.nn.Module, pos: torch.Tensor, species: torch.Tensor,
-    t_energy: torch.Tensor, t_forces: torch.Tensor, scales: tuple[float, float, float, float],
-    create_graph: bool,
+    model: EnsembleModel, member: torch.nn.Module, batch: dict[str, torch.Tensor],
+    species: torch.Tensor, scales: tuple[float, float, float, float], create_graph: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Normalised loss, energy MSE (centred) and force MSE of one batch.
+
+    With precomputed descriptors ``feats`` (B, N, F) and Jacobians ``jac`` (B, N, F, N, 3),
+    forces are ``-dE/dG . dG/dx``; otherwise descriptors are recomputed from ``pos``.
+    """
     w_e, var_e, w_f, var_f = scales
-    pos = pos.clone().requires_grad_(True)
-    energy = member(model.features(pos, species), species)
-    (grad,) = torch.autograd.grad(energy.sum(), pos, create_graph=create_graph)
-    forces = -grad
+    if "jac" in batch:
+        feats = batch["feats"].clone().requires_grad_(True)
+        energy = member(feats, species)
+        (d_e,) = torch.autograd.grad(energy.sum(), feats, create_graph=create_graph)
+        forces = -torch.einsum("bnf,bnfmk->bmk", d_e, batch["jac"].to(d_e.dtype))
+    else:
+        pos = batch["pos"].clone().requires_grad_(True)
+        energy = member(model.features(pos, species), species)
+        (grad,) = torch.autograd.grad(energy.sum(), pos, create_graph=create_graph)
+        forces = -grad
+    t_energy = batch["energy"]
     de = (energy - energy.mean()) - (t_energy - t_energy.mean())
     e_mse = (de**2).mean()
-    f_mse = ((forces - t_forces) ** 2).mean()
+    f_mse = ((forces - batch["forces"]) ** 2).mean()
     loss = w_e * e_mse / var_e + w_f * f_mse / var_f
     return loss, e_mse.detach(), f_mse.detach()
+
+
+def descriptor_jacobians(
+    model: EnsembleModel, positions: torch.Tensor, species: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Descriptors (F, N, D) and their Jacobians (F, N, D, N, 3) w.r.t. positions (nm)."""
+    from torch.func import jacfwd
+
+    def features(x: torch.Tensor) -> torch.Tensor:
+        return model.features(x.unsqueeze(0), species)[0]
+
+    n, d = positions.shape[1], model.descriptor.n_features
+    if positions.shape[0] == 0:
+        return positions.new_zeros((0, n, d)), positions.new_zeros((0, n, d, n, 3))
+    feats, jacs = [], []
+    for x in positions:
+        feats.append(features(x).detach())
+        jacs.append(jacfwd(features)(x).detach())
+    return torch.stack(feats), torch.stack(jacs)
 
 
 def _fit_member(
@@ -121,8 +153,9 @@ def _fit_member(
     gen = torch.Generator().manual_seed(config.seed * 1000 + k)
     opt = torch.optim.Adam(member.parameters(), lr=config.learning_rate)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=10)
-    n_train = data["pos"].shape[0]
-    has_val = data["val_pos"].shape[0] > 0
+    n_train = data["energy"].shape[0]
+    has_val = data["val_energy"].shape[0] > 0
+    keys = [k for k in ("pos", "feats", "jac", "energy", "forces") if k in data]
     best = (math.inf, copy.deepcopy(member.state_dict()), 0)
     bar = _progress(range(config.epochs), config.progress, f"member {k + 1}/{config.ensemble}")
     for epoch in bar:
@@ -131,15 +164,15 @@ def _fit_member(
             idx = order[start : start + config.batch_size]
             if len(idx) < 2:
                 continue
-            loss, _, _ = _batch_loss(model, member, data["pos"][idx], species, data["energy"][idx],
-                                     data["forces"][idx], scales, create_graph=True)
+            batch = {k: data[k][idx] for k in keys}
+            loss, _, _ = _batch_loss(model, member, batch, species, scales, create_graph=True)
             opt.zero_grad()
             loss.backward()
             opt.step()
         prefix = "val_" if has_val else ""  # without a validation set, watch the training loss
-        loss, e_mse, f_mse = _batch_loss(model, member, data[prefix + "pos"], species,
-                                         data[prefix + "energy"], data[prefix + "forces"],
-                                         scales, create_graph=False)
+        batch = {k: data[prefix + k] for k in keys}
+        loss, e_mse, f_mse = _batch_loss(model, member, batch, species, scales,
+                                         create_graph=False)
         value = float(loss.detach())
         sched.step(value)
         if value < best[0]:
@@ -195,8 +228,19 @@ def train_correction(
         "val_energy": as_t(target_energies[val_idx]),
         "val_forces": as_t(target_forces[val_idx]),
     }
+    n_atoms = len(numbers)
+    jac_mb = len(positions) * n_atoms * spec.n_features * n_atoms * 3 * 8 / 2**20
+    if jac_mb <= config.jacobian_memory_mb:
+        logger.info("precomputing descriptor Jacobians (%.0f MB)", jac_mb)
+        for prefix in ("", "val_"):
+            data[prefix + "feats"], data[prefix + "jac"] = descriptor_jacobians(
+                model, data[prefix + "pos"], species)
+            del data[prefix + "pos"]
     with torch.no_grad():
-        feats = model.features(data["pos"], species).reshape(-1, spec.n_features)
+        if "feats" in data:
+            feats = data["feats"].reshape(-1, spec.n_features)
+        else:
+            feats = model.features(data["pos"], species).reshape(-1, spec.n_features)
         mean, std = feats.mean(0), feats.std(0)
         std = torch.where(std > 1e-8, std, torch.ones_like(std))
     e_centred = data["energy"] - data["energy"].mean()
