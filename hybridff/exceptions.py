@@ -68,3 +68,7 @@ class DataFormatError(HybridFFError, ValueError):
 
 class OptionalDependencyError(HybridFFError, ImportError):
     """An optional dependency is not installed; the message carries the install hint."""
+
+
+class SimulationError(HybridFFError, RuntimeError):
+    """A simulation could not be set up or became unstable (NaN energies, bad settings)."""

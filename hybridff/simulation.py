@@ -34,8 +34,14 @@ import openmm
 from openmm import app, unit
 
 from hybridff.cache import atomic_write_text
-from hybridff.exceptions import HybridFFError, MoleculeInputError, UnknownNameError
-from hybridff.system import DEFAULT_CUTOFF_NM, FORCE_GROUPS, build_system, net_charge
+from hybridff.exceptions import MoleculeInputError, SimulationError, UnknownNameError
+from hybridff.system import (
+    DEFAULT_CUTOFF_NM,
+    FORCE_GROUPS,
+    build_system,
+    is_ml_force,
+    net_charge,
+)
 from hybridff.units import AVOGADRO, KJ_TO_KCAL
 
 logger = logging.getLogger(__name__)
@@ -60,10 +66,6 @@ OUTPUTS: dict[str, str] = {
 }
 
 MOLAR_GAS_CONSTANT_KJ = unit.MOLAR_GAS_CONSTANT_R.value_in_unit(unit.kilojoule_per_mole / unit.kelvin)
-
-
-class SimulationError(HybridFFError, RuntimeError):
-    """A simulation could not be set up or became unstable (NaN energies, bad settings)."""
 
 
 # --------------------------------------------------------------------------- set-up
@@ -355,14 +357,6 @@ def _check_energy(simulation: app.Simulation, stage: str, step: int | None = Non
             "smaller time step (--timestep-fs 1), more minimization, or check the input structure "
             "for overlapping atoms")
     return energy
-
-
-def is_ml_force(force: openmm.Force) -> bool:
-    """Whether ``force`` is an ML correction (plugin Forces come back from a System as plain
-    ``Force`` objects, so the name that ``add_ml_correction`` gives is checked too)."""
-    name = force.getName()
-    return (type(force).__name__ in ("TorchForce", "PythonForce")
-            or name.startswith("hybridff ML") or name.startswith("hybridff-ml"))
 
 
 def _set_torch_threads(system: openmm.System, threads: int | None) -> None:

@@ -66,13 +66,24 @@ def resolve_nonbonded_method(method: Any):
     return method
 
 
+#: Name prefix of the Force that ``hybridff.ml.backend.add_ml_correction`` adds.
+ML_FORCE_NAME = "hybridff ML correction"
+
+
+def is_ml_force(force: openmm.Force) -> bool:
+    """Whether ``force`` is hybridff's ML correction (plugin Forces read back from a System
+    are plain ``Force`` objects, so the name given by ``add_ml_correction`` is checked too)."""
+    return (type(force).__name__ in ("TorchForce", "PythonForce")
+            or force.getName().startswith(ML_FORCE_NAME))
+
+
 def set_force_groups(system: openmm.System) -> dict[str, int]:
     """Put each Force in its term's group (see ``FORCE_GROUPS``); return name -> group."""
     groups = {}
     for force in system.getForces():
         name = type(force).__name__
         group = FORCE_GROUPS.get(name, OTHER_FORCE_GROUP)
-        if name == "TorchForce" or force.getName().startswith("hybridff-ml"):
+        if is_ml_force(force):
             group = ML_FORCE_GROUP
         force.setForceGroup(group)
         groups[name] = group

@@ -17,19 +17,18 @@ from openmm import app, unit
 from rdkit import Chem
 
 from hybridff.cli import main
-from hybridff.exceptions import MoleculeInputError, UnknownNameError
+from hybridff.exceptions import MoleculeInputError, SimulationError, UnknownNameError
 from hybridff.simulation import (
     OUTPUTS,
     MDOptions,
-    SimulationError,
     check_positions,
     degrees_of_freedom,
-    is_ml_force,
     load_system_xml,
     prepare_system,
     resume_md,
     run_md,
 )
+from hybridff.system import is_ml_force
 
 ROOT = Path(__file__).resolve().parents[1]
 PARACETAMOL = ROOT / "examples" / "data" / "paracetamol.sdf"
