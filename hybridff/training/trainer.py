@@ -253,6 +253,12 @@ def train_correction(
         member.feature_std.copy_(std)
         member.energy_scale.fill_(math.sqrt(var_e) / max(1, len(numbers)) ** 0.5)
         history.append(_fit_member(model, k, species, data, config, scales))
+        with torch.no_grad():  # zero mean over the training frames: members share one offset
+            if "feats" in data:
+                mean_energy = member(data["feats"], species).mean()
+            else:
+                mean_energy = member(model.features(data["pos"], species), species).mean()
+            member.energy_shift.sub_(mean_energy)
 
     result = TrainResult(model=model, spec=spec, train_index=train_idx, val_index=val_idx,
                          config={k: list(v) if isinstance(v, tuple) else v

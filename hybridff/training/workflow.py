@@ -178,7 +178,9 @@ def evaluate(
     e_members, f_members = e_members.numpy(), f_members.numpy()
     report["ml_in_openmm_matches_model_kj_mol"] = float(
         np.abs(e_ml_omm - e_members.mean(0)).max())
-    e_std = e_members.std(0) * units.KJ_TO_KCAL
+    # members agree on energies only up to a constant: remove each one's mean first
+    centred = e_members - e_members.mean(axis=1, keepdims=True)
+    e_std = centred.std(0) * units.KJ_TO_KCAL
     f_std = f_members.std(0) * units.KJ_PER_MOL_NM_TO_KCAL_PER_MOL_ANGSTROM
     report["ensemble"] = {
         "size": int(e_members.shape[0]),
