@@ -30,9 +30,10 @@ logger = logging.getLogger(__name__)
 DEFAULT_CACHE_DIR = Path(os.environ.get("HYBRIDFF_CACHE", Path.home() / ".cache" / "hybridff"))
 
 
-def cache_key(smiles: str, forcefield_sha256: str, charge_method: str) -> str:
+def cache_key(smiles: str, forcefield_sha256: str, charge_method: str,
+              pair_order: str = "canonical") -> str:
     """Content hash identifying one parameterization."""
-    text = json.dumps([smiles, forcefield_sha256, charge_method, __version__])
+    text = json.dumps([smiles, forcefield_sha256, charge_method, pair_order, __version__])
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -59,6 +60,7 @@ def _serialize(pm: ParameterizedMolecule) -> str:
         "atom_types": pm.atom_types,
         "charges": [float(q) for q in pm.charges],
         "charge_method": pm.charge_method,
+        "pair_order": pm.pair_order,
         "forcefield": pm.forcefield,
         "forcefield_sha256": pm.forcefield_sha256,
         "filled_terms": [asdict(t) for t in pm.filled_terms],
@@ -78,7 +80,7 @@ def _deserialize(text: str) -> ParameterizedMolecule:
         atom.SetProp("_hybridff_name", name)
     return ParameterizedMolecule(
         mol=mol, names=d["names"], atom_types=d["atom_types"], charges=charges,
-        charge_method=d["charge_method"], forcefield=d["forcefield"],
+        charge_method=d["charge_method"], pair_order=d["pair_order"], forcefield=d["forcefield"],
         forcefield_sha256=d["forcefield_sha256"],
         filled_terms=[FilledTerm(t["kind"], tuple(t["classes"]), t["values"], t["source"])
                       for t in d["filled_terms"]])

@@ -57,6 +57,7 @@ class ParameterizedMolecule:
     forcefield_sha256: str
     residue_name: str = "MOL"
     filled_terms: list[FilledTerm] = field(default_factory=list)
+    pair_order: str = "index"
 
     @property
     def smiles(self) -> str:
@@ -100,6 +101,7 @@ class ParameterizedMolecule:
             "forcefield": self.forcefield,
             "forcefield_sha256": self.forcefield_sha256,
             "charge_method": self.charge_method,
+            "pair_order": self.pair_order,
             "atoms": [
                 {"index": i, "name": n, "element": a.GetSymbol(), "type": t, "charge": float(q)}
                 for i, (a, n, t, q) in enumerate(
@@ -110,7 +112,8 @@ class ParameterizedMolecule:
 
     def content_hash(self) -> str:
         """Hash of everything that determines the parameters (for caches and provenance)."""
-        key = json.dumps([self.smiles, self.forcefield_sha256, self.charge_method, __version__])
+        key = json.dumps([self.smiles, self.forcefield_sha256, self.charge_method,
+                          self.pair_order, __version__])
         return hashlib.sha256(key.encode()).hexdigest()
 
 
@@ -269,7 +272,7 @@ def _matches_wild(classes: tuple[str, ...], wanted: tuple[str, ...]) -> bool:
 def parameterize(molecule: Any, charge_method: str = DEFAULT_CHARGE_METHOD,
                  forcefield: str = "hybridff-gaff2.xml", atom_types: list[str] | None = None,
                  residue_name: str = "MOL", charges: np.ndarray | None = None,
-                 **charge_options: Any) -> ParameterizedMolecule:
+                 pair_order: str = "index", **charge_options: Any) -> ParameterizedMolecule:
     """Type, charge and complete the parameters of one molecule.
 
     Parameters
@@ -282,6 +285,13 @@ def parameterize(molecule: Any, charge_method: str = DEFAULT_CHARGE_METHOD,
         GAFF2 types to use instead of the built-in typer (one per atom, in atom order).
     charges
         Explicit charges (e), short for ``charge_method="file", charges=...``.
+    pair_order
+        How conjugated pair types (cc/cd, ce/cf, nc/nd, ...) are labelled: ``"index"``
+        walks from the lowest atom index, as antechamber does, so types equal antechamber's
+        for the same input; ``"canonical"`` walks in RDKit's canonical atom order, so the
+        parameters do not depend on the input atom order. GAFF2 2.2 fits cc- and cd-
+        parameters separately (e.g. angle ca-na-cc 117.3 deg vs ca-na-cd 108.8 deg), so the
+        two can differ in energy; see docs/atom-typing.md.
     """
     mol = load_molecule(molecule)
     tables = load_tables(forcefield)
@@ -289,7 +299,7 @@ def parameterize(molecule: Any, charge_method: str = DEFAULT_CHARGE_METHOD,
     if atom_types is None:
         from hybridff.atomtyping import assign_atom_types
 
-        atom_types = assign_atom_types(mol, tables.path)
+        atom_types = assign_atom_types(mol, tables.path, pair_order=pair_order)
     if len(atom_types) != mol.GetNumAtoms():
         raise ValueError(f"{len(atom_types)} atom types given for {mol.GetNumAtoms()} atoms")
     for i, t in enumerate(atom_types):
@@ -303,4 +313,4 @@ def parameterize(molecule: Any, charge_method: str = DEFAULT_CHARGE_METHOD,
     return ParameterizedMolecule(mol=mol, names=names, atom_types=list(atom_types), charges=q,
                                  charge_method=charge_method, forcefield=tables.name,
                                  forcefield_sha256=tables.sha256, residue_name=residue_name,
-                                 filled_terms=filled)
+                                 filled_terms=filled, pair_order=pair_order)

@@ -70,14 +70,19 @@ class HybridTemplateGenerator:
     cache
         Folder of the on-disk cache (``~/.cache/hybridff`` or ``$HYBRIDFF_CACHE`` by default);
         ``False`` turns caching off.
+    pair_order
+        Labelling of conjugated pair types (see :func:`hybridff.parameters.parameterize`).
+        ``"canonical"`` by default here: a molecule gets the same parameters whatever atom
+        order it arrives in, which the content-keyed cache relies on.
     """
 
     def __init__(self, molecules: Any = None, charge_method: str = DEFAULT_CHARGE_METHOD,
                  forcefield: str = "hybridff-gaff2.xml", cache: str | Path | bool | None = None,
-                 **charge_options: Any):
+                 pair_order: str = "canonical", **charge_options: Any):
         self.charge_method = charge_method
         self.forcefield = forcefield
         self.charge_options = charge_options
+        self.pair_order = pair_order
         self.tables = load_tables(forcefield)
         self.cache = None if cache is False else ParameterCache(None if cache in (None, True) else cache)
         self._molecules: list[tuple[Chem.Mol, nx.Graph, tuple]] = []
@@ -96,13 +101,14 @@ class HybridTemplateGenerator:
     def parameterize_molecule(self, mol: Chem.Mol) -> ParameterizedMolecule:
         """Parameters of ``mol`` (from the cache when present)."""
         smiles = canonical_smiles(mol)
-        key = cache_key(smiles, self.tables.sha256, self.charge_method)
+        key = cache_key(smiles, self.tables.sha256, self.charge_method, self.pair_order)
         if key in self.parameterized:
             return self.parameterized[key]
 
         def create() -> ParameterizedMolecule:
             logger.info("parameterizing %s (charges: %s)", smiles, self.charge_method)
-            return parameterize(mol, self.charge_method, self.forcefield, **self.charge_options)
+            return parameterize(mol, self.charge_method, self.forcefield,
+                                pair_order=self.pair_order, **self.charge_options)
 
         pm = self.cache.get_or_create(key, create) if self.cache is not None else create()
         self.parameterized[key] = pm
@@ -137,7 +143,7 @@ class HybridTemplateGenerator:
         match = mol.GetSubstructMatch(pm.mol)
         pm_to_residue = {i: mapping[j] for i, j in enumerate(match)}
         names = [atoms[pm_to_residue[i]].name for i in range(pm.mol.GetNumAtoms())]
-        template_name = f"{residue.name}-{cache_key(pm.smiles, pm.forcefield_sha256, pm.charge_method)[:8]}"
+        template_name = f"{residue.name}-{pm.content_hash()[:8]}"
         forcefield.loadFile(io.StringIO(pm.to_ffxml(names=names, residue_name=template_name)))
         logger.info("loaded template %s for residue %s", template_name, residue.name)
         return True

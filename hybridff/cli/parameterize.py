@@ -28,6 +28,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", type=Path, required=True, help="output ForceField XML")
     parser.add_argument("--report", type=Path, help="write a JSON report (types, charges, filled terms)")
     parser.add_argument("--forcefield", default="hybridff-gaff2.xml", help="hybridff force-field file")
+    parser.add_argument("--pair-order", choices=("index", "canonical"), default="index",
+                        help="labelling of conjugated pair types (cc/cd, ...): 'index' as "
+                             "antechamber does for this input order (default), 'canonical' "
+                             "independent of the input atom order")
     parser.add_argument("--residue-name", default=None,
                         help="residue name of the template(s) (default: MOL, MOL2, ...)")
 
@@ -56,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
     docs, reports = [], []
     for k, mol in enumerate(tqdm(mols, desc="parameterizing", unit="mol", disable=len(mols) < 2)):
         resname = args.residue_name or ("MOL" if len(mols) == 1 else f"M{k + 1:02d}")
-        pm = parameterize(mol, args.charges, args.forcefield, residue_name=resname)
+        pm = parameterize(mol, args.charges, args.forcefield, residue_name=resname,
+                          pair_order=args.pair_order)
         docs.append(pm.to_ffxml())
         report = pm.report()
         report["residue_name"] = resname
