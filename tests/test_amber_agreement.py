@@ -76,11 +76,13 @@ MOLECULES: dict[str, str] = {
 }
 
 _BUG_IMPROPER = (
-    "known gap (improper atom order): for the gaff2.dat improper ca-ca-ca-c3 on ibuprofen's C8, "
-    "tleap orders the outer atoms c3, ca, ca while OpenMM's amber ordering follows the XML (ca, "
-    "ca, c3). Sorting the outer classes alphabetically or by atomic number fixes this case but "
-    "breaks bromobenzene (ca-ca-ca-br) and aromatic C-H (ca-ca-ca-ha), so tleap's rule is not "
-    "yet reproduced; 3.5e-5 relative in the torsion energy")
+    "known gap (improper atom order): for gaff2.dat's ca-ca-ca-c3 on ibuprofen's C8, tleap "
+    "orders the atoms C11, C7, C8, C9 and OpenMM's amber ordering C7, C9, C8, C11. OpenMM breaks "
+    "ties between equal outer types by the atom's index in the matched template, and template "
+    "matching is by graph, so for symmetric molecules an automorphism decides; tleap's own order "
+    "depends on the input order too (it even omits the ipso improper of a substituted benzene "
+    "whose substituent is atom 0). Sorting the outer classes alphabetically or by atomic number "
+    "fixes ibuprofen but breaks bromobenzene and aromatic C-H. 3.5e-5 relative in torsion energy")
 #: molecule -> (bug, checks it breaks). Strict xfail: fixing the bug turns them into failures.
 KNOWN_BUGS: dict[str, tuple[str, tuple[str, ...]]] = {
     "ibuprofen": (_BUG_IMPROPER, ("parameters", "energies")),  # improper on ca(-c3)
