@@ -123,3 +123,24 @@ def test_normal_mode_sampling_amplitudes() -> None:
     mean_excess = float(np.mean(energies - e0[0]))
     expected = 0.5 * MOLAR_GAS_CONSTANT * 20.0 * len(omega2)  # equipartition (harmonic at 20 K)
     assert 0.6 * expected < mean_excess < 1.6 * expected, (mean_excess, expected)
+
+
+@pytest.mark.slow
+def test_paracetamol_shipped_labels_hybrid_beats_mm_on_test_trajectory(tmp_path) -> None:
+    """Train on the shipped 240 GFN2-xTB frames, evaluate on the independent 100-frame file."""
+    from pathlib import Path
+
+    from hybridff.training.workflow import evaluate, train
+
+    data = Path(__file__).resolve().parents[1] / "examples" / "data"
+    model = tmp_path / "m.pt"
+    config = TrainConfig(epochs=150, patience=40, val_fraction=0.2, seed=0, progress=False)
+    train(data / "paracetamol.sdf", data / "paracetamol_gfn2xtb_train.xyz", model, config)
+    report = evaluate(data / "paracetamol.sdf", data / "paracetamol_gfn2xtb_test.xyz", model)
+    mm, hybrid = report["mm"], report["hybrid"]
+    print(f"test trajectory: MM F {mm['force_rmse_kcal_mol_A']:.2f}, hybrid F "
+          f"{hybrid['force_rmse_kcal_mol_A']:.2f} kcal/mol/A; E {mm['energy_rmse_kcal_mol']:.2f}"
+          f" -> {hybrid['energy_rmse_kcal_mol']:.2f} kcal/mol")
+    assert hybrid["force_rmse_kcal_mol_A"] < 0.4 * mm["force_rmse_kcal_mol_A"]
+    assert hybrid["energy_rmse_kcal_mol"] < 0.4 * mm["energy_rmse_kcal_mol"]
+    assert report["ml_in_openmm_matches_model_kj_mol"] < 1e-6
