@@ -162,6 +162,12 @@ def test_refuses_mm_mismatch() -> None:
     add_ml_correction(system, top, model_file, mm_signature={"charge_method": "am1bcc"})
 
 
+def test_refuses_ml_only_model() -> None:
+    system, top, _ = make_system()
+    with pytest.raises(ModelCompatibilityError, match="count the physics twice"):
+        add_ml_correction(system, top, make_model_file(kind="ml_only"))
+
+
 def test_refuses_small_box() -> None:
     model_file = make_model_file()
     system, top, _ = make_system(periodic=True)

@@ -91,10 +91,16 @@ def check_compatibility(
 ) -> list[int]:
     """Species indices of the selected atoms; raise :class:`ModelCompatibilityError` on a misfit.
 
-    Checks: every selected element is covered by the model; the MM force field / charge
-    method / hash the model was trained against equal ``mm_signature`` (where both name
-    them); the model cutoff fits in the periodic box.
+    Checks: the model is a correction (not ML-only); every selected element is covered; the
+    MM force field / charge method / hash the model was trained against equal
+    ``mm_signature`` (where both name them); the model cutoff fits in the periodic box.
     """
+    if model.metadata.get("kind", "correction") != "correction":
+        raise ModelCompatibilityError(
+            f"this is a {model.metadata['kind']!r} model (trained on QM itself, not on QM - MM): "
+            "adding it to an MM System would count the physics twice; use a model trained "
+            "with 'hybridff train' without --ml-only"
+        )
     elements = model.elements
     atom_list = list(topology.atoms())
     species = []
