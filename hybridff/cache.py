@@ -12,7 +12,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -22,6 +21,7 @@ from filelock import FileLock
 from rdkit import Chem
 
 from hybridff import __version__
+from hybridff.fileio import atomic_write_text
 from hybridff.molecule import prepare
 from hybridff.parameters import FilledTerm, ParameterizedMolecule
 
@@ -35,21 +35,6 @@ def cache_key(smiles: str, forcefield_sha256: str, charge_method: str,
     """Content hash identifying one parameterization."""
     text = json.dumps([smiles, forcefield_sha256, charge_method, pair_order, __version__])
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (temporary file in the same folder + rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _serialize(pm: ParameterizedMolecule) -> str:

@@ -22,7 +22,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -33,8 +32,8 @@ import numpy as np
 import openmm
 from openmm import app, unit
 
-from hybridff.cache import atomic_write_text
 from hybridff.exceptions import MoleculeInputError, SimulationError, UnknownNameError
+from hybridff.fileio import atomic_write_bytes, atomic_write_text
 from hybridff.system import (
     DEFAULT_CUTOFF_NM,
     FORCE_GROUPS,
@@ -321,19 +320,6 @@ def get_platform(name: str, threads: int | None = None) -> tuple[openmm.Platform
     return openmm.Platform.getPlatformByName(name), properties
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _write_pdb(path: Path, topology: app.Topology, state: openmm.State) -> None:
     buffer = io.StringIO()
     app.PDBFile.writeFile(topology, state.getPositions(), buffer)
@@ -341,7 +327,7 @@ def _write_pdb(path: Path, topology: app.Topology, state: openmm.State) -> None:
 
 
 def _write_restart_files(out: Path, simulation: app.Simulation) -> None:
-    _atomic_write_bytes(out / OUTPUTS["checkpoint"], simulation.context.createCheckpoint())
+    atomic_write_bytes(out / OUTPUTS["checkpoint"], simulation.context.createCheckpoint())
     state = simulation.context.getState(getPositions=True, getVelocities=True, getParameters=True,
                                         getEnergy=True)
     atomic_write_text(out / OUTPUTS["state"], openmm.XmlSerializer.serialize(state))

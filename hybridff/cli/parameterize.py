@@ -13,8 +13,8 @@ from xml.etree import ElementTree as ET
 
 from tqdm import tqdm
 
-from hybridff.cache import atomic_write_text
 from hybridff.charges import available_charge_methods
+from hybridff.fileio import atomic_write_text
 from hybridff.molecule import load_molecules
 from hybridff.parameters import DEFAULT_CHARGE_METHOD, parameterize
 
