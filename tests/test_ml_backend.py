@@ -227,3 +227,51 @@ def test_torch_backend_system_serializes() -> None:
     system, top, _ = make_system()
     add_ml_correction(system, top, make_model_file())
     assert "TorchForce" in openmm.XmlSerializer.serialize(system)
+
+
+def test_solvated_ligand_split_across_box_matches_vacuum_model() -> None:
+    """hybridff MM System of paracetamol in TIP3P (PME) + TorchForce: the correction of a
+    ligand whose atoms are put on both sides of the box equals the model on the intact
+    ligand, and the MM forces are untouched."""
+    from pathlib import Path
+
+    from hybridff.ml.descriptors import DescriptorSpec
+    from hybridff.ml.model import EnsembleModel
+    from hybridff.parameters import parameterize
+    from hybridff.system import build_system, make_forcefield, molecules_topology
+    from hybridff.units import strip_positions
+
+    sdf = Path(__file__).resolve().parents[1] / "examples" / "data" / "paracetamol.sdf"
+    pm = parameterize(sdf)
+    ff = make_forcefield([pm], extra_files=("amber14/tip3p.xml",))
+    top, pos = molecules_topology([pm])
+    modeller = app.Modeller(top, pos * unit.nanometer)
+    modeller.addSolvent(ff, model="tip3p", padding=1.0 * unit.nanometer)
+    system = build_system(ff, modeller.topology, "PME")
+    positions = strip_positions(modeller.positions)
+    box = np.array([list(v.value_in_unit(unit.nanometer))
+                    for v in system.getDefaultPeriodicBoxVectors()])
+
+    elements = (1, 6, 7, 8)
+    spec = DescriptorSpec(elements=elements)
+    model = EnsembleModel(spec)
+    gen = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen, dtype=p.dtype) * 0.2)
+    model_file = ModelFile(torch.jit.script(model), build_metadata(model, spec))
+    force = add_ml_correction(system, modeller.topology, model_file)
+    assert force.usesPeriodicBoundaryConditions()
+    n_lig = pm.mol.GetNumAtoms()
+    ligand = positions[:n_lig].copy()
+    split = positions.copy()
+    split[:n_lig] = ligand - ligand.mean(0) + box.diagonal()  # centred on the box corner
+    split[: n_lig : 2] -= box[0]  # every other atom one box length away along a
+    split[1 : n_lig : 3] -= box[2]
+
+    energy, forces = group_state(system, split, force.getForceGroup())
+    species = torch.tensor([elements.index(a.GetAtomicNum()) for a in pm.mol.GetAtoms()])
+    e_ref, f_ref = energies_and_forces(model_file.module, torch.tensor(ligand)[None], species)
+    assert energy == pytest.approx(float(e_ref[0]), rel=1e-9)
+    np.testing.assert_allclose(forces[:n_lig], f_ref[0].numpy(), rtol=1e-7, atol=1e-7)
+    np.testing.assert_array_equal(forces[n_lig:], 0.0)
