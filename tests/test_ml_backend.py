@@ -161,6 +161,12 @@ def test_refuses_mm_mismatch() -> None:
         add_ml_correction(system, top, model_file, mm_signature={"forcefield_hash": "zzz"})
     add_ml_correction(system, top, model_file, mm_signature={"charge_method": "am1bcc"})
 
+    class Parameterized:  # the attributes of hybridff.parameters.ParameterizedMolecule used
+        forcefield, forcefield_sha256, charge_method = "hybridff-gaff2", "abc", "gasteiger"
+
+    with pytest.raises(ModelCompatibilityError, match="charge_method='am1bcc'"):
+        add_ml_correction(system, top, model_file, mm_signature=Parameterized())
+
 
 def test_refuses_ml_only_model() -> None:
     system, top, _ = make_system()

@@ -136,6 +136,21 @@ def check_compatibility(
     return species
 
 
+def mm_signature_of(source: Any) -> dict[str, Any] | None:
+    """The MM description to check a model against, from a dict or a ParameterizedMolecule."""
+    if source is None or isinstance(source, dict):
+        return source
+    if hasattr(source, "forcefield_sha256"):
+        return {
+            "forcefield": source.forcefield,
+            "forcefield_hash": source.forcefield_sha256,
+            "charge_method": source.charge_method,
+        }
+    raise ModelCompatibilityError(
+        f"mm_signature must be a dict or a ParameterizedMolecule, not {type(source).__name__}"
+    )
+
+
 def _free_force_group(system: openmm.System) -> int:
     used = {f.getForceGroup() for f in system.getForces()}
     for group in range(32):
@@ -295,14 +310,15 @@ def add_ml_correction(
     backend: str = "torch",
     lambda_ml: float = 1.0,
     force_group: int | None = None,
-    mm_signature: dict[str, Any] | None = None,
+    mm_signature: Any = None,
     parameter_name: str = DEFAULT_PARAMETER,
 ) -> openmm.Force:
     """Add the trained ML correction to ``system`` and return the new Force.
 
     ``model``: a model file path or a loaded :class:`ModelFile`. ``atoms``: the ML region
-    (see :func:`select_ml_atoms`). ``mm_signature``: the System's MM description
-    (``forcefield``, ``forcefield_hash``, ``charge_method``), checked against the model's.
+    (see :func:`select_ml_atoms`). ``mm_signature``: the System's MM description, a dict
+    (``forcefield``, ``forcefield_hash``, ``charge_method``) or the ParameterizedMolecule the
+    System was built from; checked against what the model was trained on.
     ``force_group``: default the lowest group no other Force uses.
     """
     factory = get_backend(backend)
@@ -316,7 +332,7 @@ def add_ml_correction(
     indices = select_ml_atoms(topology, atoms)
     periodic = system.usesPeriodicBoundaryConditions()
     box = system.getDefaultPeriodicBoxVectors() if periodic else None
-    species = check_compatibility(model, topology, indices, mm_signature, box)
+    species = check_compatibility(model, topology, indices, mm_signature_of(mm_signature), box)
     if force_group is None:
         force_group = _free_force_group(system)
     elif not 0 <= int(force_group) <= 31:
