@@ -63,6 +63,7 @@ def test_label_resumes_train_evaluate(tmp_path, capsys) -> None:
     assert report["ml_in_openmm_matches_model_kj_mol"] < 1e-6
     out = capsys.readouterr().out
     assert "hybrid" in out and "ensemble K=2" in out
+    assert "fraction_above_validation_p95" in report["ensemble"]
 
 
 def test_label_rejects_dft_options_for_xtb(tmp_path, capsys) -> None:

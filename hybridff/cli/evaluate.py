@@ -40,6 +40,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"ensemble K={ens['size']}: energy std mean {ens['energy_std_mean_kcal_mol']:.3f} "
           f"max {ens['energy_std_max_kcal_mol']:.3f} kcal/mol, force std "
           f"{ens['force_std_rms_kcal_mol_A']:.3f} kcal/mol/A")
+    if "fraction_above_validation_p95" in ens:
+        print(f"  frames with more disagreement than 95% of the validation frames: "
+              f"{100 * ens['fraction_above_validation_p95']:.0f}% (about 5% in distribution)")
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(report, handle, indent=1)

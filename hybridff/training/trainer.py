@@ -264,12 +264,30 @@ def train_correction(
                          config={k: list(v) if isinstance(v, tuple) else v
                                  for k, v in asdict(config).items()})
     result.metrics = {"members": history}
+    if config.ensemble > 1:
+        ref_idx = val_idx if len(val_idx) else train_idx
+        spread = ensemble_force_spread(model, species, positions[ref_idx])
+        result.metrics["ensemble_force_spread_kcal_mol_A"] = {
+            "frames": "validation" if len(val_idx) else "train",
+            "median": float(np.median(spread)),
+            "p95": float(np.percentile(spread, 95)),
+        }
     for name, idx in (("train", train_idx), ("validation", val_idx)):
         if len(idx) == 0:
             continue
         result.metrics[name] = evaluate_fit(model, species, positions[idx],
                                             target_energies[idx], target_forces[idx])
     return result
+
+
+def ensemble_force_spread(
+    model: EnsembleModel, species: torch.Tensor, positions: np.ndarray
+) -> np.ndarray:
+    """Per frame, the RMS over atoms and components of the members' force std (kcal/mol/A)."""
+    pos = torch.tensor(np.asarray(positions), dtype=torch.float64)
+    _, forces = energies_and_forces(model, pos, species, per_member=True)  # (K, B, N, 3)
+    std = forces.numpy().std(axis=0) * FORCE_TO_KCAL_A
+    return np.sqrt((std**2).mean(axis=(1, 2)))
 
 
 def evaluate_fit(

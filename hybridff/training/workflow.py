@@ -188,6 +188,13 @@ def evaluate(
         "energy_std_max_kcal_mol": float(e_std.max()),
         "force_std_rms_kcal_mol_A": float(np.sqrt((f_std**2).mean())),
     }
+    reference = (model.metadata.get("metrics") or {}).get("ensemble_force_spread_kcal_mol_A")
+    if reference:
+        # frames whose members disagree more than on 95 % of the validation frames: a sign of
+        # conformations unlike the training data (about 5 % expected in distribution)
+        per_frame = np.sqrt((f_std**2).mean(axis=(1, 2)))
+        report["ensemble"]["fraction_above_validation_p95"] = float(
+            np.mean(per_frame > reference["p95"]))
     if ml_only_path is not None:
         ml = load_model(ml_only_path)
         species_ml = species_of(mm.numbers, tuple(ml.elements))
