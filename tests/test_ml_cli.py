@@ -63,6 +63,13 @@ def test_label_resumes_train_evaluate(tmp_path, capsys) -> None:
     assert report["ml_in_openmm_matches_model_kj_mol"] < 1e-6
     out = capsys.readouterr().out
     assert "hybrid" in out and "ensemble K=2" in out
+    # --ml-only with a label file trains the baseline there, with the model's settings
+    assert main(["evaluate", "CCO", str(data), "--model", str(model), "--ml-only", str(data),
+                 "--json", str(report_path)]) == 0
+    trained = json.loads(report_path.read_text())
+    assert trained["ml_only_trained_on"].endswith("ml_only.pt")
+    assert load_model(trained["ml_only_trained_on"]).metadata["kind"] == "ml_only"
+    assert load_model(trained["ml_only_trained_on"]).metadata["train_config"]["epochs"] == 3
     assert "fraction_above_validation_p95" in report["ensemble"]
 
 

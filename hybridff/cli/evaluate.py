@@ -14,8 +14,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("molecule", help="molecule file (SDF/mol2) or SMILES")
     parser.add_argument("data", help="labelled extxyz file")
     parser.add_argument("--model", required=True, help="trained correction (.pt)")
-    parser.add_argument("--ml-only", default=None, metavar="MODEL",
-                        help="an ML-only model (hybridff train --ml-only) to compare as well")
+    parser.add_argument("--ml-only", default=None, metavar="MODEL_OR_DATA",
+                        help="an ML-only model (hybridff train --ml-only) to compare as well, or "
+                        "a label file (.xyz): train one on it with the model's own settings")
     parser.add_argument("--frames", default="all", choices=["all", "held-out"],
                         help="held-out: only the model's validation frames of its training file")
     parser.add_argument("--json", default=None, help="write the report as JSON here")

@@ -127,6 +127,26 @@ def train(
     return metadata
 
 
+def _train_ml_only_like(
+    molecule: str | os.PathLike, data: str | os.PathLike, metadata: dict[str, Any]
+) -> Path:
+    """Train an ML-only model on ``data`` with the hybrid model's own training settings."""
+    import tempfile
+
+    from hybridff.training.trainer import TrainConfig
+
+    settings = dict(metadata.get("train_config") or {})
+    if "hidden" in settings:
+        settings["hidden"] = tuple(settings["hidden"])
+    settings["progress"] = False
+    known = TrainConfig.__dataclass_fields__
+    config = TrainConfig(**{k: v for k, v in settings.items() if k in known})
+    out = Path(tempfile.mkdtemp(prefix="hybridff-mlonly-")) / "ml_only.pt"
+    charge_method = (metadata.get("mm") or {}).get("charge_method", "gasteiger")
+    train(molecule, data, out, config, charge_method=charge_method, ml_only=True)
+    return out
+
+
 def _hybrid_system(mm: MMSetup, model: Any) -> tuple[openmm.System, int]:
     from hybridff.ml.backend import add_ml_correction
 
@@ -145,7 +165,8 @@ def evaluate(
 ) -> dict[str, Any]:
     """Errors vs QM of MM alone, the hybrid and (optionally) an ML-only model.
 
-    ``frames_subset``: ``all``, or ``held-out`` (the model's validation frames, when ``data``
+    ``ml_only_path``: an ML-only model file, or a label file (.xyz) to train one on with the
+    hybrid model's own training settings first. ``frames_subset``: ``all``, or ``held-out`` (the model's validation frames, when ``data``
     is its training file, recognised by SHA256).
     """
     import torch
@@ -196,6 +217,9 @@ def evaluate(
         report["ensemble"]["fraction_above_validation_p95"] = float(
             np.mean(per_frame > reference["p95"]))
     if ml_only_path is not None:
+        if Path(ml_only_path).suffix.lower() in (".xyz", ".extxyz"):
+            ml_only_path = _train_ml_only_like(molecule, ml_only_path, model.metadata)
+            report["ml_only_trained_on"] = str(ml_only_path)
         ml = load_model(ml_only_path)
         species_ml = species_of(mm.numbers, tuple(ml.elements))
         e_ml, f_ml = energies_and_forces(ml.module, pos, species_ml)
