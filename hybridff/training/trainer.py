@@ -155,7 +155,7 @@ def _fit_member(
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=10)
     n_train = data["energy"].shape[0]
     has_val = data["val_energy"].shape[0] > 0
-    keys = [k for k in ("pos", "feats", "jac", "energy", "forces") if k in data]
+    keys = [name for name in ("pos", "feats", "jac", "energy", "forces") if name in data]
     best = (math.inf, copy.deepcopy(member.state_dict()), 0)
     bar = _progress(range(config.epochs), config.progress, f"member {k + 1}/{config.ensemble}")
     for epoch in bar:
@@ -164,13 +164,13 @@ def _fit_member(
             idx = order[start : start + config.batch_size]
             if len(idx) < 2:
                 continue
-            batch = {k: data[k][idx] for k in keys}
+            batch = {name: data[name][idx] for name in keys}
             loss, _, _ = _batch_loss(model, member, batch, species, scales, create_graph=True)
             opt.zero_grad()
             loss.backward()
             opt.step()
         prefix = "val_" if has_val else ""  # without a validation set, watch the training loss
-        batch = {k: data[prefix + k] for k in keys}
+        batch = {name: data[prefix + name] for name in keys}
         loss, e_mse, f_mse = _batch_loss(model, member, batch, species, scales,
                                          create_graph=False)
         value = float(loss.detach())
