@@ -38,9 +38,11 @@ REFERENCE = DATA / "ml_charge_reference.json"
 LABELS = Path(__file__).resolve().parents[1] / "hybridff" / "resources" / "am1bcc_labels.jsonl.gz"
 REFERENCE_SMILES = ["CCO", "CC(=O)[O-]", "C[NH3+]", "[NH3+]CC(=O)[O-]", "CC(=O)Nc1ccc(O)cc1",
                     "O=S(=O)([O-])c1ccccc1", "NC(N)=[NH2+]", "FC(F)(F)c1ccc(Cl)cc1Br", "CP(=O)(O)O"]
-#: Held-out RMSE the shipped model must stay under on the test sample (e). The goal is 0.02 e;
-#: the threshold is the honest measured level of the shipped model plus a margin (docs/charges.md).
-HELD_OUT_RMSE_LIMIT = 0.06
+#: Held-out RMSE the shipped model must stay under on the 50-molecule test sample (e). The goal
+#: is 0.02 e and is NOT met on the whole test set: 0.0248 e over 604 molecules (0.0198 e without
+#: one hypervalent-P outlier, see docs/charges.md); this sample measured 0.0198 e. The limit is
+#: that level plus a small margin, so a regression shows while the goal stays honest.
+HELD_OUT_RMSE_LIMIT = 0.025
 
 
 def _label_mol(smiles: str) -> Chem.Mol:

@@ -91,8 +91,15 @@ class ChargeModel:
         self.check_molecule(mol)
         g = featurize(mol, self.elements)
         x, edge_index, e, _, _ = graph_tensors(g, dtype=torch.float64)
-        with torch.no_grad():
-            chi, hardness = self.network.electronegativity_hardness(x, edge_index, e)
+        # a molecule is a tiny graph: torch's thread pool only adds overhead (and contends with
+        # OpenMM's threads), so predict on one thread and give the setting back afterwards
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            with torch.no_grad():
+                chi, hardness = self.network.electronegativity_hardness(x, edge_index, e)
+        finally:
+            torch.set_num_threads(threads)
         chi = chi.numpy().astype(np.float64)
         hardness = hardness.numpy().astype(np.float64)
         # equivalent atoms have equal (chi, J) up to summation order; make them exactly equal
