@@ -387,12 +387,17 @@ or `hybridff.charges.assign_charges(mol, method)`):
 
 - **Input**: the 2D molecular graph with explicit hydrogens. Atom features: element, formal
   charge, aromaticity, hybridization, degree, hydrogen count, ring membership and smallest
-  ring size. Bond features: single/double/triple/aromatic, conjugated, in ring. No
-  coordinates and no atom indices, so the charges do not depend on the conformer and permute
-  with the atoms; symmetry-equivalent atoms (same canonical rank) get identical charges.
+  ring size. Bond features: single/double/triple/aromatic, conjugated, in ring. Formal charges
+  and bond orders are averaged over RDKit's resonance structures, and terminal H-free atoms of
+  one element on one centre (carboxylate, nitro, sulfonate, phosphate O's) share their
+  features, so resonance-equivalent atoms look alike. No coordinates and no atom indices: the
+  charges do not depend on the conformer and permute with the atoms. Atoms in one class of
+  colour refinement (1-WL) on the featurized graph, which the network cannot tell apart, get
+  their chi and J averaged, so equivalent atoms carry bit-identical charges.
 - **Network**: {meta['hyperparameters']['layers']} message-passing layers (width
   {meta['hyperparameters']['hidden']}, sum aggregation, residual updates, layer norm), then a
-  per-atom readout of an electronegativity chi_i and a hardness J_i > 0.
+  per-atom readout of an initial charge q0_i and a softness s_i > 0, i.e. an electronegativity
+  chi_i = -q0_i/s_i and a hardness J_i = 1/s_i > 0 (QEq then gives q_i = q0_i + s_i (Q - sum q0)/sum s).
 - **Charges**: charge equilibration in closed form with the total fixed to the formal charge Q:
   q_i = (lambda - chi_i) / J_i, lambda = (Q + sum_j chi_j/J_j) / (sum_j 1/J_j). Prediction runs in
   float64, so the total equals Q to ~1e-12 e; no post-hoc rescaling is involved.
@@ -403,8 +408,8 @@ or `hybridff.charges.assign_charges(mol, method)`):
 
 Reference charges: AM1-BCC from antechamber/sqm (`-c bcc -at gaff2 -j 5`), computed on a
 seeded ETKDG conformer relaxed with MMFF94, **without** the AM1 geometry relaxation of the
-full recipe (single point: ~0.1 s instead of ~10 s per molecule; on paracetamol the two differ
-by up to ~0.01 e). Molecules: RDKit's NCI set (`rdkit/Data/NCI/first_5K.smi`), largest fragment,
+full recipe (single point: median 0.4 s per molecule here, against several seconds with the
+relaxation; the benchmark below measures how much the two recipes differ). Molecules: RDKit's NCI set (`rdkit/Data/NCI/first_5K.smi`), largest fragment,
 elements {", ".join(SUPPORTED_ELEMENTS)}, at most 40 heavy atoms, smallest first, plus
 rule-based protonation variants (carboxylic/sulfonic/phosphonic acids -> anions, aliphatic
 amines and amidines/guanidines -> cations, both -> zwitterions, up to two sites). Labels:
@@ -435,6 +440,15 @@ MMFF94 conformer, about the centre of mass): mean |mu_ML - mu_AM1BCC| =
 {dip['mean_abs_vector_difference_debye']:.3f} D (median {dip['median_abs_vector_difference_debye']:.3f} D),
 against a mean AM1-BCC dipole of {dip['mean_am1bcc_magnitude_debye']:.2f} D.
 
+## Limitations
+
+- Phosphorus is rare in the data (96 P atoms in all, 3 in the test set); one hypervalent
+  `[PH]` phosphorane in the test set gets a P charge of 0.0 e against 1.81 e from AM1-BCC. Treat
+  ML charges of unusual P (and other rare) chemistry with care, or use `--method am1bcc`.
+- The labels are conformer-dependent (single MMFF94 conformer, no AM1 relaxation); the model is
+  conformer-independent by design, so part of the remaining error is that conformer noise.
+- Elements outside H C N O F P S Cl Br I are refused (`UnsupportedElementError` naming the atom).
+
 ## Benchmark
 
 {bench}
@@ -445,7 +459,8 @@ against a mean AM1-BCC dipole of {dip['mean_am1bcc_magnitude_debye']:.2f} D.
     nice -n 10 python scripts/make_charge_labels.py --out labels/am1bcc_labels.jsonl   # resumable
     python scripts/make_charge_labels.py --out labels/am1bcc_labels.jsonl \\
         --pack hybridff/resources/am1bcc_labels.jsonl.gz
-    python scripts/train_charge_model.py      # writes the model file and this page
+    python scripts/train_charge_model.py      # writes the model file and this page (~15 min, 1 thread)
+    python scripts/train_charge_model.py --reevaluate   # recompute metrics of the model file
     python benchmarks/bench_charges.py --n 100
 
 Label file SHA256 `{meta['label_file_sha256']}`, training-set SHA256

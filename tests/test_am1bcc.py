@@ -104,3 +104,8 @@ def test_parse_mol2_charges(tmp_path):
         "@<TRIPOS>BOND\n  1 1 2 1\n"
     )
     np.testing.assert_allclose(parse_mol2_charges(mol2), [-0.1, 0.1])
+
+
+def test_implicit_hydrogens_refused():
+    with pytest.raises(ChargeAssignmentError, match="explicit hydrogens"):
+        am1bcc_charges(Chem.MolFromSmiles("CCO"))

@@ -95,8 +95,7 @@ def am1bcc_charges(
             f"am1bcc: unknown option(s) {', '.join(sorted(unknown))}; known: {', '.join(_OPTIONS)}"
         )
     exe = find_antechamber()
-    n_heavy_h = sum(1 for a in mol.GetAtoms() if a.GetAtomicNum() == 1)
-    if n_heavy_h == 0 and any(a.GetTotalNumHs() for a in mol.GetAtoms()):
+    if any(a.GetNumImplicitHs() for a in mol.GetAtoms()):
         raise ChargeAssignmentError(
             "am1bcc needs explicit hydrogens; load the molecule with hybridff.molecule.load_molecule"
         )
