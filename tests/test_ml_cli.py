@@ -61,6 +61,7 @@ def test_label_resumes_train_evaluate(tmp_path, capsys) -> None:
     assert report["n_frames"] == 2
     assert set(report) >= {"mm", "hybrid", "ml_only", "ensemble"}
     assert report["ml_in_openmm_matches_model_kj_mol"] < 1e-6
+    assert "fraction_above_validation_p95" in report["ensemble"]
     out = capsys.readouterr().out
     assert "hybrid" in out and "ensemble K=2" in out
     # --ml-only with a label file trains the baseline there, with the model's settings
@@ -70,7 +71,24 @@ def test_label_resumes_train_evaluate(tmp_path, capsys) -> None:
     assert trained["ml_only_trained_on"].endswith("ml_only.pt")
     assert load_model(trained["ml_only_trained_on"]).metadata["kind"] == "ml_only"
     assert load_model(trained["ml_only_trained_on"]).metadata["train_config"]["epochs"] == 3
-    assert "fraction_above_validation_p95" in report["ensemble"]
+
+    # held-out frames exist only for the training file itself
+    other = tmp_path / "other.xyz"
+    assert main(["label", "CCO", "--n", "3", "-o", str(other), "--seed", "9", "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", "CCO", str(other), "--model", str(model), "--frames", "held-out"]) == 2
+    assert "is not the file" in capsys.readouterr().err
+    # the ML-only model is refused as a correction
+    assert main(["evaluate", "CCO", str(other), "--model", str(ml_only)]) == 2
+    assert "count the physics twice" in capsys.readouterr().err
+
+
+def test_label_resume_with_other_seed_warns(tmp_path, caplog) -> None:
+    data = tmp_path / "d.xyz"
+    assert main(["label", "CCO", "--n", "2", "-o", str(data), "--seed", "1", "--no-progress"]) == 0
+    assert main(["label", "CCO", "--n", "3", "-o", str(data), "--seed", "2", "--no-progress"]) == 0
+    assert "was not made with these sampling settings" in caplog.text
+    assert len(read_extxyz(data)) == 3
 
 
 def test_label_rejects_dft_options_for_xtb(tmp_path, capsys) -> None:
