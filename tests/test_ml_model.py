@@ -158,3 +158,21 @@ def test_ensemble_members_and_mean() -> None:
     assert members.shape == (3, 1)
     assert float(model(pos, species)[0]) == pytest.approx(float(members.mean()))
     assert float(members.std()) > 0.0  # independent random members disagree
+
+
+@pytest.mark.parametrize("from_script", [False, True])
+def test_fused_ensemble_equals_model(from_script: bool) -> None:
+    """The inference form (members' networks batched) gives the same energies and forces."""
+    from hybridff.ml.model import inference_module
+
+    model = random_model(n_models=3)
+    source = torch.jit.script(model) if from_script else model
+    fused = inference_module(source)
+    box = torch.tensor(np.diag([1.3, 1.4, 1.5]))
+    pos = torch.tensor(np.stack([POSITIONS, POSITIONS[::-1] * 1.05 + 1.2]))
+    species = torch.tensor(SPECIES)
+    for b in (None, box):
+        e_ref, f_ref = energies_and_forces(model, pos, species, b, per_member=True)
+        e_fused, f_fused = energies_and_forces(fused, pos, species, b, per_member=True)
+        np.testing.assert_allclose(e_fused.numpy(), e_ref.numpy(), rtol=1e-12, atol=1e-10)
+        np.testing.assert_allclose(f_fused.numpy(), f_ref.numpy(), rtol=1e-10, atol=1e-9)

@@ -28,6 +28,7 @@ from openmm import app, unit
 
 from hybridff.elements import SYMBOL
 from hybridff.exceptions import ModelCompatibilityError, UnknownNameError
+from hybridff.ml.model import inference_module
 from hybridff.ml.modelfile import ModelFile, load_model
 
 WATER_RESIDUES = frozenset(
@@ -337,7 +338,8 @@ def add_ml_correction(
         force_group = _free_force_group(system)
     elif not 0 <= int(force_group) <= 31:
         raise ModelCompatibilityError(f"force_group must be 0..31, got {force_group}")
-    force = factory(model.module, indices, species, periodic, parameter_name, lambda_ml)
+    module = inference_module(model.module)  # same numbers, members' networks batched
+    force = factory(module, indices, species, periodic, parameter_name, lambda_ml)
     force.setForceGroup(int(force_group))
     force.setName(f"hybridff ML correction ({backend})")
     system.addForce(force)

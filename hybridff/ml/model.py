@@ -128,3 +128,85 @@ def energies_and_forces(
         out_f.append(forces.detach())
     axis = 1 if per_member else 0
     return torch.cat(out_e, dim=axis), torch.cat(out_f, dim=axis)
+
+
+class StackedLinear(torch.nn.Module):
+    """K linear layers applied side by side: (K, M, in) -> (K, M, out) with one batched matmul."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("weight", weight)  # (K, in, out)
+        self.register_buffer("bias", bias)  # (K, 1, out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+class FusedEnsemble(torch.nn.Module):
+    """Inference form of an :class:`EnsembleModel`: the K members' networks of one element run
+    as batched matrix products. Same energies and forces (to rounding), fewer, larger ops;
+    weights become buffers (no training)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.descriptor = model.descriptor
+        members = list(model.members.children())  # also works on loaded TorchScript modules
+        self.register_buffer("dtype_ref", model.dtype_ref.detach().clone())
+        self.register_buffer("feature_mean", torch.stack([m.feature_mean for m in members]))
+        self.register_buffer("feature_std", torch.stack([m.feature_std for m in members]))
+        self.register_buffer("energy_scale", torch.stack([m.energy_scale for m in members]))
+        self.register_buffer("energy_shift", torch.stack([m.energy_shift for m in members]))
+        elements = []
+        per_member = [list(m.networks.children()) for m in members]
+        for e in range(len(per_member[0])):
+            linears = [
+                [layer for layer in nets[e].children() if hasattr(layer, "weight")]
+                for nets in per_member
+            ]
+            stacked = []
+            for depth in range(len(linears[0])):
+                w = torch.stack([lin[depth].weight.detach().t() for lin in linears])
+                b = torch.stack([lin[depth].bias.detach().unsqueeze(0) for lin in linears])
+                stacked.append(StackedLinear(w.contiguous(), b.contiguous()))
+            elements.append(torch.nn.ModuleList(stacked))
+        self.networks = torch.nn.ModuleList(elements)
+
+    def member_energies(
+        self, positions: torch.Tensor, species: torch.Tensor, box: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Energies (K, B) in kJ/mol of each ensemble member."""
+        pos = positions.to(self.dtype_ref.dtype)
+        if pos.dim() == 2:
+            pos = pos.unsqueeze(0)
+        feats = self.descriptor(pos, species, box)  # (B, N, F)
+        n_models, batch = self.energy_scale.shape[0], feats.shape[0]
+        total = torch.zeros(n_models, batch, dtype=feats.dtype, device=feats.device)
+        for index, layers in enumerate(self.networks):
+            atoms = torch.nonzero(species == index).squeeze(1)
+            if atoms.numel() > 0:
+                x = feats.index_select(1, atoms)  # (B, n, F)
+                n_sel = x.shape[1]
+                mean = self.feature_mean[:, None, None, :]
+                h = (x.unsqueeze(0) - mean) / self.feature_std[:, None, None, :]
+                h = h.reshape(n_models, batch * n_sel, -1)
+                n_layers = len(layers)
+                for depth, layer in enumerate(layers):
+                    h = layer(h)
+                    if depth < n_layers - 1:
+                        h = torch.nn.functional.silu(h)
+                total = total + h.reshape(n_models, batch, n_sel).sum(-1)
+        return self.energy_scale.unsqueeze(1) * total + self.energy_shift.unsqueeze(1)
+
+    def forward(
+        self, positions: torch.Tensor, species: torch.Tensor, box: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Mean energy over the ensemble: (B,) for batched input, a scalar for (N, 3) input."""
+        energies = self.member_energies(positions, species, box).mean(0)
+        if positions.dim() == 2:
+            return energies.sum()
+        return energies
+
+
+def inference_module(module: torch.nn.Module) -> torch.jit.ScriptModule:
+    """The scripted :class:`FusedEnsemble` of an (eager or scripted) :class:`EnsembleModel`."""
+    return torch.jit.script(FusedEnsemble(module))
