@@ -191,3 +191,21 @@ def write_reference() -> None:
 if __name__ == "__main__":
     write_reference()
     sys.exit(0)
+
+
+def test_cli_writes_csv_sdf_mol2(tmp_path):
+    from hybridff.cli import main
+
+    csv = tmp_path / "q.csv"
+    assert main(["charges", "CC(=O)[O-]", "-o", str(csv)]) == 0
+    rows = csv.read_text().splitlines()
+    assert rows[0] == "index,name,element,charge" and len(rows) == 8
+    assert sum(float(r.split(",")[3]) for r in rows[1:]) == pytest.approx(-1.0, abs=1e-5)
+    expected = ml_charges(load_molecule("CC(=O)[O-]", conformer=False))
+    for suffix in (".sdf", ".mol2"):
+        out = tmp_path / f"q{suffix}"
+        assert main(["charges", "CC(=O)[O-]", "-o", str(out)]) == 0
+        back = assign_charges(load_molecule(out), "file")
+        np.testing.assert_allclose(back, expected, atol=1e-5)
+    assert main(["charges", "CCO", "-o", str(tmp_path / "q.pdb")]) == 2
+    assert main(["charges", "CCO", "--method", "gasteiger", "--model", "x.pt"]) == 2
