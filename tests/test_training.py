@@ -144,3 +144,17 @@ def test_paracetamol_shipped_labels_hybrid_beats_mm_on_test_trajectory(tmp_path)
     assert hybrid["force_rmse_kcal_mol_A"] < 0.4 * mm["force_rmse_kcal_mol_A"]
     assert hybrid["energy_rmse_kcal_mol"] < 0.4 * mm["energy_rmse_kcal_mol"]
     assert report["ml_in_openmm_matches_model_kj_mol"] < 1e-6
+
+
+def test_jacobian_and_direct_training_agree(ethanol_fit) -> None:
+    """Precomputed descriptor Jacobians and autograd through the descriptor train identically."""
+    mm, data, _ = ethanol_fit
+    frames = data.subset(range(20))
+    results = []
+    for budget in (2000.0, 0.0):  # 0 MB: no precomputation
+        config = TrainConfig(epochs=3, val_fraction=0.25, seed=1, progress=False,
+                             jacobian_memory_mb=budget, batch_size=5)
+        res = train_correction(mm.numbers, frames.positions, frames.energies, frames.forces, config)
+        results.append(res.metrics["validation"]["after"])
+    for key in ("energy_rmse_kcal_mol", "force_rmse_kcal_mol_A"):
+        assert results[0][key] == pytest.approx(results[1][key], rel=1e-6)
