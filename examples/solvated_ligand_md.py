@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("ligand", help="ligand SDF/mol2 (3D, with or without hydrogens)")
     ap.add_argument("-o", "--output", type=Path, default=Path("run"))
-    ap.add_argument("--charges", default="gasteiger", help="charge method (ml, am1bcc, gasteiger)")
+    ap.add_argument("--charges", default="ml", help="charge method (ml, am1bcc, gasteiger, file)")
     ap.add_argument("--padding", type=float, default=1.0,
                     help="solvent between the ligand and each box face, nm")
     ap.add_argument("--ionic-strength", type=float, default=0.15, help="molar")

@@ -34,6 +34,7 @@ from openmm import app, unit
 
 from hybridff.exceptions import MoleculeInputError, SimulationError, UnknownNameError
 from hybridff.fileio import atomic_write_bytes, atomic_write_text
+from hybridff.parameters import DEFAULT_CHARGE_METHOD
 from hybridff.system import (
     DEFAULT_CUTOFF_NM,
     FORCE_GROUPS,
@@ -115,7 +116,7 @@ def check_positions(positions: Any, topology: app.Topology, what: str) -> None:
 
 def prepare_system(
     molecule: Any,
-    charge_method: str = "gasteiger",
+    charge_method: str = DEFAULT_CHARGE_METHOD,
     solvent: str = "tip3p",
     box_nm: float = 3.0,
     ionic_strength_molar: float = 0.15,

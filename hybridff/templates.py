@@ -1,7 +1,7 @@
 """Residue-template generator for ``openmm.app.ForceField`` (drop-in use with OpenMM).
 
     forcefield = ForceField("amber14-all.xml", "amber14/tip3p.xml", "hybridff-gaff2.xml")
-    generator = HybridTemplateGenerator(["ligand.sdf", "CCO"], charge_method="gasteiger")
+    generator = HybridTemplateGenerator(["ligand.sdf", "CCO"], charge_method="ml")
     forcefield.registerTemplateGenerator(generator.generator)
     system = forcefield.createSystem(topology, nonbondedMethod=PME, switchDistance=0.9*nanometer)
 

@@ -27,8 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=Path, help="trained ML correction (hybridff train); MM alone without it")
     parser.add_argument("--ml-backend", default="torch", choices=["torch", "python"],
                         help="how the correction runs in OpenMM (default: torch = openmm-torch)")
-    parser.add_argument("--charges", default=DEFAULT_CHARGE_METHOD, choices=available_charge_methods(),
-                        help=f"charge method (default: {DEFAULT_CHARGE_METHOD})")
+    parser.add_argument("--charges", default=None, choices=available_charge_methods(),
+                        help="charge method (default: the one the --model was trained with, "
+                             f"else {DEFAULT_CHARGE_METHOD})")
     parser.add_argument("--solvent", default="tip3p", choices=list(SOLVENTS),
                         help="tip3p: cubic water box, PME, ions; none: vacuum, no cutoff (default: tip3p)")
     parser.add_argument("--box", type=float, default=3.0, help="cubic box edge, nm (default 3.0)")
@@ -81,7 +82,12 @@ def run(args: argparse.Namespace) -> int:
         raise MoleculeInputError("give the molecule to simulate (SDF/mol2 file or SMILES), or "
                                  "--resume to continue the run in the output folder")
     molecule = str(args.molecule)
-    prepared = prepare_system(molecule, charge_method=args.charges, solvent=args.solvent,
+    charges = args.charges or DEFAULT_CHARGE_METHOD
+    if args.model is not None and args.charges is None:
+        from hybridff.ml.modelfile import load_model
+
+        charges = (load_model(args.model).metadata.get("mm") or {}).get("charge_method", charges)
+    prepared = prepare_system(molecule, charge_method=charges, solvent=args.solvent,
                               box_nm=args.box, ionic_strength_molar=args.ionic_strength,
                               model=args.model, ml_backend=args.ml_backend)
     info = prepared.info
