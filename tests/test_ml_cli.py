@@ -46,7 +46,9 @@ def test_label_resumes_train_evaluate(tmp_path, capsys) -> None:
     assert main(argv) == 0
     meta = load_model(model).metadata
     assert meta["ensemble_size"] == 2 and meta["kind"] == "correction"
-    assert meta["mm"]["charge_method"] == "gasteiger"
+    from hybridff.parameters import DEFAULT_CHARGE_METHOD
+
+    assert meta["mm"]["charge_method"] == DEFAULT_CHARGE_METHOD
     assert len(meta["training_set_sha256"]) == 64
     assert len(meta["validation_frames"]) == 2
     assert meta["qm"]["level"] == "GFN2-xTB"

@@ -17,7 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="sampling seed")
     parser.add_argument("--temperature", type=float, default=500.0, help="sampling temperature, K")
     parser.add_argument("--sampler", default="md", choices=["md", "normal-modes"])
-    parser.add_argument("--charges", default="gasteiger", help="MM charge method for sampling")
+    parser.add_argument("--charges", default=None,
+                        help="MM charge method for sampling (default: the project default, ml)")
     parser.add_argument("--xc", default=None, help="DFT functional (dft only; default b3lyp)")
     parser.add_argument("--basis", default=None, help="DFT basis (dft only; default def2-svp)")
     parser.add_argument("--threads", type=int, default=1,

@@ -22,7 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ensemble", type=int, default=1, help="number of ensemble members K")
     parser.add_argument("--cutoff", type=float, default=0.5, help="descriptor cutoff, nm")
     parser.add_argument("--hidden", default="32,32", help="hidden layer widths, comma separated")
-    parser.add_argument("--charges", default="gasteiger", help="MM charge method")
+    parser.add_argument("--charges", default=None,
+                        help="MM charge method (default: the project default, ml)")
     parser.add_argument("--ml-only", action="store_true",
                         help="fit QM itself instead of QM - MM (a baseline for evaluate)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")

@@ -28,11 +28,17 @@ class MMSetup:
     parameterized: Any = None  # the ParameterizedMolecule
 
 
-def build_mm(molecule: Any, charge_method: str = "gasteiger", **parameterize_options: Any) -> MMSetup:
-    """Parameterize ``molecule`` (path, SMILES, RDKit Mol) and build its vacuum MM System."""
-    from hybridff.parameters import parameterize
+def build_mm(
+    molecule: Any, charge_method: str | None = None, **parameterize_options: Any
+) -> MMSetup:
+    """Parameterize ``molecule`` (path, SMILES, RDKit Mol) and build its vacuum MM System.
+
+    ``charge_method``: default the project's (``hybridff.parameters.DEFAULT_CHARGE_METHOD``).
+    """
+    from hybridff.parameters import DEFAULT_CHARGE_METHOD, parameterize
     from hybridff.system import create_system
 
+    charge_method = charge_method or DEFAULT_CHARGE_METHOD
     pm = parameterize(molecule, charge_method=charge_method, **parameterize_options)
     system, topology, positions = create_system(pm, nonbonded_method="NoCutoff")
     numbers = np.array([a.GetAtomicNum() for a in pm.mol.GetAtoms()], dtype=int)

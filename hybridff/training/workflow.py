@@ -43,7 +43,7 @@ def label(
     seed: int = 0,
     temperature: float = 500.0,
     sampler: str = "md",
-    charge_method: str = "gasteiger",
+    charge_method: str | None = None,
     progress: bool = True,
     **engine_options: Any,
 ) -> int:
@@ -92,7 +92,7 @@ def train(
     data: str | os.PathLike,
     output: str | os.PathLike,
     config: Any = None,
-    charge_method: str = "gasteiger",
+    charge_method: str | None = None,
     ml_only: bool = False,
 ) -> dict[str, Any]:
     """Train a correction (or, with ``ml_only``, a model of QM itself); returns its metadata."""
@@ -142,7 +142,7 @@ def _train_ml_only_like(
     known = TrainConfig.__dataclass_fields__
     config = TrainConfig(**{k: v for k, v in settings.items() if k in known})
     out = Path(tempfile.mkdtemp(prefix="hybridff-mlonly-")) / "ml_only.pt"
-    charge_method = (metadata.get("mm") or {}).get("charge_method", "gasteiger")
+    charge_method = (metadata.get("mm") or {}).get("charge_method")
     train(molecule, data, out, config, charge_method=charge_method, ml_only=True)
     return out
 
@@ -177,7 +177,7 @@ def evaluate(
 
     model = load_model(model_path)
     trained_mm = model.metadata.get("mm") or {}
-    mm = build_mm(molecule, charge_method=trained_mm.get("charge_method", "gasteiger"))
+    mm = build_mm(molecule, charge_method=trained_mm.get("charge_method"))
     frames = read_extxyz(data, mm.numbers)
     report: dict[str, Any] = {"data": str(data), "model": str(model_path), "frames": "all"}
     if frames_subset == "held-out":
