@@ -26,7 +26,7 @@ if [[ "${1:-}" != "--no-demo" ]]; then
     out=${HYBRIDFF_DEMO_OUT:-$here/demo-output}
     echo "[setup] demo: parameterizing examples/data/paracetamol.sdf -> $out/"
     mkdir -p "$out"
-    "$venv/bin/hybridff" parameterize "$here/examples/data/paracetamol.sdf" --charges gasteiger \
+    "$venv/bin/hybridff" parameterize "$here/examples/data/paracetamol.sdf" \
         -o "$out/paracetamol.xml" --report "$out/paracetamol-report.json"
     "$venv/bin/python" "$here/examples/energy_of_ligand.py" "$out/paracetamol.xml" \
         "$here/examples/data/paracetamol.sdf"
