@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from hybridff import units
 from hybridff.exceptions import OptionalDependencyError
 
 
@@ -21,10 +22,19 @@ class QMResult:
 
 
 class QMEngine:
-    """Base class: ``compute(numbers, positions_nm, charge, multiplicity) -> QMResult``."""
+    """Base class: ``compute(numbers, positions_nm, charge, multiplicity) -> QMResult``.
+
+    An engine implements :meth:`raw` in the program's own atomic units (Hartree, Bohr);
+    :meth:`compute` converts at this one place to kJ/mol and kJ/mol/nm.
+    """
 
     #: registry name
     name = ""
+
+    def raw(self, numbers: np.ndarray, positions_bohr: np.ndarray, charge: int = 0,
+            multiplicity: int = 1) -> tuple[float, np.ndarray]:
+        """Energy (Hartree) and gradient (N, 3; Hartree/Bohr) from the program itself."""
+        raise NotImplementedError
 
     def compute(
         self,
@@ -33,7 +43,13 @@ class QMEngine:
         charge: int = 0,
         multiplicity: int = 1,
     ) -> QMResult:
-        raise NotImplementedError
+        """Energy (kJ/mol) and forces (kJ/mol/nm) at positions in nm."""
+        bohr = np.asarray(positions_nm, dtype=np.float64) / units.BOHR_TO_NM
+        energy, gradient = self.raw(numbers, bohr, charge, multiplicity)
+        return QMResult(
+            energy=energy * units.HARTREE_TO_KJ_PER_MOL,
+            forces=-gradient * units.HARTREE_PER_BOHR_TO_KJ_PER_MOL_NM,
+        )
 
     def describe(self) -> dict[str, Any]:
         """Level of theory and program versions (stored with the labels)."""

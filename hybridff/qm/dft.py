@@ -14,10 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from hybridff import units
 from hybridff.elements import SYMBOL
 from hybridff.exceptions import ExternalToolError
-from hybridff.qm.base import QMEngine, QMResult, optional_import
+from hybridff.qm.base import QMEngine, optional_import
 
 
 class DFTEngine(QMEngine):
@@ -57,15 +56,6 @@ class DFTEngine(QMEngine):
                 f"pyscf {self.xc}/{self.basis} SCF did not converge for this conformation")
         gradient = mf.nuc_grad_method().kernel()
         return float(energy), np.array(gradient, dtype=np.float64)
-
-    def compute(self, numbers: np.ndarray, positions_nm: np.ndarray, charge: int = 0,
-                multiplicity: int = 1) -> QMResult:
-        bohr = np.asarray(positions_nm, dtype=np.float64) / units.BOHR_TO_NM
-        energy, gradient = self.raw(numbers, bohr, charge, multiplicity)
-        return QMResult(
-            energy=energy * units.HARTREE_TO_KJ_PER_MOL,
-            forces=-gradient * units.HARTREE_PER_BOHR_TO_KJ_PER_MOL_NM,
-        )
 
     def describe(self) -> dict[str, Any]:
         return {"method": "dft", "xc": self.xc, "basis": self.basis,

@@ -6,9 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from hybridff import units
 from hybridff.exceptions import ExternalToolError
-from hybridff.qm.base import QMEngine, QMResult, optional_import
+from hybridff.qm.base import QMEngine, optional_import
 
 
 class XTBEngine(QMEngine):
@@ -39,15 +38,6 @@ class XTBEngine(QMEngine):
         except RuntimeError as exc:
             raise ExternalToolError(f"tblite {self.method} failed: {exc}") from exc
         return float(res.get("energy")), np.array(res.get("gradient"), dtype=np.float64)
-
-    def compute(self, numbers: np.ndarray, positions_nm: np.ndarray, charge: int = 0,
-                multiplicity: int = 1) -> QMResult:
-        bohr = np.asarray(positions_nm, dtype=np.float64) / units.BOHR_TO_NM
-        energy, gradient = self.raw(numbers, bohr, charge, multiplicity)
-        return QMResult(
-            energy=energy * units.HARTREE_TO_KJ_PER_MOL,
-            forces=-gradient * units.HARTREE_PER_BOHR_TO_KJ_PER_MOL_NM,
-        )
 
     def describe(self) -> dict[str, Any]:
         from importlib.metadata import PackageNotFoundError, version
