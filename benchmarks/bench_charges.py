@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from hybridff.charges import assign_charges  # noqa: E402
+from hybridff.charges.labels import mol_from_label_smiles  # noqa: E402
 from hybridff.charges.ml import DEFAULT_MODEL, load_charge_model  # noqa: E402
 from hybridff.molecule import prepare  # noqa: E402
 
@@ -45,13 +46,6 @@ def held_out(n: int) -> list[dict]:
     return out[:n]
 
 
-def label_mol(smiles: str) -> Chem.Mol:
-    """Molecule from a label SMILES, explicit hydrogens kept in SMILES order."""
-    params = Chem.SmilesParserParams()
-    params.removeHs = False
-    return Chem.MolFromSmiles(smiles, params)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print the table."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -66,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     load_charge_model()
     load_seconds = time.perf_counter() - t0
     records = held_out(args.n)
-    mols = [prepare(label_mol(r["smiles"])) for r in records]
+    mols = [prepare(mol_from_label_smiles(r["smiles"])) for r in records]
     print(f"{len(mols)} held-out molecules, {sum(m.GetNumAtoms() for m in mols)} atoms "
           f"(model {DEFAULT_MODEL.name}, loaded once in {load_seconds:.2f} s)", flush=True)
 

@@ -146,16 +146,6 @@ def indexed_smiles(mol: Chem.Mol) -> tuple[str, list[int]]:
     return smi, order
 
 
-def mol_from_label_smiles(smiles: str) -> Chem.Mol:
-    """Parse a label SMILES keeping its explicit hydrogens as atoms, in SMILES order."""
-    params = Chem.SmilesParserParams()
-    params.removeHs = False
-    mol = Chem.MolFromSmiles(smiles, params)
-    if mol is None:
-        raise ValueError(f"unparseable label SMILES {smiles!r}")
-    return mol
-
-
 def build_jobs(max_heavy: int, limit: int | None) -> list[tuple[int, str, str]]:
     """(heavy atoms, key, SMILES) of every molecule variant, smallest first."""
     jobs = []

@@ -30,6 +30,7 @@ from rdkit.Chem.Scaffolds import MurckoScaffold
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from hybridff.charges.labels import mol_from_label_smiles  # noqa: E402
 from hybridff.charges.ml import MODEL_FORMAT  # noqa: E402
 from hybridff.charges.ml_model import (  # noqa: E402
     BOND_FEATURES,
@@ -61,16 +62,6 @@ def read_labels(path: Path) -> list[dict]:
                 continue
             records[rec["key"]] = {k: rec[k] for k in ("key", "smiles", "charges")}
     return [records[k] for k in sorted(records)]
-
-
-def label_mol(smiles: str) -> Chem.Mol:
-    """A label's molecule, explicit hydrogens kept as atoms in SMILES order."""
-    params = Chem.SmilesParserParams()
-    params.removeHs = False
-    mol = Chem.MolFromSmiles(smiles, params)
-    if mol is None:
-        raise ValueError(f"unparseable label SMILES {smiles!r}")
-    return mol
 
 
 def scaffold_of(mol: Chem.Mol) -> str:
@@ -228,7 +219,7 @@ def train(args: argparse.Namespace) -> None:
     elements = list(SUPPORTED_ELEMENTS)
     mols, graphs, targets, kept = [], [], [], []
     for rec in records:
-        mol = label_mol(rec["smiles"])
+        mol = mol_from_label_smiles(rec["smiles"])
         if len(rec["charges"]) != mol.GetNumAtoms():
             continue
         mols.append(mol)
@@ -310,7 +301,7 @@ def reevaluate(args: argparse.Namespace) -> None:
     meta = data["metadata"]
     by_key = {r["key"]: r for r in read_labels(args.labels)}
     recs = [by_key[k] for k in meta["test_keys"]]
-    mols = [label_mol(r["smiles"]) for r in recs]
+    mols = [mol_from_label_smiles(r["smiles"]) for r in recs]
     hp = meta["hyperparameters"]
     net = ChargeEquilibrationNet(atom_feature_size(meta["elements"]), len(BOND_FEATURES),
                                  hp["hidden"], hp["layers"])
@@ -335,7 +326,7 @@ def label_composition(path: Path) -> str:
     elements: dict[str, int] = defaultdict(int)
     for rec in read_labels(path):
         variants[rec["key"].split(":")[1]] += 1
-        mol = label_mol(rec["smiles"])
+        mol = mol_from_label_smiles(rec["smiles"])
         charges[Chem.GetFormalCharge(mol)] += 1
         for atom in mol.GetAtoms():
             elements[atom.GetSymbol()] += 1

@@ -19,6 +19,7 @@ from rdkit import Chem
 from rdkit.Chem import AllChem
 
 from hybridff.charges import assign_charges
+from hybridff.charges.labels import mol_from_label_smiles
 from hybridff.charges.ml import DEFAULT_MODEL, MODEL_FORMAT, load_charge_model, ml_charges
 from hybridff.charges.ml_model import (
     BOND_FEATURES,
@@ -43,12 +44,6 @@ REFERENCE_SMILES = ["CCO", "CC(=O)[O-]", "C[NH3+]", "[NH3+]CC(=O)[O-]", "CC(=O)N
 #: one hypervalent-P outlier, see docs/charges.md); this sample measured 0.0198 e. The limit is
 #: that level plus a small margin, so a regression shows while the goal stays honest.
 HELD_OUT_RMSE_LIMIT = 0.025
-
-
-def _label_mol(smiles: str) -> Chem.Mol:
-    params = Chem.SmilesParserParams()
-    params.removeHs = False
-    return Chem.MolFromSmiles(smiles, params)
 
 
 @pytest.mark.parametrize(
@@ -99,7 +94,7 @@ def test_conformer_independent():
 def test_shipped_model_reproduces_stored_predictions():
     reference = json.loads(REFERENCE.read_text())
     for smiles, expected in reference["charges"].items():
-        q = ml_charges(_label_mol(smiles))
+        q = ml_charges(mol_from_label_smiles(smiles))
         np.testing.assert_allclose(q, expected, atol=1e-6, err_msg=smiles)
 
 
@@ -110,7 +105,7 @@ def test_held_out_accuracy_on_committed_labels():
         held_out = [r for r in map(json.loads, fh) if r["key"] in test_keys]
     assert len(held_out) >= 50
     sample = random.Random(0).sample(held_out, 50)
-    err = np.concatenate([ml_charges(_label_mol(r["smiles"])) - r["charges"] for r in sample])
+    err = np.concatenate([ml_charges(mol_from_label_smiles(r["smiles"])) - r["charges"] for r in sample])
     rmse = float(np.sqrt(np.mean(err**2)))
     assert rmse < HELD_OUT_RMSE_LIMIT, f"held-out RMSE {rmse:.4f} e"
 
@@ -182,7 +177,7 @@ def write_reference() -> None:
     out = {}
     for smi in REFERENCE_SMILES:
         mol = Chem.AddHs(Chem.MolFromSmiles(smi))
-        out[Chem.MolToSmiles(mol)] = [round(float(x), 8) for x in ml_charges(_label_mol(Chem.MolToSmiles(mol)))]
+        out[Chem.MolToSmiles(mol)] = [round(float(x), 8) for x in ml_charges(mol_from_label_smiles(Chem.MolToSmiles(mol)))]
     meta = load_charge_model().metadata
     REFERENCE.write_text(json.dumps({"model_training_set_sha256": meta["training_set_sha256"],
                                      "charges": out}, indent=1) + "\n")
