@@ -21,6 +21,18 @@ from hybridff.parameters import ParameterizedMolecule, parameterize
 from hybridff.system import make_forcefield
 
 
+@pytest.fixture(scope="module")
+def torch_single_thread():
+    """Run a module's torch work on one thread (OpenMM's CPU threads share the 2 cores);
+    the previous setting is restored afterwards, so no global state leaks between modules."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def have_program(name: str) -> bool:
     """Whether an AmberTools program is found (PATH, then this interpreter's bin/)."""
     try:

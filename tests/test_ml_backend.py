@@ -24,12 +24,7 @@ BACKEND_NAMES = ["torch", "python"]
 SYMBOLS = {0: "H", 1: "C", 2: "O"}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
 
 def make_model_file(n_models: int = 2, **extra) -> ModelFile:

@@ -15,15 +15,7 @@ from hybridff.cli import main  # noqa: E402
 from hybridff.data import read_extxyz  # noqa: E402
 from hybridff.ml.modelfile import load_model  # noqa: E402
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
 
 def test_label_resumes_train_evaluate(tmp_path, capsys) -> None:

@@ -28,12 +28,7 @@ POSITIONS = np.array(
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
 
 def random_model(n_models: int = 2, cutoff: float = 0.5, seed: int = 0) -> EnsembleModel:

@@ -24,12 +24,7 @@ from hybridff.training.trainer import TrainConfig, split_indices, train_correcti
 DRIFT_LIMIT = 0.05
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
 
 @pytest.fixture(scope="module")
