@@ -7,8 +7,6 @@ openff-toolkit ``Molecule`` objects, SMILES strings, and SDF / MOL / mol2 / SMI 
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -216,9 +214,3 @@ def canonical_smiles(mol: Chem.Mol) -> str:
     """Canonical isomeric SMILES with explicit hydrogens removed (a content key)."""
     return Chem.MolToSmiles(Chem.RemoveHs(mol), isomericSmiles=True)
 
-
-def check_finite(positions: Iterable[Iterable[float]], what: str = "positions") -> None:
-    """Raise if any coordinate is NaN/inf, naming the first offending atom index."""
-    for i, p in enumerate(positions):
-        if not all(math.isfinite(float(c)) for c in p):
-            raise MoleculeInputError(f"{what}: atom {i} has non-finite coordinates {list(p)}")
