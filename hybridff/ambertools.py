@@ -86,12 +86,10 @@ class Frcmod:
     impropers: list[tuple[tuple[str, ...], tuple[float, ...], str]] = field(default_factory=list)
 
 
-def _split_fixed(line: str, n: int) -> tuple[tuple[str, ...], list[str], str]:
+def _split_fixed(line: str, n: int) -> tuple[tuple[str, ...], list[str]]:
+    """Amber's fixed-width 'a -b -c' type field (2 characters each) and the fields after it."""
     width = 3 * n - 1
-    types = tuple(t.strip() for t in line[:width].split("-"))
-    rest = line[width:]
-    fields = rest.split()
-    return types, fields, rest
+    return tuple(t.strip() for t in line[:width].split("-")), line[width:].split()
 
 
 def parse_frcmod(text: str) -> Frcmod:
@@ -107,7 +105,7 @@ def parse_frcmod(text: str) -> Frcmod:
         if not line.strip() or section not in counts:
             continue
         n = counts[section]
-        types, fields, _ = _split_fixed(line, n)
+        types, fields = _split_fixed(line, n)
         if section == "BOND":
             out.bonds.append((types, (float(fields[0]), float(fields[1])), " ".join(fields[2:])))
         elif section == "ANGL":

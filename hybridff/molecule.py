@@ -160,7 +160,8 @@ def ensure_conformer(mol: Chem.Mol, seed: int = 0xF00D) -> Chem.Mol:
             raise MoleculeInputError(
                 f"could not generate a 3D conformer for {Chem.MolToSmiles(mol)}; give 3D input"
             )
-    AllChem.MMFFOptimizeMolecule(mol) if AllChem.MMFFHasAllMoleculeParams(mol) else None
+    if AllChem.MMFFHasAllMoleculeParams(mol):
+        AllChem.MMFFOptimizeMolecule(mol)
     return mol
 
 
