@@ -57,10 +57,9 @@ def test_xtb_forces_are_minus_energy_gradient_in_nm() -> None:
         assert forces[i, k] == pytest.approx(numeric, rel=1e-4, abs=1e-2)
 
 
-@pytest.mark.slow
 def test_dft_driver_units_against_raw_pyscf() -> None:
     pytest.importorskip("pyscf")
-    engine = get_engine("dft", xc="lda", basis="sto-3g")
+    engine = get_engine("dft", xc="lda", basis="sto-3g", warm_start=False)
     e_h, grad = engine.raw(WATER_Z, WATER_NM / units.BOHR_TO_NM)
     result = engine.compute(WATER_Z, WATER_NM)
     assert result.energy == pytest.approx(e_h * ase_units.Hartree / (ase_units.kJ / ase_units.mol), rel=1e-9)
@@ -74,3 +73,22 @@ def test_unknown_engine_lists_known() -> None:
     with pytest.raises(UnknownNameError, match="known methods: dft, xtb"):
         get_engine("mp2")
     assert set(ENGINES) == {"xtb", "dft"}
+
+
+def test_dft_warm_start_gives_the_cold_start_result() -> None:
+    """Starting the SCF from the previous conformation's density changes nothing converged."""
+    pytest.importorskip("pyscf")
+    moved = WATER_NM.copy()
+    moved[1] += np.array([0.004, -0.003, 0.002])
+    warm = get_engine("dft", xc="lda", basis="sto-3g", conv_tol=1e-11)
+    warm.compute(WATER_Z, WATER_NM)
+    assert warm._last_density is not None
+    e_warm, g_warm = warm.raw(WATER_Z, moved / units.BOHR_TO_NM)
+    cold = get_engine("dft", xc="lda", basis="sto-3g", conv_tol=1e-11, warm_start=False)
+    e_cold, g_cold = cold.raw(WATER_Z, moved / units.BOHR_TO_NM)
+    assert cold._last_density is None
+    assert e_warm == pytest.approx(e_cold, abs=1e-9)
+    np.testing.assert_allclose(g_warm, g_cold, atol=1e-6)
+    # a different molecule (other elements) never reuses the stored density
+    e_ion, _ = warm.raw(WATER_Z[:2], WATER_NM[:2] / units.BOHR_TO_NM, multiplicity=2)
+    assert np.isfinite(e_ion)
