@@ -22,6 +22,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ensemble", type=int, default=1, help="number of ensemble members K")
     parser.add_argument("--cutoff", type=float, default=0.5, help="descriptor cutoff, nm")
     parser.add_argument("--hidden", default="32,32", help="hidden layer widths, comma separated")
+    parser.add_argument("--energy-weight", type=float, default=1.0,
+                        help="weight of the energy term of the loss (each term is normalised by "
+                        "the variance of its targets)")
+    parser.add_argument("--force-weight", type=float, default=1.0,
+                        help="weight of the force term of the loss")
     parser.add_argument("--charges", default=None,
                         help="MM charge method (default: the project default, ml)")
     parser.add_argument("--ml-only", action="store_true",
@@ -41,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
                          val_fraction=args.val_fraction, patience=args.patience, seed=args.seed,
                          ensemble=args.ensemble, hidden=hidden, cutoff=args.cutoff,
+                         energy_weight=args.energy_weight, force_weight=args.force_weight,
                          progress=not args.no_progress)
     meta = train(args.molecule, args.data, args.output, config, charge_method=args.charges,
                  ml_only=args.ml_only)
