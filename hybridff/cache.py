@@ -2,12 +2,15 @@
 
 Key: SHA-256 of (canonical isomeric SMILES, force-field file hash, charge method, hybridff
 version). Entries are JSON files written to a temporary file and renamed into place under a
-lock, so concurrent runs never see a half-written entry. A corrupt entry is reported and
-recomputed, never trusted.
+lock, so concurrent runs never see a half-written entry. A corrupt entry (unreadable, not
+finite, or not the molecule and settings of its key) is reported and recomputed, never
+trusted. A cache that cannot be written or locked is reported and skipped: the molecule is
+parameterized without it.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import logging
@@ -17,7 +20,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
-from filelock import FileLock
+from filelock import FileLock, Timeout
 from rdkit import Chem
 
 from hybridff import __version__
@@ -40,7 +43,11 @@ def cache_key(smiles: str, forcefield_sha256: str, charge_method: str,
 def _serialize(pm: ParameterizedMolecule) -> str:
     return json.dumps({
         "hybridff_version": __version__,
-        "molblock": Chem.MolToMolBlock(pm.mol),
+        "molblock": Chem.MolToMolBlock(pm.mol),  # for people; the binary form is read back
+        # RDKit's binary form keeps the molecule exactly: a molblock read back perceives
+        # stereo from the 3D conformer, turning an unspecified centre into a specified one
+        "mol_binary": base64.b64encode(pm.mol.ToBinary(Chem.PropertyPickleOptions.AllProps)
+                                       ).decode("ascii"),
         "names": pm.names,
         "atom_types": pm.atom_types,
         "charges": [float(q) for q in pm.charges],
@@ -54,13 +61,18 @@ def _serialize(pm: ParameterizedMolecule) -> str:
 
 def _deserialize(text: str) -> ParameterizedMolecule:
     d = json.loads(text)
-    mol = Chem.MolFromMolBlock(d["molblock"], removeHs=False)
-    if mol is None:
-        raise ValueError("molblock unreadable")
+    if "mol_binary" in d:
+        mol = Chem.Mol(base64.b64decode(d["mol_binary"], validate=True))
+    else:  # entries of earlier hybridff versions
+        mol = Chem.MolFromMolBlock(d["molblock"], removeHs=False)
+    if mol is None or mol.GetNumAtoms() == 0:
+        raise ValueError("molecule unreadable")
     mol = prepare(mol)
     charges = np.asarray(d["charges"], dtype=np.float64)
     if len(d["names"]) != mol.GetNumAtoms() or charges.shape != (mol.GetNumAtoms(),):
         raise ValueError("atom count mismatch")
+    if not np.isfinite(charges).all():
+        raise ValueError(f"non-finite charge on atom {int(np.argmin(np.isfinite(charges)))}")
     for atom, name in zip(mol.GetAtoms(), d["names"], strict=True):
         atom.SetProp("_hybridff_name", name)
     return ParameterizedMolecule(
@@ -74,8 +86,9 @@ def _deserialize(text: str) -> ParameterizedMolecule:
 class ParameterCache:
     """A folder of parameterized molecules keyed by content hash."""
 
-    def __init__(self, directory: str | os.PathLike | None = None):
+    def __init__(self, directory: str | os.PathLike | None = None, lock_timeout_s: float = 600.0):
         self.directory = Path(directory) if directory is not None else DEFAULT_CACHE_DIR
+        self.lock_timeout_s = float(lock_timeout_s)
 
     def path(self, key: str) -> Path:
         return self.directory / f"{key}.json"
@@ -86,10 +99,16 @@ class ParameterCache:
         if not path.is_file():
             return None
         try:
-            return _deserialize(path.read_text())
+            pm = _deserialize(path.read_text())
+            found = cache_key(pm.smiles, pm.forcefield_sha256, pm.charge_method, pm.pair_order)
+            if found != key:
+                raise ValueError(f"it holds {pm.smiles} ({pm.charge_method} charges), not the "
+                                 "molecule and settings of its key")
         except Exception as exc:  # any damage: recompute, never trust it
-            logger.warning("ignoring corrupt cache entry %s (%s); it will be recomputed", path, exc)
+            logger.warning("ignoring corrupt cache entry %s (%s); it will be recomputed and "
+                           "rewritten", path, exc)
             return None
+        return pm
 
     def put(self, key: str, pm: ParameterizedMolecule) -> None:
         atomic_write_text(self.path(key), _serialize(pm))
@@ -100,11 +119,28 @@ class ParameterCache:
         found = self.get(key)
         if found is not None:
             return found
-        self.directory.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(self.path(key)) + ".lock", timeout=600):
+        lock_path = str(self.path(key)) + ".lock"
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            lock = FileLock(lock_path, timeout=self.lock_timeout_s)
+            lock.acquire()
+        except (OSError, Timeout) as exc:
+            reason = (f"another process has held its lock {lock_path} for "
+                      f"{self.lock_timeout_s:.0f} s" if isinstance(exc, Timeout) else str(exc))
+            logger.warning("parameter cache %s not usable (%s); parameterizing without it "
+                           "(set HYBRIDFF_CACHE or cache= to a writable folder, or cache=False)",
+                           self.directory, reason)
+            return create()
+        try:
             found = self.get(key)  # another process may have written it meanwhile
             if found is not None:
                 return found
             pm = create()
-            self.put(key, pm)
+            try:
+                self.put(key, pm)
+            except OSError as exc:
+                logger.warning("could not write the parameter cache entry %s (%s); the result "
+                               "is used but not cached", self.path(key), exc)
             return pm
+        finally:
+            lock.release()

@@ -3,12 +3,17 @@
 Files follow the ASE convention: positions in Angstrom, the energy in eV as ``energy`` in the
 comment line, forces in eV/Angstrom as the per-atom ``forces`` column. In memory
 (:class:`LabelledFrames`) everything is in hybridff's internal units: nm, kJ/mol, kJ/mol/nm.
-The atom order of every frame must be the molecule's (elements per index are checked).
+The atom order of every frame must be the molecule's (elements per index are checked, and
+with the molecule's bonds also the bond lengths of the first frame). Damaged files give a
+:class:`~hybridff.exceptions.DataFormatError` naming the line or frame; an incomplete last
+frame (a labelling run interrupted while appending) is dropped with a warning, and cut off
+before the next append.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,6 +25,9 @@ import numpy as np
 from hybridff import units
 from hybridff.elements import SYMBOL
 from hybridff.exceptions import DataFormatError, OptionalDependencyError
+from hybridff.fileio import atomic_write_text
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -55,8 +63,21 @@ def _ase():
     return ase, SinglePointCalculator
 
 
+def _symbol(z: int) -> str:
+    """Element symbol of any atomic number (not only the supported ones)."""
+    z = int(z)
+    if z in SYMBOL:
+        return SYMBOL[z]
+    try:
+        from rdkit import Chem
+
+        return Chem.GetPeriodicTable().GetElementSymbol(z)
+    except Exception:  # RDKit raises a RuntimeError for numbers outside its table
+        return f"Z={z}"
+
+
 def _symbols(numbers: Sequence[int]) -> str:
-    return " ".join(SYMBOL.get(int(z), str(z)) for z in numbers)
+    return " ".join(_symbol(z) for z in numbers)
 
 
 def check_atom_order(numbers: np.ndarray, expected: Sequence[int], where: str) -> None:
@@ -70,10 +91,215 @@ def check_atom_order(numbers: np.ndarray, expected: Sequence[int], where: str) -
     if bad.size:
         i = int(bad[0])
         raise DataFormatError(
-            f"{where}: atom {i} is {SYMBOL.get(int(numbers[i]), numbers[i])} but the molecule's "
-            f"atom {i} is {SYMBOL.get(int(expected[i]), expected[i])}; frames must list atoms in "
+            f"{where}: atom {i} is {_symbol(numbers[i])} but the molecule's "
+            f"atom {i} is {_symbol(expected[i])}; frames must list atoms in "
             f"the molecule's order ({_symbols(expected)})"
         )
+
+
+#: A bond of the molecule longer than this many times the sum of the two covalent radii in a
+#: labelled frame means the frame lists atoms in another order (measured: at most 1.19 in
+#: 1200 K paracetamol MD frames; two hydrogens on neighbouring atoms swapped give 2.0).
+MAX_BOND_STRETCH = 1.5
+
+
+def check_bond_lengths(positions_nm: np.ndarray, numbers: Sequence[int],
+                       bonds: Sequence[tuple[int, int]], where: str) -> None:
+    """Raise a :class:`DataFormatError` when a bond of the molecule is far too long in a frame.
+
+    Same elements at every index but atoms listed in another order (two hydrogens swapped)
+    pass :func:`check_atom_order`; their bonds then span non-bonded distances. The message
+    names the atoms that look swapped when swapping one pair of the same element explains it.
+    """
+    from rdkit import Chem
+
+    bonds = np.asarray(bonds, dtype=int).reshape(-1, 2)
+    if not len(bonds):
+        return
+    numbers = np.asarray(numbers, dtype=int)
+    xyz = np.asarray(positions_nm, dtype=float) * units.NM_TO_ANGSTROM
+    table = Chem.GetPeriodicTable()
+    radii = np.array([table.GetRcovalent(int(z)) for z in numbers])
+    limit = MAX_BOND_STRETCH * (radii[bonds[:, 0]] + radii[bonds[:, 1]])
+
+    def too_long(x: np.ndarray) -> np.ndarray:
+        return np.linalg.norm(x[bonds[:, 0]] - x[bonds[:, 1]], axis=1) > limit
+
+    long = np.nonzero(too_long(xyz))[0]
+    if not long.size:
+        return
+
+    def label(i: int) -> str:
+        return f"atom {i} ({_symbol(numbers[i])})"
+
+    lengths = np.linalg.norm(xyz[bonds[:, 0]] - xyz[bonds[:, 1]], axis=1)
+    listed = ", ".join(f"{label(bonds[b, 0])}-{label(bonds[b, 1])} {lengths[b]:.2f} Angstrom"
+                       for b in long[:4])
+    involved = sorted({int(i) for b in long for i in bonds[b]})
+    swapped = None
+    for a, i in enumerate(involved):
+        for j in involved[a + 1:]:
+            if numbers[i] != numbers[j]:
+                continue
+            trial = xyz.copy()
+            trial[[i, j]] = trial[[j, i]]
+            if not too_long(trial).any():
+                swapped = (i, j)
+                break
+        if swapped:
+            break
+    hint = (f"{label(swapped[0])} and {label(swapped[1])} look swapped"
+            if swapped else "the frames list atoms in another order than the molecule")
+    raise DataFormatError(
+        f"{where}: {len(long)} bond(s) of the molecule are far longer than a bond "
+        f"(over {MAX_BOND_STRETCH}x the covalent radii): {listed}; {hint}. The elements match "
+        "index by index, so the QM data and the molecule number atoms differently: write the "
+        "frames in the molecule's atom order (or give the molecule file the QM data came from)"
+    )
+
+
+def check_frame_geometry(positions_nm: np.ndarray, numbers: Sequence[int], where: str,
+                         overlaps: bool = True) -> None:
+    """Raise a :class:`DataFormatError` for non-finite coordinates or (``overlaps``) atoms
+    closer than :data:`hybridff.molecule.MIN_ATOM_DISTANCE_ANGSTROM`."""
+    from hybridff.molecule import MIN_ATOM_DISTANCE_ANGSTROM, find_overlaps
+
+    xyz = np.asarray(positions_nm, dtype=float) * units.NM_TO_ANGSTROM
+    bad = np.argwhere(~np.isfinite(xyz))
+    if bad.size:
+        i = int(bad[0][0])
+        raise DataFormatError(
+            f"{where}: atom {i} ({_symbol(numbers[i])}) has non-finite coordinates "
+            f"{xyz[i].tolist()} Angstrom; remove or recompute this frame")
+    pairs = find_overlaps(xyz, MIN_ATOM_DISTANCE_ANGSTROM) if overlaps else []
+    if pairs:
+        i, j, d = pairs[0]
+        raise DataFormatError(
+            f"{where}: atom {i} ({_symbol(numbers[i])}) and atom {j} ({_symbol(numbers[j])}) "
+            f"are {d:.3f} Angstrom apart, closer than {MIN_ATOM_DISTANCE_ANGSTROM} Angstrom "
+            "(overlapping atoms: a broken frame); remove or recompute this frame")
+
+
+# --------------------------------------------------------------------------- file layout
+
+
+@dataclass
+class _Layout:
+    """Where the complete frames of an extxyz text are, and what follows them."""
+
+    starts: list[int]  # 0-based line index of each complete frame's atom-count line
+    complete_chars: int  # length of the text holding exactly the complete frames
+    tail: str | None  # description of an incomplete last frame (an interrupted write)
+    tail_line: int = 0  # 1-based line where that incomplete frame starts
+
+
+def _columns(comment: str) -> int | None:
+    """Number of columns the comment line's ``Properties=`` declares (None: not given)."""
+    import re
+
+    match = re.search(r"Properties=(\"?)([^\s\"]+)\1", comment)
+    if not match:
+        return None
+    parts = match.group(2).split(":")
+    try:
+        return sum(int(n) for n in parts[2::3])
+    except ValueError:
+        return None
+
+
+def _scan(text: str, path: Path) -> _Layout:
+    """Check the frame layout of an extxyz text; an incomplete last frame is reported, not
+    raised: appends write whole frames, so only an interrupted write leaves one."""
+    lines = text.split("\n")
+    ends_cleanly = text.endswith("\n") or not text
+    if text.endswith("\n"):
+        lines.pop()  # the empty string after the final newline
+    n_lines = len(lines)
+    starts: list[int] = []
+    offset = 0  # characters up to the end of the last complete frame
+    i = 0
+    tail, tail_line = None, 0
+    while i < n_lines:
+        frame = len(starts)
+        if not lines[i].strip():
+            if all(not line.strip() for line in lines[i:]):
+                break
+            raise DataFormatError(
+                f"{path}:{i + 1}: a blank line where frame {frame} should start (its atom "
+                "count); remove the blank line")
+        if not ends_cleanly and i == n_lines - 1:
+            tail = f"frame {frame} (line {i + 1}) stops inside its atom-count line"
+            tail_line = i + 1
+            break
+        try:
+            n_atoms = int(lines[i].strip())
+        except ValueError:
+            raise DataFormatError(
+                f"{path}:{i + 1}: expected the atom count of frame {frame}, found "
+                f"{lines[i].strip()[:60]!r}: the file is damaged here (or is not extxyz); "
+                "repair or delete the damaged frame") from None
+        if n_atoms < 1:
+            raise DataFormatError(f"{path}:{i + 1}: frame {frame} declares {n_atoms} atoms; "
+                                  "repair or delete this frame")
+        last = i + 1 + n_atoms  # line index of the frame's last atom line
+        if last >= n_lines or (not ends_cleanly and last == n_lines - 1):
+            available = n_lines - (i + 2) - (0 if ends_cleanly else 1)  # the last line is cut
+            have = max(0, min(available, n_atoms))
+            tail = (f"frame {frame} (line {i + 1}) is incomplete: the file ends after {have} of "
+                    f"its {n_atoms} atom lines")
+            tail_line = i + 1
+            break
+        expected = _columns(lines[i + 1])
+        for a in range(n_atoms):
+            k = i + 2 + a
+            found = len(lines[k].split())
+            if found < 4 or (expected is not None and found != expected):
+                need = (f"the Properties of the comment line declare {expected}" if expected
+                        else "at least 4 are needed")
+                raise DataFormatError(
+                    f"{path}:{k + 1}: frame {frame}, atom {a}: {found} columns, but {need}: "
+                    f"the file is damaged here; repair or delete frame {frame} (lines {i + 1}-"
+                    f"{last + 1})")
+        starts.append(i)
+        offset += sum(len(line) + 1 for line in lines[i:last + 1])
+        i = last + 1
+    return _Layout(starts, offset, tail, tail_line)
+
+
+def _tail_message(path: Path, layout: _Layout) -> str:
+    return (f"{path}: {layout.tail} (an interrupted write); ignoring it. Re-running "
+            "'hybridff label' with the same arguments replaces it; otherwise delete the file "
+            f"from line {layout.tail_line} on")
+
+
+#: (size, mtime_ns) of label files after this process last appended to them: a file still
+#: like that needs no new layout check before the next append.
+_APPENDED: dict[str, tuple[int, int]] = {}
+
+
+def _trim_incomplete_tail(path: Path) -> None:
+    """Cut an incomplete last frame (an interrupted write) off ``path`` before appending."""
+    stat = path.stat()
+    key = str(path.resolve())
+    if _APPENDED.get(key) == (stat.st_size, stat.st_mtime_ns):
+        return
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataFormatError(f"{path}: not a text (extxyz) file ({exc}); refusing to append "
+                              "to it") from exc
+    layout = _scan(text, path)
+    if layout.tail is None and layout.complete_chars == len(text):
+        return
+    keep = len(text[: layout.complete_chars].encode("utf-8"))
+    if layout.tail is not None:
+        logger.warning("%s: %s (an interrupted write); removing it before appending", path,
+                       layout.tail)
+    with open(path, "r+b") as handle:
+        handle.truncate(keep)
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def write_extxyz(
@@ -87,8 +313,9 @@ def write_extxyz(
 ) -> None:
     """Write frames (internal units in, ASE units on disk); ``append`` adds to an existing file.
 
-    Each call writes the whole batch to a temporary file and appends it in one ``write``,
-    flushed and fsync'ed, so an interrupted labelling run leaves complete frames only.
+    Appending writes the whole batch in one ``write``, flushed and fsync'ed, after cutting off
+    an incomplete last frame an interrupted run may have left (with a warning), so the file
+    holds complete frames only. A new file (``append=False``) is written atomically.
     """
     ase, spc = _ase()
     positions_nm = np.asarray(positions_nm, dtype=np.float64).reshape(-1, len(numbers), 3)
@@ -109,31 +336,69 @@ def write_extxyz(
     buffer = io.StringIO()
     ase.io.write(buffer, frames, format="extxyz")
     path = Path(path)
-    with open(path, "a" if append else "w") as handle:
-        handle.write(buffer.getvalue())
-        handle.flush()
-        os.fsync(handle.fileno())
+    if not append or not path.exists():
+        atomic_write_text(path, buffer.getvalue())
+    else:
+        _trim_incomplete_tail(path)
+        with open(path, "a") as handle:
+            handle.write(buffer.getvalue())
+            handle.flush()
+            os.fsync(handle.fileno())
+    stat = path.stat()
+    _APPENDED[str(path.resolve())] = (stat.st_size, stat.st_mtime_ns)
 
 
-def read_extxyz(path: str | os.PathLike, numbers: Sequence[int] | None = None) -> LabelledFrames:
-    """Read labelled frames; ``numbers`` (the molecule's atomic numbers) checks the atom order.
+def _parse_frames(ase: Any, text: str, layout: _Layout, path: Path) -> list[Any]:
+    """ASE's frames of the complete part of the text; a failure names the frame and lines."""
+    import io
 
-    A frame without an energy or forces is a :class:`DataFormatError` naming the frame.
+    try:
+        return ase.io.read(io.StringIO(text[: layout.complete_chars]), index=":",
+                           format="extxyz")
+    except Exception:  # ASE raises many types for malformed text: find the frame, then say
+        pass
+    lines = text.split("\n")
+    for k, first in enumerate(layout.starts):
+        last = first + 2 + int(lines[first].strip())  # one past the frame's last line
+        chunk = "\n".join(lines[first:last]) + "\n"
+        try:
+            ase.io.read(io.StringIO(chunk), index=":", format="extxyz")
+        except Exception as exc:
+            raise DataFormatError(
+                f"{path}:{first + 1}-{last}, frame {k}: not readable as extxyz "
+                f"({type(exc).__name__}: {exc}); repair or delete this frame") from exc
+    raise DataFormatError(f"{path}: not a readable extxyz file; check it with ase.io.read")
+
+
+def read_extxyz(path: str | os.PathLike, numbers: Sequence[int] | None = None,
+                bonds: Sequence[tuple[int, int]] | None = None) -> LabelledFrames:
+    """Read labelled frames.
+
+    ``numbers`` (the molecule's atomic numbers) checks the atom order element by element.
+    ``bonds`` (the molecule's bonded atom pairs) checks the frames as geometries of that
+    molecule: no bond of the first frame far longer than a bond (atoms of the same element
+    in another order) and no overlapping atoms in any frame. A frame without an energy or
+    forces, or with a non-finite value, is a :class:`DataFormatError` naming the frame (and
+    atom); an incomplete last frame (an interrupted append) is dropped with a warning.
     """
     ase, _ = _ase()
     path = Path(path)
     if not path.is_file():
         raise DataFormatError(f"label file {str(path)!r} does not exist")
     try:
-        frames = ase.io.read(str(path), index=":", format="extxyz")
-    except Exception as exc:  # ASE raises many types for malformed text
-        raise DataFormatError(f"{path}: not a readable extxyz file ({exc})") from exc
-    if not frames:
-        raise DataFormatError(f"{path}: no frames")
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataFormatError(f"{path}: not a text (extxyz) file ({exc})") from exc
+    layout = _scan(text, path)
+    if layout.tail is not None:
+        logger.warning(_tail_message(path, layout))
+    if not layout.starts:
+        raise DataFormatError(f"{path}: no complete frames")
+    frames = _parse_frames(ase, text, layout, path)
     reference = np.asarray(numbers if numbers is not None else frames[0].numbers, dtype=int)
     pos, ene, frc, info = [], [], [], []
     for k, atoms in enumerate(frames):
-        where = f"{path}, frame {k}"
+        where = f"{path}:{layout.starts[k] + 1}, frame {k}"
         check_atom_order(atoms.numbers, reference, where)
         results = atoms.calc.results if atoms.calc is not None else {}
         energy = results.get("energy", atoms.info.get("energy"))
@@ -142,9 +407,22 @@ def read_extxyz(path: str | os.PathLike, numbers: Sequence[int] | None = None) -
             raise DataFormatError(f"{where}: no energy (expected 'energy=' in the comment line)")
         if forces is None:
             raise DataFormatError(f"{where}: no forces (expected a 'forces:R:3' column)")
+        check_frame_geometry(atoms.positions * units.ANGSTROM_TO_NM, reference, where,
+                             overlaps=bonds is not None)
+        if not np.isfinite(float(energy)):
+            raise DataFormatError(f"{where}: the energy is {energy}; remove or recompute this frame")
+        forces = np.asarray(forces, dtype=np.float64)
+        bad = np.argwhere(~np.isfinite(forces))
+        if bad.size:
+            i = int(bad[0][0])
+            raise DataFormatError(
+                f"{where}: the force on atom {i} ({_symbol(reference[i])}) is "
+                f"{forces[i].tolist()}; remove or recompute this frame")
+        if k == 0 and bonds is not None:
+            check_bond_lengths(atoms.positions * units.ANGSTROM_TO_NM, reference, bonds, where)
         pos.append(atoms.positions * units.ANGSTROM_TO_NM)
         ene.append(float(energy) * units.EV_TO_KJ_PER_MOL)
-        frc.append(np.asarray(forces, dtype=np.float64) * units.EV_PER_ANGSTROM_TO_KJ_PER_MOL_NM)
+        frc.append(forces * units.EV_PER_ANGSTROM_TO_KJ_PER_MOL_NM)
         info.append(dict(atoms.info))
     return LabelledFrames(
         numbers=reference,

@@ -24,6 +24,10 @@ class UnsupportedChemistryError(MoleculeInputError):
     """Chemistry the force field does not handle (radicals, ...)."""
 
 
+class OverlappingAtomsError(MoleculeInputError):
+    """Two atoms (nearly) on top of each other: a broken structure that would blow up."""
+
+
 class AtomTypingError(HybridFFError, ValueError):
     """No atom-typing rule matched an atom."""
 

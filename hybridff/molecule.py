@@ -7,6 +7,7 @@ openff-toolkit ``Molecule`` objects, SMILES strings, and SDF / MOL / mol2 / SMI 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from rdkit.Chem import AllChem
 from hybridff.elements import SUPPORTED_ELEMENTS, is_supported
 from hybridff.exceptions import (
     MoleculeInputError,
+    OverlappingAtomsError,
     UnsupportedChemistryError,
     UnsupportedElementError,
 )
@@ -27,36 +29,218 @@ MOLECULE_SUFFIXES = (".sdf", ".mol", ".mol2", ".smi")
 def atom_label(mol: Chem.Mol, index: int) -> str:
     """Human-readable label of an atom for error messages: 'atom 3 (C3, C)'."""
     atom = mol.GetAtomWithIdx(index)
-    name = atom.GetProp("_hybridff_name") if atom.HasProp("_hybridff_name") else None
+    name = None
+    for prop in ("_hybridff_name", "_TriposAtomName"):  # mol2 names before hybridff names atoms
+        if atom.HasProp(prop):
+            name = atom.GetProp(prop).strip() or None
+            break
     name_part = f"{name}, " if name else ""
     return f"atom {index} ({name_part}{atom.GetSymbol()})"
 
 
-def _read_file(path: Path) -> list[Chem.Mol]:
+#: Two atoms closer than this (Angstrom) are refused as overlapping: the shortest real bond,
+#: H-H in H2, is 0.74 Angstrom, and force fields and QM blow up well before atoms coincide.
+MIN_ATOM_DISTANCE_ANGSTROM = 0.5
+
+#: mol2 bond types RDKit reads (others are dropped with only a warning on stderr).
+MOL2_BOND_TYPES = frozenset({"1", "2", "3", "am", "ar", "du", "un", "nc"})
+
+
+def find_overlaps(xyz: Any, min_distance: float, box: Any = None) -> list[tuple[int, int, float]]:
+    """Atom pairs ``(i, j, distance)`` closer than ``min_distance``, closest first.
+
+    ``xyz`` (N, 3) and ``min_distance`` in the same length unit; ``box``: the edge lengths of an
+    orthorhombic periodic box in that unit (minimum-image distances), or ``None``.
+    """
+    from scipy.spatial import cKDTree
+
+    xyz = np.asarray(xyz, dtype=float).reshape(-1, 3)
+    if len(xyz) < 2 or not np.isfinite(xyz).all():
+        return []
+    if box is not None:
+        box = np.asarray(box, dtype=float)
+        wrapped = xyz - np.floor(xyz / box) * box
+        wrapped[wrapped >= box] = 0.0  # rounding can land exactly on the upper face
+        tree = cKDTree(wrapped, boxsize=box)
+    else:
+        tree = cKDTree(xyz)
+    pairs = tree.query_pairs(min_distance, output_type="ndarray")
+    if not len(pairs):
+        return []
+    delta = xyz[pairs[:, 0]] - xyz[pairs[:, 1]]
+    if box is not None:
+        delta -= box * np.round(delta / box)
+    dist = np.linalg.norm(delta, axis=1)
+    order = np.argsort(dist, kind="stable")
+    return [(int(pairs[k, 0]), int(pairs[k, 1]), float(dist[k])) for k in order]
+
+
+def _rdkit_errors(capture: Any) -> str:
+    """RDKit's own error lines (without timestamps), joined; '' when it said nothing."""
+    lines: list[str] = []
+    for line in capture.messages.splitlines():
+        text = re.sub(r"^\[[0-9:]+\]\s*", "", line).strip()
+        text = re.sub(r"^(ERROR|WARNING):\s*", "", text)
+        if text and text not in lines and "moving to the beginning of the next" not in text:
+            lines.append(text)
+    return "; ".join(lines)
+
+
+def _read_sdf(path: Path) -> list[tuple[Chem.Mol, str]]:
+    from rdkit import rdBase
+
+    # first line of each record (1-based), for messages
+    starts = [1]
+    for lineno, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
+        if line.strip() == "$$$$":
+            starts.append(lineno + 1)
+    supplier = Chem.SDMolSupplier(str(path), removeHs=False, sanitize=True)
+    out: list[tuple[Chem.Mol, str]] = []
+    records = iter(supplier)
+    i = 0
+    while True:
+        with rdBase.CaptureErrorLog() as capture:
+            try:
+                m = next(records)
+            except StopIteration:
+                break
+        line = starts[i] if i < len(starts) else "?"
+        if m is None:
+            said = _rdkit_errors(capture)
+            raise MoleculeInputError(
+                f"{path}: record {i + 1} could not be parsed (it starts at line {line}"
+                + (f"; RDKit: {said}" if said else "")
+                + "): a broken or truncated SDF record, or a valence RDKit rejects (RDKit "
+                "counts atoms from 0); fix or re-export the file"
+            )
+        where = f"{path}, record {i + 1} (line {line})"
+        out.append((m, where))
+        i += 1
+    if not out:
+        raise MoleculeInputError(f"{path}: no molecule records found (empty or not an SDF file)")
+    return out
+
+
+def _check_mol2_record(path: Path, record: int, lines: list[str], first: int,
+                       last_record: bool) -> tuple[int, int]:
+    """Check one mol2 record's layout; return its declared (atoms, bonds).
+
+    ``lines``: the record's lines, ``first``: the file line number of ``lines[0]``.
+    """
+    where = f"{path}, record {record}"
+
+    def fail(k: int, what: str) -> MoleculeInputError:
+        return MoleculeInputError(f"{where}, line {first + k}: {what}; fix or re-export the file")
+
+    if len(lines) < 3:
+        raise MoleculeInputError(
+            f"{where} (line {first}): the file ends inside the MOLECULE header: truncated; "
+            "re-export it from the program that wrote it")
+    counts = lines[2].split()
+    try:
+        n_atoms = int(counts[0])
+        n_bonds = int(counts[1]) if len(counts) > 1 else 0
+    except (ValueError, IndexError):
+        raise fail(2, f"expected the counts line 'atoms bonds ...', found {lines[2].strip()!r}") from None
+    sections: dict[str, int] = {}
+    for k, line in enumerate(lines):
+        if line.strip().upper().startswith("@<TRIPOS>"):
+            sections.setdefault(line.strip().upper()[9:], k)
+
+    def body(name: str) -> list[tuple[int, list[str]]]:
+        if name not in sections:
+            return []
+        rows = []
+        for k in range(sections[name] + 1, len(lines)):
+            if lines[k].strip().startswith("@<TRIPOS>"):
+                break
+            if lines[k].strip() and not lines[k].lstrip().startswith("#"):
+                rows.append((k, lines[k].split()))
+        return rows
+
+    truncated = (f"the file ends at line {first + len(lines) - 1}: truncated; re-export it from "
+                 "the program that wrote it" if last_record else "check the counts line")
+    atoms = body("ATOM")
+    if "ATOM" not in sections:
+        raise MoleculeInputError(f"{where} (line {first}): no @<TRIPOS>ATOM section; {truncated}")
+    for a, (k, fields) in enumerate(atoms):
+        try:
+            int(fields[0])
+            [float(v) for v in fields[2:5]]
+            ok = len(fields) >= 6
+        except (ValueError, IndexError):
+            ok = False
+        if not ok:
+            raise fail(k, f"atom {a} (mol2 atom id {a + 1}): expected 'id name x y z type ...', "
+                          f"found {lines[k].strip()!r}")
+    if len(atoms) != n_atoms:
+        raise MoleculeInputError(
+            f"{where} (line {first}): declares {n_atoms} atoms, its ATOM section has {len(atoms)}; "
+            f"{truncated if len(atoms) < n_atoms else 'check the counts line'}")
+    bonds = body("BOND")
+    if n_bonds and "BOND" not in sections:
+        raise MoleculeInputError(
+            f"{where} (line {first}): declares {n_bonds} bonds but has no @<TRIPOS>BOND section; "
+            f"{truncated}")
+    for k, fields in bonds:
+        try:
+            ends = [int(fields[1]), int(fields[2])]
+            ok = len(fields) >= 4 and all(1 <= e <= n_atoms for e in ends)
+        except (ValueError, IndexError):
+            ok = False
+        if not ok:
+            raise fail(k, f"expected a bond 'id atom1 atom2 type' between atoms 1..{n_atoms}, "
+                          f"found {lines[k].strip()!r}")
+        if fields[3].lower() not in MOL2_BOND_TYPES:
+            raise fail(k, f"bond type {fields[3]!r} is not one RDKit reads "
+                          f"({', '.join(sorted(MOL2_BOND_TYPES))}); the bond would be lost")
+    if len(bonds) != n_bonds:
+        raise MoleculeInputError(
+            f"{where} (line {first}): declares {n_bonds} bonds, its BOND section has {len(bonds)}; "
+            f"{truncated if len(bonds) < n_bonds else 'check the counts line'}")
+    return n_atoms, n_bonds
+
+
+def _read_mol2(path: Path) -> list[tuple[Chem.Mol, str]]:
+    from rdkit import rdBase
+
+    lines = path.read_text(errors="replace").splitlines()
+    starts = [k for k, line in enumerate(lines)
+              if line.strip().upper().startswith("@<TRIPOS>MOLECULE")]
+    if not starts:
+        raise MoleculeInputError(f"{path}: no @<TRIPOS>MOLECULE record (empty or not a mol2 file)")
+    out: list[tuple[Chem.Mol, str]] = []
+    for r, start in enumerate(starts):
+        end = starts[r + 1] if r + 1 < len(starts) else len(lines)
+        block = lines[start:end]
+        n_atoms, n_bonds = _check_mol2_record(path, r + 1, block, start + 1, r + 1 == len(starts))
+        where = f"{path}, record {r + 1} (line {start + 1})"
+        with rdBase.CaptureErrorLog() as capture:
+            m = Chem.MolFromMol2Block("\n".join(block) + "\n", removeHs=False, sanitize=True)
+        if m is None:
+            said = _rdkit_errors(capture)
+            raise MoleculeInputError(
+                f"{where}: RDKit could not build a molecule from it"
+                + (f" ({said})" if said else "")
+                + "; RDKit needs SYBYL atom types and bond orders that match them (check the "
+                "atom types and the charges, or convert the file to SDF)")
+        if m.GetNumAtoms() != n_atoms or m.GetNumBonds() != n_bonds:
+            raise MoleculeInputError(
+                f"{where}: declares {n_atoms} atoms and {n_bonds} bonds, RDKit read "
+                f"{m.GetNumAtoms()} and {m.GetNumBonds()}; convert the file to SDF")
+        out.append((m, where))
+    return out
+
+
+def _read_file(path: Path) -> list[tuple[Chem.Mol, str]]:
+    """Molecules of a file, each with where it came from ('file, record k (line n)')."""
     if not path.exists():
         raise MoleculeInputError(f"molecule file {str(path)!r} does not exist")
     suffix = path.suffix.lower()
     if suffix in (".sdf", ".mol"):
-        supplier = Chem.SDMolSupplier(str(path), removeHs=False, sanitize=True)
-        mols = []
-        for i, m in enumerate(supplier):
-            if m is None:
-                raise MoleculeInputError(
-                    f"{path}: record {i + 1} could not be parsed by RDKit (broken or truncated "
-                    "SDF, or a valence RDKit rejects); check the file with a viewer"
-                )
-            mols.append(m)
-        if not mols:
-            raise MoleculeInputError(f"{path}: no molecule records found")
-        return mols
+        return _read_sdf(path)
     if suffix == ".mol2":
-        m = Chem.MolFromMol2File(str(path), removeHs=False, sanitize=True)
-        if m is None:
-            raise MoleculeInputError(
-                f"{path}: could not be parsed as mol2 (RDKit needs SYBYL atom types and bond "
-                "orders; convert to SDF if this file comes from another tool)"
-            )
-        return [m]
+        return _read_mol2(path)
     if suffix == ".smi":
         mols = []
         for lineno, line in enumerate(path.read_text().splitlines(), start=1):
@@ -68,7 +252,7 @@ def _read_file(path: Path) -> list[Chem.Mol]:
                 raise MoleculeInputError(f"{path}:{lineno}: unparseable SMILES {fields[0]!r}")
             if len(fields) > 1:
                 m.SetProp("_Name", fields[1])
-            mols.append(m)
+            mols.append((m, f"{path}:{lineno}"))
         if not mols:
             raise MoleculeInputError(f"{path}: no SMILES found")
         return mols
@@ -77,11 +261,11 @@ def _read_file(path: Path) -> list[Chem.Mol]:
     )
 
 
-def _from_object(obj: Any) -> list[Chem.Mol]:
+def _from_object(obj: Any) -> list[tuple[Chem.Mol, str | None]]:
     if isinstance(obj, Chem.Mol):
-        return [Chem.Mol(obj)]
+        return [(Chem.Mol(obj), None)]
     if type(obj).__module__.startswith("openff."):
-        return [obj.to_rdkit()]
+        return [(obj.to_rdkit(), None)]
     if isinstance(obj, Path):
         return _read_file(obj)
     if isinstance(obj, str):
@@ -92,7 +276,7 @@ def _from_object(obj: Any) -> list[Chem.Mol]:
             raise MoleculeInputError(
                 f"{obj!r} is neither an existing molecule file nor a SMILES RDKit can parse"
             )
-        return [m]
+        return [(m, None)]
     raise MoleculeInputError(
         f"cannot read a molecule from {type(obj).__name__}; give an RDKit Mol, an openff "
         "Molecule, a SMILES string or an SDF/mol2/SMI path"
@@ -100,7 +284,8 @@ def _from_object(obj: Any) -> list[Chem.Mol]:
 
 
 def validate_molecule(mol: Chem.Mol) -> None:
-    """Raise a clear error for unsupported elements, radicals or non-finite coordinates."""
+    """Raise a clear error for unsupported elements, radicals, non-finite coordinates or
+    overlapping atoms (closer than :data:`MIN_ATOM_DISTANCE_ANGSTROM` in a 3D conformer)."""
     for atom in mol.GetAtoms():
         if not is_supported(atom.GetAtomicNum()):
             raise UnsupportedElementError(
@@ -113,14 +298,28 @@ def validate_molecule(mol: Chem.Mol) -> None:
                 "electron(s): radicals are not supported; add the missing hydrogens or fix the "
                 "formal charges of the input"
             )
+    several = mol.GetNumConformers() > 1
     for conf in mol.GetConformers():
+        which = f"conformer {conf.GetId()}: " if several else ""
         pos = conf.GetPositions()
         bad = np.argwhere(~np.isfinite(pos))
         if bad.size:
             i = int(bad[0][0])
             raise MoleculeInputError(
-                f"{atom_label(mol, i)} has non-finite coordinates {pos[i].tolist()}; "
+                f"{which}{atom_label(mol, i)} has non-finite coordinates {pos[i].tolist()}; "
                 "fix the input structure"
+            )
+        if not conf.Is3D():  # 2D depictions may stack atoms; a 3D conformer is made later
+            continue
+        overlaps = find_overlaps(pos, MIN_ATOM_DISTANCE_ANGSTROM)
+        if overlaps:
+            i, j, d = overlaps[0]
+            more = f" ({len(overlaps) - 1} more such pair(s))" if len(overlaps) > 1 else ""
+            raise OverlappingAtomsError(
+                f"{which}{atom_label(mol, i)} and {atom_label(mol, j)} are {d:.3f} Angstrom "
+                f"apart, closer than {MIN_ATOM_DISTANCE_ANGSTROM} Angstrom: overlapping "
+                f"atoms{more}; fix the input structure (or give the molecule without "
+                "coordinates, e.g. as SMILES, to have a conformer generated)"
             )
 
 
@@ -195,7 +394,15 @@ def load_molecules(source: Any, conformer: bool = True) -> list[Chem.Mol]:
         for item in source:
             out.extend(load_molecules(item, conformer=conformer))
         return out
-    return [prepare(m, conformer=conformer) for m in _from_object(source)]
+    out = []
+    for mol, where in _from_object(source):
+        try:
+            out.append(prepare(mol, conformer=conformer))
+        except MoleculeInputError as exc:
+            if where is None:
+                raise
+            raise type(exc)(f"{where}: {exc}") from exc  # say which file and record
+    return out
 
 
 def load_molecule(source: Any, conformer: bool = True) -> Chem.Mol:

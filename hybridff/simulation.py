@@ -11,7 +11,9 @@ Two steps, each usable on its own:
   from its folder.
 
 Files whose half-written state would mislead (System, integrator, PDB, checkpoint, State,
-``run.json``) are written atomically; the CSV log and the DCD grow as the run goes.
+``run.json``) are written atomically; ``run.json`` and a checkpoint exist from the start of
+production, so a stopped run can be resumed. The CSV log and the DCD grow as the run goes;
+:func:`resume_md` first cuts them back to the checkpoint it continues from.
 """
 
 from __future__ import annotations
@@ -32,7 +34,12 @@ import numpy as np
 import openmm
 from openmm import app, unit
 
-from hybridff.exceptions import MoleculeInputError, SimulationError, UnknownNameError
+from hybridff.exceptions import (
+    MoleculeInputError,
+    OverlappingAtomsError,
+    SimulationError,
+    UnknownNameError,
+)
 from hybridff.fileio import atomic_write_bytes, atomic_write_text
 from hybridff.parameters import DEFAULT_CHARGE_METHOD
 from hybridff.system import (
@@ -101,17 +108,58 @@ def _solute_topology(mol: Any, residue_name: str) -> tuple[app.Topology, unit.Qu
     return top, mol.GetConformer().GetPositions() * 0.1 * unit.nanometer
 
 
+def _orthorhombic_box_nm(topology: app.Topology) -> np.ndarray | None:
+    vectors = topology.getPeriodicBoxVectors()
+    if vectors is None:
+        return None
+    box = np.array([[float(c) for c in v] for v in vectors.value_in_unit(unit.nanometer)])
+    if np.abs(box - np.diag(np.diag(box))).max() > 1e-9:
+        return None  # triclinic: pairs are checked without periodic images
+    return np.diag(box)
+
+
 def check_positions(positions: Any, topology: app.Topology, what: str) -> None:
-    """Raise :class:`MoleculeInputError` naming the first atom with a NaN/inf coordinate."""
+    """Refuse positions with a NaN/inf coordinate or two atoms on top of each other.
+
+    Raises :class:`MoleculeInputError` naming the first atom with a non-finite coordinate, or
+    :class:`OverlappingAtomsError` naming the closest pair of atoms nearer than
+    :data:`hybridff.molecule.MIN_ATOM_DISTANCE_ANGSTROM` (periodic images of an orthorhombic
+    box included); extra particles without an element (virtual sites) are not compared.
+    """
+    from hybridff.molecule import MIN_ATOM_DISTANCE_ANGSTROM, find_overlaps
+    from hybridff.units import NM_TO_ANGSTROM
+
     xyz = np.asarray(positions.value_in_unit(unit.nanometer) if unit.is_quantity(positions)
                      else positions, dtype=float)
+    atoms = list(topology.atoms())
+    if len(xyz) != len(atoms):
+        raise MoleculeInputError(f"{what}: {len(xyz)} positions for the topology's {len(atoms)} "
+                                 "atoms; give one position per atom")
+
+    def text(i: int) -> str:
+        atom = atoms[i]
+        symbol = atom.element.symbol if atom.element is not None else "no element"
+        return f"atom {i} ({atom.name}, {symbol}, residue {atom.residue.name} {atom.residue.id})"
+
     bad = np.argwhere(~np.isfinite(xyz))
     if bad.size:
         i = int(bad[0][0])
-        atom = list(topology.atoms())[i]
+        atom = atoms[i]
         raise MoleculeInputError(
             f"{what}: atom {i} ({atom.name}, residue {atom.residue.name}) has non-finite "
             f"coordinates {xyz[i].tolist()}; fix the input structure")
+    real = np.array([a.element is not None for a in atoms], dtype=bool)
+    index = np.nonzero(real)[0]
+    box = _orthorhombic_box_nm(topology)
+    overlaps = find_overlaps(xyz[index] * NM_TO_ANGSTROM, MIN_ATOM_DISTANCE_ANGSTROM,
+                             None if box is None else box * NM_TO_ANGSTROM)
+    if overlaps:
+        i, j, d = overlaps[0]
+        more = f" ({len(overlaps) - 1} more such pair(s))" if len(overlaps) > 1 else ""
+        raise OverlappingAtomsError(
+            f"{what}: {text(int(index[i]))} and {text(int(index[j]))} are {d:.3f} Angstrom "
+            f"apart, closer than {MIN_ATOM_DISTANCE_ANGSTROM} Angstrom: overlapping atoms{more}; "
+            "minimization does not reliably separate them: fix the input structure")
 
 
 def prepare_system(
@@ -522,14 +570,6 @@ def run_md(prepared: PreparedSystem, output_dir: str | os.PathLike, options: MDO
         if monitor.threshold is None:
             logger.info("the model file carries no trained range of the ensemble disagreement; "
                         "logging it without a warning threshold (--disagreement-threshold sets one)")
-    sim.reporters.append(app.DCDReporter(str(out / OUTPUTS["trajectory"]), options.report_every,
-                                         enforcePeriodicBox=prepared.periodic))
-    production = _Production(sim, out, options, prepared.periodic, prepared.ml_force_group, monitor,
-                             append=False, progress=progress)
-    speed = production.run(options.steps)
-    _write_pdb(out / OUTPUTS["final"], sim.topology,
-               sim.context.getState(getPositions=True, enforcePeriodicBox=prepared.periodic))
-    _write_restart_files(out, sim)
     summary = {
         "molecule": prepared.info.get("smiles"),
         "solvent": prepared.solvent,
@@ -541,11 +581,26 @@ def run_md(prepared: PreparedSystem, output_dir: str | os.PathLike, options: MDO
         "energy_minimized_kJ_mol": e_min,
         "minimize_s": round(minimize_s, 3),
         "equilibrate_s": round(equilibrate_s, 3),
-        "production": speed,
+        "production": None,
+        "status": "running",
         "ml_force_group": prepared.ml_force_group,
         "ml_model": prepared.model_path,
         "outputs": {k: v for k, v in OUTPUTS.items()},
     }
+    # a run stopped before its end can be resumed: run.json and a step-0 checkpoint of this
+    # run are there from the start (and no final structure of an earlier run in this folder)
+    (out / OUTPUTS["final"]).unlink(missing_ok=True)
+    _write_restart_files(out, sim)
+    atomic_write_text(out / OUTPUTS["summary"], json.dumps(summary, indent=1, default=str) + "\n")
+    sim.reporters.append(app.DCDReporter(str(out / OUTPUTS["trajectory"]), options.report_every,
+                                         enforcePeriodicBox=prepared.periodic))
+    production = _Production(sim, out, options, prepared.periodic, prepared.ml_force_group, monitor,
+                             append=False, progress=progress)
+    summary["production"] = production.run(options.steps)
+    summary["status"] = "finished"
+    _write_pdb(out / OUTPUTS["final"], sim.topology,
+               sim.context.getState(getPositions=True, enforcePeriodicBox=prepared.periodic))
+    _write_restart_files(out, sim)
     if monitor is not None:
         summary["ensemble_disagreement_kcal_mol"] = {
             "max": max(production.disagreement, default=None),
@@ -609,12 +664,83 @@ def load_system_xml(path: str | os.PathLike, model: Any = None, topology: app.To
     return system
 
 
+def _trim_log(path: Path, step: int) -> int:
+    """Drop the CSV log's rows after ``step`` and a cut-off last line; return how many."""
+    if not path.is_file():
+        return 0
+    text = path.read_text()
+    lines = text.split("\n")
+    if text.endswith("\n"):
+        lines.pop()
+    if not lines:
+        return 0
+    n_columns = len(next(csv.reader([lines[0]])))
+    keep, dropped = [lines[0]], 0
+    for k, line in enumerate(lines[1:], start=1):
+        fields = next(csv.reader([line]), [])
+        cut = k == len(lines) - 1 and not text.endswith("\n")
+        try:
+            ok = not cut and len(fields) == n_columns and int(fields[0]) <= step
+        except ValueError:
+            ok = False
+        if ok:
+            keep.append(line)
+        else:
+            dropped += 1
+    if dropped:
+        atomic_write_text(path, "\n".join(keep) + "\n")
+    return dropped
+
+
+def _trim_dcd(path: Path, step: int) -> int:
+    """Cut the DCD trajectory back to its frames up to ``step`` (and whole frames only).
+
+    OpenMM's ``DCDFile`` appends after the frame count in the header, so frames written after
+    the checkpoint, or a frame cut off by a stop, would otherwise stay in the middle of the
+    file. Returns how many frames (whole or partial) were removed.
+    """
+    import struct
+
+    if not path.is_file():
+        return 0
+    size = path.stat().st_size
+    with open(path, "r+b") as handle:
+        head = handle.read(104)
+        if len(head) < 104 or head[4:8] != b"CORD" or struct.unpack("<i", head[:4])[0] != 84:
+            raise SimulationError(
+                f"{path}: not a DCD trajectory OpenMM can append to (bad header); move it away "
+                "to have the resumed run start a new one")
+        n_frames, first, interval = struct.unpack("<3i", head[8:20])
+        box = struct.unpack("<i", head[48:52])[0]
+        comments = struct.unpack("<i", head[92:96])[0]
+        handle.seek(104 + comments)
+        n_atoms = struct.unpack("<i", handle.read(4))[0]
+        header = 104 + comments + 8
+        frame = (56 if box else 0) + 3 * (8 + 4 * n_atoms)
+        whole = max(0, (size - header) // frame)
+        wanted = (step - first) // interval + 1 if interval > 0 and step >= first else 0
+        keep = max(0, min(n_frames, whole, wanted))
+        if keep == n_frames == whole and size == header + keep * frame:
+            return 0
+        handle.truncate(header + keep * frame)
+        handle.seek(8)
+        handle.write(struct.pack("<i", keep))
+        handle.seek(20)
+        handle.write(struct.pack("<i", first + max(keep - 1, 0) * interval))
+        handle.flush()
+        os.fsync(handle.fileno())
+    return max(n_frames, whole + (1 if size > header + whole * frame else 0)) - keep
+
+
 def resume_md(output_dir: str | os.PathLike, steps: int, platform: str | None = None,
               threads: int | None = None, progress: bool = True) -> dict[str, Any]:
     """Continue the run in ``output_dir`` from its checkpoint for ``steps`` more steps.
 
     Appends to the CSV log and the DCD, then rewrites the final PDB, checkpoint, State and
-    ``run.json``. The checkpoint is platform specific: resume on the platform that wrote it.
+    ``run.json``. A run stopped between checkpoints (killed, crashed) resumes too: log rows
+    and trajectory frames written after its last checkpoint, or cut off, are dropped first
+    (with a warning), so the files continue without gaps or repeats. The checkpoint is
+    platform specific: resume on the platform that wrote it.
     """
     out = Path(output_dir)
     needed = [OUTPUTS[k] for k in ("summary", "system", "integrator", "checkpoint", "start")]
@@ -648,6 +774,13 @@ def resume_md(output_dir: str | os.PathLike, steps: int, platform: str | None = 
             f"({exc}); resume with the platform that wrote it ({summary.get('platform')}), or "
             f"restart from {OUTPUTS['state']} with XmlSerializer") from exc
     periodic = system.usesPeriodicBoundaryConditions()
+    dropped_rows = _trim_log(out / OUTPUTS["log"], sim.currentStep)
+    dropped_frames = _trim_dcd(out / OUTPUTS["trajectory"], sim.currentStep)
+    if dropped_rows or dropped_frames:
+        logger.warning(
+            "%s: the run stopped after its last checkpoint (step %d); dropped %d log row(s) and "
+            "%d trajectory frame(s) written after it (or cut off by the stop): they are written "
+            "again as the run continues", out, sim.currentStep, dropped_rows, dropped_frames)
     monitor = None
     if model_path and (summary.get("system", {}).get("ensemble_size") or 1) > 1 and Path(model_path).is_file():
         from hybridff.ml.modelfile import load_model
@@ -666,5 +799,6 @@ def resume_md(output_dir: str | os.PathLike, steps: int, platform: str | None = 
     _write_restart_files(out, sim)
     summary.setdefault("resumed", []).append({"from_step": first_step, **speed})
     summary["total_steps"] = sim.currentStep
+    summary["status"] = "finished"
     atomic_write_text(out / OUTPUTS["summary"], json.dumps(summary, indent=1, default=str) + "\n")
     return summary

@@ -4,19 +4,21 @@ The metadata travels inside the TorchScript archive (``_extra_files``), so a mod
 be separated from the description of what it was trained against: elements, cutoff,
 descriptor spec, the MM force field (name, content hash, charge method), the SHA256 of the
 training set, metrics, ensemble size and the hybridff version. Writes are atomic (temporary
-file in the same folder, then ``os.replace``).
+file in the same folder, then ``os.replace``); reads verify the archive's checksums first.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
-import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hybridff.exceptions import DataFormatError
+from hybridff.fileio import atomic_write_bytes
 
 METADATA_NAME = "hybridff_metadata.json"
 FORMAT_VERSION = 1
@@ -55,7 +57,12 @@ def build_metadata(model: Any, spec: Any, **extra: Any) -> dict[str, Any]:
 
 
 def save_model(path: str | os.PathLike, model: Any, metadata: dict[str, Any]) -> Path:
-    """Script ``model`` (if needed) and write it with ``metadata`` atomically to ``path``."""
+    """Script ``model`` (if needed) and write it with ``metadata`` atomically to ``path``.
+
+    The archive is built in memory and written with :func:`hybridff.fileio.atomic_write_bytes`
+    (temporary file, fsync, rename): an interrupted save leaves the previous file, if any,
+    untouched and no partial file behind.
+    """
     import torch
 
     missing = [k for k in REQUIRED_KEYS if k not in metadata]
@@ -63,17 +70,32 @@ def save_model(path: str | os.PathLike, model: Any, metadata: dict[str, Any]) ->
         raise DataFormatError(f"model metadata lacks {missing}; build it with build_metadata()")
     scripted = model if isinstance(model, torch.jit.ScriptModule) else torch.jit.script(model)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        extra = {METADATA_NAME: json.dumps(metadata, indent=1, sort_keys=True)}
-        torch.jit.save(scripted, tmp, _extra_files=extra)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    buffer = io.BytesIO()
+    extra = {METADATA_NAME: json.dumps(metadata, indent=1, sort_keys=True)}
+    torch.jit.save(scripted, buffer, _extra_files=extra)
+    atomic_write_bytes(path, buffer.getvalue())
     return path
+
+
+def _check_archive(path: Path) -> None:
+    """Refuse a file that is not a complete zip archive or whose members fail their CRC check.
+
+    torch.jit.load checks neither: a flipped byte in the weights loads silently as other
+    numbers, so the archive's own checksums are verified first.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, UnicodeDecodeError) as exc:
+        raise DataFormatError(
+            f"{path}: not a readable TorchScript model file: truncated, or not a model at all "
+            f"(not a valid zip archive: {exc}); copy the file again or retrain "
+            "(hybridff train)") from exc
+    if bad is not None:
+        raise DataFormatError(
+            f"{path}: not a readable TorchScript model file: corrupted (archive member {bad!r} "
+            "fails its CRC check: its bytes changed after the file was written); copy the file "
+            "again or retrain (hybridff train)")
 
 
 def load_model(path: str | os.PathLike) -> ModelFile:
@@ -83,6 +105,7 @@ def load_model(path: str | os.PathLike) -> ModelFile:
     path = Path(path)
     if not path.is_file():
         raise DataFormatError(f"model file {str(path)!r} does not exist")
+    _check_archive(path)
     extra = {METADATA_NAME: ""}
     try:
         module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
@@ -101,10 +124,12 @@ def load_model(path: str | os.PathLike) -> ModelFile:
     try:
         metadata = json.loads(raw)
     except json.JSONDecodeError as exc:
-        raise DataFormatError(f"{path}: model metadata is not valid JSON ({exc})") from exc
+        raise DataFormatError(f"{path}: model metadata is not valid JSON ({exc}); the file was "
+                              "not written by hybridff.ml.modelfile.save_model: retrain") from exc
     missing = [k for k in REQUIRED_KEYS if k not in metadata]
     if missing:
-        raise DataFormatError(f"{path}: model metadata lacks {missing}")
+        raise DataFormatError(f"{path}: model metadata lacks {missing}; the file was not written "
+                              "by hybridff.ml.modelfile.save_model: retrain")
     if int(metadata["format_version"]) > FORMAT_VERSION:
         raise DataFormatError(
             f"{path}: model format {metadata['format_version']} is newer than this hybridff "
