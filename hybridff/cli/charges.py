@@ -8,6 +8,7 @@ charges are printed as a table.
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 import time
 from pathlib import Path
@@ -16,6 +17,7 @@ import numpy as np
 from rdkit import Chem
 
 from hybridff.exceptions import MoleculeInputError
+from hybridff.fileio import atomic_write_text
 
 HELP = "compute partial charges (ml, am1bcc, gasteiger, file)"
 METHODS = ("ml", "am1bcc", "gasteiger", "file")
@@ -57,7 +59,7 @@ def write_csv(path: Path | None, mol: Chem.Mol, charges: np.ndarray) -> None:
     if path is None:
         sys.stdout.write(text)
     else:
-        path.write_text(text)
+        atomic_write_text(path, text)
 
 
 def write_sdf(path: Path, mol: Chem.Mol, charges: np.ndarray, method: str) -> None:
@@ -67,8 +69,11 @@ def write_sdf(path: Path, mol: Chem.Mol, charges: np.ndarray, method: str) -> No
         atom.SetDoubleProp("PartialCharge", float(q))
     Chem.CreateAtomDoublePropertyList(out, "PartialCharge")
     out.SetProp("hybridff_charge_method", method)
-    with Chem.SDWriter(str(path)) as writer:
-        writer.write(out)
+    text = io.StringIO()
+    writer = Chem.SDWriter(text)
+    writer.write(out)
+    writer.close()
+    atomic_write_text(path, text.getvalue())
 
 
 def write_mol2(path: Path, mol: Chem.Mol, charges: np.ndarray, method: str) -> None:
@@ -91,7 +96,7 @@ def write_mol2(path: Path, mol: Chem.Mol, charges: np.ndarray, method: str) -> N
                  {Chem.BondType.DOUBLE: "2", Chem.BondType.TRIPLE: "3"}.get(b.GetBondType(), "1"))
         lines.append(f"{k:6d}{b.GetBeginAtomIdx() + 1:6d}{b.GetEndAtomIdx() + 1:6d} {order}")
     lines += ["@<TRIPOS>SUBSTRUCTURE", "     1 MOL         1 GROUP             0 ****  ****    0", ""]
-    path.write_text("\n".join(lines))
+    atomic_write_text(path, "\n".join(lines))
 
 
 def _sybyl(atom: Chem.Atom) -> str:
