@@ -1,11 +1,16 @@
 """Compare MM alone and the hybrid (MM + ML correction, evaluated inside OpenMM) against QM on
 labelled frames: energy RMSE/MAE (kcal/mol, mean offset removed) and force RMSE
-(kcal/mol/Angstrom), the ensemble's disagreement, and optionally an ML-only model."""
+(kcal/mol/Angstrom), the ensemble's disagreement, and optionally an ML-only model.
+
+With --plots DIR: parity plots of QM against each method (energies and force components), and
+relaxed torsion scans (MM-relaxed with the dihedral restrained; MM, hybrid, ML-only and
+optionally QM energies along it), each PNG written next to a CSV of its numbers."""
 
 from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 HELP = "compare MM and hybrid against QM on labelled frames"
 
@@ -21,15 +26,60 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="held-out: only the model's validation frames of its training file")
     parser.add_argument("--json", default=None, help="write the report as JSON here")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    plots = parser.add_argument_group("plots")
+    plots.add_argument("--plots", default=None, metavar="DIR",
+                       help="write parity plots and torsion scans (PNG + CSV) into DIR")
+    plots.add_argument("--torsion", type=int, nargs=4, action="append", default=None,
+                       metavar=("I", "J", "K", "L"),
+                       help="dihedral to scan, 0-based atom indices (repeat for several); "
+                       "default: one per rotatable bond between heavy atoms")
+    plots.add_argument("--scan-step", type=_scan_step, default=None, metavar="DEG",
+                       help="scan step in degrees (default 15)")
+    plots.add_argument("--scan-qm", default=None, metavar="METHOD",
+                       help="QM reference on the scan geometries: xtb or dft (default: none)")
+
+
+#: degrees between the points of a torsion scan unless --scan-step says otherwise
+DEFAULT_SCAN_STEP = 15.0
+
+
+def _scan_step(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a scan step is a number of degrees, got {text!r}") from None
+    if not 1.0 <= value <= 120.0:
+        raise argparse.ArgumentTypeError(f"a scan step must be 1 to 120 degrees, got {text}")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from hybridff.exceptions import UnknownNameError
     from hybridff.training.workflow import evaluate
 
     torch.set_num_threads(args.threads)
-    report = evaluate(args.molecule, args.data, args.model, args.ml_only, args.frames)
+    plot_options = [name for name, value in (
+        ("--torsion", args.torsion), ("--scan-step", args.scan_step), ("--scan-qm", args.scan_qm))
+        if value is not None]
+    if plot_options and args.plots is None:
+        raise UnknownNameError(f"{'/'.join(plot_options)} only apply with --plots DIR")
+    if args.plots is not None:
+        # check what can be checked before the evaluation runs
+        if args.torsion:
+            from hybridff.molecule import load_molecule
+            from hybridff.plots import check_torsion
+
+            mol = load_molecule(args.molecule)
+            for torsion in args.torsion:
+                check_torsion(mol, torsion)
+        if args.scan_qm is not None:
+            from hybridff.qm import get_engine
+
+            get_engine(args.scan_qm)  # unknown name or missing QM package: fail now
+    report, evaluated = evaluate(args.molecule, args.data, args.model, args.ml_only,
+                                 args.frames, return_frames=True)
     print(f"{report['n_frames']} frames ({report['frames']}) of {args.data}")
     print(f"{'':10s} {'E RMSE':>9s} {'E MAE':>9s} {'F RMSE':>9s}   (kcal/mol, kcal/mol/A)")
     for key in ("mm", "hybrid", "ml_only"):
@@ -44,6 +94,21 @@ def run(args: argparse.Namespace) -> int:
     if "fraction_above_validation_p95" in ens:
         print(f"  frames with more disagreement than 95% of the validation frames: "
               f"{100 * ens['fraction_above_validation_p95']:.0f}% (about 5% in distribution)")
+    if args.plots is not None:
+        from hybridff.plots import write_plots
+
+        summary = write_plots(evaluated, args.plots, args.torsion,
+                              args.scan_step or DEFAULT_SCAN_STEP, args.scan_qm,
+                              data_name=Path(args.data).name)
+        report["plots"] = summary
+        print(f"plots in {args.plots}: parity_energy.png, parity_forces.png", end="")
+        scans = summary["torsion_scans"]["scans"]
+        print("".join(f", {Path(s['files'][0]).name}" for s in scans))
+        for scan in scans:
+            barriers = ", ".join(f"{k} {v:.2f}" for k, v in scan["barrier_kcal_mol"].items())
+            print(f"  torsion {scan['atoms']}: highest point {barriers} kcal/mol; max "
+                  f"deviation from the target angles {scan['max_deviation_from_target_deg']:.2f} "
+                  "deg")
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(report, handle, indent=1)

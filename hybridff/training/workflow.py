@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -156,18 +157,40 @@ def _hybrid_system(mm: MMSetup, model: Any) -> tuple[openmm.System, int]:
     return system, force.getForceGroup()
 
 
+@dataclass
+class EvaluatedFrames:
+    """The per-frame numbers behind an :func:`evaluate` report, and what computed them.
+
+    ``energies`` / ``forces``: method name (``qm``, ``mm``, ``hybrid``, ``ml_only`` when
+    given) -> (F,) kJ/mol / (F, N, 3) kJ/mol/nm; ``frame_index``: each frame's index in the
+    data file; ``positions`` (F, N, 3) nm.
+    """
+
+    frame_index: np.ndarray
+    positions: np.ndarray
+    energies: dict[str, np.ndarray]
+    forces: dict[str, np.ndarray]
+    mm: MMSetup
+    hybrid_system: openmm.System
+    model: Any = None  # the correction's ModelFile
+    ml_only_model: Any = None  # the ML-only ModelFile, when one was compared
+
+
 def evaluate(
     molecule: str | os.PathLike,
     data: str | os.PathLike,
     model_path: str | os.PathLike,
     ml_only_path: str | os.PathLike | None = None,
     frames_subset: str = "all",
-) -> dict[str, Any]:
+    return_frames: bool = False,
+) -> dict[str, Any] | tuple[dict[str, Any], EvaluatedFrames]:
     """Errors vs QM of MM alone, the hybrid and (optionally) an ML-only model.
 
     ``ml_only_path``: an ML-only model file, or a label file (.xyz) to train one on with the
     hybrid model's own training settings first. ``frames_subset``: ``all``, or ``held-out`` (the model's validation frames, when ``data``
-    is its training file, recognised by SHA256).
+    is its training file, recognised by SHA256). ``return_frames``: return
+    ``(report, EvaluatedFrames)``, the per-frame energies and forces the metrics come from
+    (for plots), instead of the report alone.
     """
     import torch
 
@@ -180,12 +203,14 @@ def evaluate(
     mm = build_mm(molecule, charge_method=trained_mm.get("charge_method"))
     frames = read_extxyz(data, mm.numbers)
     report: dict[str, Any] = {"data": str(data), "model": str(model_path), "frames": "all"}
+    frame_index = np.arange(len(frames))
     if frames_subset == "held-out":
         if model.metadata.get("training_set_sha256") != file_sha256(data):
             raise ModelCompatibilityError(
                 f"{data} is not the file {model_path} was trained on (SHA256 differs); "
                 "held-out frames are only known for the training file")
-        frames = frames.subset(model.metadata["validation_frames"])
+        frame_index = np.asarray(model.metadata["validation_frames"], dtype=int)
+        frames = frames.subset(frame_index)
         report["frames"] = "held-out"
     e_mm, f_mm = mm_energies_forces(mm.system, frames.positions)
     hybrid, group = _hybrid_system(mm, model)
@@ -216,6 +241,11 @@ def evaluate(
         per_frame = np.sqrt((f_std**2).mean(axis=(1, 2)))
         report["ensemble"]["fraction_above_validation_p95"] = float(
             np.mean(per_frame > reference["p95"]))
+    evaluated = EvaluatedFrames(
+        frame_index, frames.positions,
+        energies={"qm": frames.energies, "mm": e_mm, "hybrid": e_hy},
+        forces={"qm": frames.forces, "mm": f_mm, "hybrid": f_hy},
+        mm=mm, hybrid_system=hybrid, model=model)
     if ml_only_path is not None:
         if Path(ml_only_path).suffix.lower() in (".xyz", ".extxyz"):
             ml_only_path = _train_ml_only_like(molecule, ml_only_path, model.metadata)
@@ -224,5 +254,7 @@ def evaluate(
         species_ml = species_of(mm.numbers, tuple(ml.elements))
         e_ml, f_ml = energies_and_forces(ml.module, pos, species_ml)
         report["ml_only"] = error_metrics(e_ml.numpy(), frames.energies, f_ml.numpy(), frames.forces)
+        evaluated.energies["ml_only"], evaluated.forces["ml_only"] = e_ml.numpy(), f_ml.numpy()
+        evaluated.ml_only_model = ml
     report["n_frames"] = len(frames)
-    return report
+    return (report, evaluated) if return_frames else report
