@@ -27,6 +27,11 @@ class MMSetup:
     signature: dict[str, Any]  # forcefield, forcefield_hash, charge_method, smiles
     parameterized: Any = None  # the ParameterizedMolecule
 
+    @property
+    def bonds(self) -> list[tuple[int, int]]:
+        """Bonded atom pairs (molecule order): label files are checked against them."""
+        return [(b[0].index, b[1].index) for b in self.topology.bonds()]
+
 
 def build_mm(
     molecule: Any, charge_method: str | None = None, **parameterize_options: Any

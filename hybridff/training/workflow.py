@@ -60,7 +60,7 @@ def label(
     engine = get_engine(method, **engine_options)  # fail early on a missing QM package
     mm = build_mm(molecule, charge_method=charge_method)
     output = Path(output)
-    existing = read_extxyz(output, mm.numbers) if output.exists() else None
+    existing = read_extxyz(output, mm.numbers, bonds=mm.bonds) if output.exists() else None
     done = len(existing) if existing is not None else 0
     if done >= n_frames:
         logger.info("%s already holds %d frames (asked for %d): nothing to do", output, done, n_frames)
@@ -102,7 +102,7 @@ def train(
 
     config = config or TrainConfig()
     mm = build_mm(molecule, charge_method=charge_method)
-    frames = read_extxyz(data, mm.numbers)
+    frames = read_extxyz(data, mm.numbers, bonds=mm.bonds)
     e_mm, f_mm = mm_energies_forces(mm.system, frames.positions)
     if ml_only:
         targets_e, targets_f = frames.energies, frames.forces
@@ -201,7 +201,7 @@ def evaluate(
     model = load_model(model_path)
     trained_mm = model.metadata.get("mm") or {}
     mm = build_mm(molecule, charge_method=trained_mm.get("charge_method"))
-    frames = read_extxyz(data, mm.numbers)
+    frames = read_extxyz(data, mm.numbers, bonds=mm.bonds)
     report: dict[str, Any] = {"data": str(data), "model": str(model_path), "frames": "all"}
     frame_index = np.arange(len(frames))
     if frames_subset == "held-out":
