@@ -41,6 +41,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hybridff.elements import SUPPORTED_ATOMIC_NUMBERS  # noqa: E402
 
 NCI_FILE = os.path.join(rdkit.RDConfig.RDDataDir, "NCI/first_5K.smi")
+#: the WEHI screening set shipped with RDKit's PAINS test data (10,000 drug-like molecules)
+WEHI_FILE = os.path.join(rdkit.RDConfig.RDDataDir, "Pains/test_data/wehi_mols.csv")
+#: ``--source wehi`` takes only molecules with chemistry that is rare in the NCI labels: P, I,
+#: Br, or S other than thioether/thione/sulfonyl (sulfoxides, sulfinyl, ...)
+RARE_ELEMENTS = ("P", "I", "Br")
+COMMON_SULFUR = ((2, 2), (1, 2), (4, 6))  # (degree, total valence) of S that is well covered
 
 #: acid groups: SMARTS whose first atom is the acidic O-H oxygen to deprotonate
 ACID_SMARTS = (
@@ -66,6 +72,25 @@ def read_nci(path: str = NCI_FILE) -> Iterator[tuple[str, str]]:
             fields = line.split()
             if len(fields) >= 2:
                 yield fields[1], fields[0]
+
+
+def read_wehi(path: str = WEHI_FILE) -> Iterator[tuple[str, str]]:
+    """(id, SMILES) of the WEHI file (CSV: "SMILES","WEHI-nnnnnnn")."""
+    with open(path, encoding="utf-8-sig") as fh:
+        for line in fh:
+            fields = [f.strip().strip('"') for f in line.strip().split(",")]
+            if len(fields) >= 2 and fields[0]:
+                yield fields[1], fields[0]
+
+
+def has_rare_chemistry(mol: Chem.Mol) -> bool:
+    """Whether ``mol`` has an atom of a rare element or an uncommon sulfur."""
+    for atom in mol.GetAtoms():
+        if atom.GetSymbol() in RARE_ELEMENTS:
+            return True
+        if atom.GetSymbol() == "S" and (atom.GetDegree(), atom.GetTotalValence()) not in COMMON_SULFUR:
+            return True
+    return False
 
 
 def clean(smiles: str, max_heavy: int) -> Chem.Mol | None:
@@ -146,20 +171,27 @@ def indexed_smiles(mol: Chem.Mol) -> tuple[str, list[int]]:
     return smi, order
 
 
-def build_jobs(max_heavy: int, limit: int | None) -> list[tuple[int, str, str]]:
-    """(heavy atoms, key, SMILES) of every molecule variant, smallest first."""
+def build_jobs(max_heavy: int, limit: int | None, source: str = "nci") -> list[tuple[int, str, str]]:
+    """(heavy atoms, key, SMILES) of every molecule variant, smallest first.
+
+    ``source`` "nci": every molecule of the NCI file (keys ``NCI<id>:<variant>``); "wehi": the
+    molecules of the WEHI file with rare chemistry (:func:`has_rare_chemistry`; keys
+    ``WEHI-<id>:<variant>``).
+    """
     jobs = []
     seen: set[str] = set()
-    for nci_id, smi in read_nci():
+    entries = read_nci() if source == "nci" else read_wehi()
+    for mol_id, smi in entries:
         mol = clean(smi, max_heavy)
-        if mol is None:
+        if mol is None or (source == "wehi" and not has_rare_chemistry(mol)):
             continue
+        prefix = f"NCI{mol_id}" if source == "nci" else mol_id
         for name, v in variants(mol).items():
             can = Chem.MolToSmiles(v)
             if can in seen:
                 continue
             seen.add(can)
-            jobs.append((v.GetNumHeavyAtoms(), f"NCI{nci_id}:{name}", can))
+            jobs.append((v.GetNumHeavyAtoms(), f"{prefix}:{name}", can))
     jobs.sort(key=lambda j: (j[0], j[1]))
     return jobs[:limit] if limit else jobs
 
@@ -228,6 +260,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=None, help="only the first N (smallest) jobs")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per molecule")
     parser.add_argument("--optimize", action="store_true", help="AM1 geometry relaxation in sqm")
+    parser.add_argument("--source", choices=("nci", "wehi"), default="nci",
+                        help="nci: RDKit's NCI first_5K set; wehi: rare chemistry (P, I, Br, unusual "
+                             "S) from RDKit's WEHI PAINS test set, to add to the same --out file")
     parser.add_argument("--pack", type=Path, default=None, help="only write the packed .jsonl.gz")
     args = parser.parse_args(argv)
     RDLogger.DisableLog("rdApp.*")
@@ -241,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     failures = args.out.with_name(args.out.stem + ".failures.jsonl")
     skip = done_keys(args.out, failures)
-    jobs = [j for j in build_jobs(args.max_heavy, args.limit) if j[1] not in skip]
+    jobs = [j for j in build_jobs(args.max_heavy, args.limit, args.source) if j[1] not in skip]
     print(f"{len(skip)} done before, {len(jobs)} to do", flush=True)
     n_ok = n_fail = 0
     with open(args.out, "a") as out, open(failures, "a") as bad:
