@@ -33,7 +33,13 @@ from openmm import unit
 
 from hybridff import units
 from hybridff.elements import SYMBOL
-from hybridff.exceptions import MoleculeInputError
+from hybridff.sampling import (  # the torsion helpers live with the samplers that share them
+    Torsion,
+    angle_difference_deg,
+    check_torsion,
+    dihedral_deg,
+    rotatable_torsions,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -53,91 +59,7 @@ METHODS: dict[str, tuple[str, str, str]] = {
 #: methods compared with QM, in drawing order
 COMPARED = ("mm", "hybrid", "ml_only")
 
-Torsion = tuple[int, int, int, int]
-
-
 # --------------------------------------------------------------------------- torsions
-
-def rotatable_torsions(mol: Any) -> list[Torsion]:
-    """One heavy-atom dihedral per rotatable bond of an RDKit molecule.
-
-    A bond is rotatable as in RDKit's rotatable-bond SMARTS ``[!$(*#*)&!D1]-&!@[!$(*#*)&!D1]``
-    with degrees counted over heavy atoms: a single, non-ring bond between two heavy atoms
-    that each have another heavy neighbour and no triple bond. For bond j-k the dihedral is
-    i-j-k-l with i (l) the heaviest other heavy neighbour of j (k), the lowest index on ties.
-    """
-    from rdkit import Chem
-
-    def heavy_others(atom: Any, other: int) -> list[Any]:
-        return [n for n in atom.GetNeighbors() if n.GetAtomicNum() > 1 and n.GetIdx() != other]
-
-    def has_triple(atom: Any) -> bool:
-        return any(b.GetBondType() == Chem.BondType.TRIPLE for b in atom.GetBonds())
-
-    out: list[Torsion] = []
-    for bond in mol.GetBonds():
-        j_atom, k_atom = bond.GetBeginAtom(), bond.GetEndAtom()
-        if (bond.GetBondType() != Chem.BondType.SINGLE or bond.IsInRing()
-                or j_atom.GetAtomicNum() == 1 or k_atom.GetAtomicNum() == 1
-                or has_triple(j_atom) or has_triple(k_atom)):
-            continue
-        i_side = heavy_others(j_atom, k_atom.GetIdx())
-        l_side = heavy_others(k_atom, j_atom.GetIdx())
-        if not i_side or not l_side:
-            continue
-        pick = min(i_side, key=lambda a: (-a.GetAtomicNum(), a.GetIdx())).GetIdx()
-        last = min(l_side, key=lambda a: (-a.GetAtomicNum(), a.GetIdx())).GetIdx()
-        out.append((pick, j_atom.GetIdx(), k_atom.GetIdx(), last))
-    return out
-
-
-def check_torsion(mol: Any, torsion: Any) -> Torsion:
-    """``torsion`` as four atom indices of ``mol`` bonded i-j, j-k, k-l, j-k not in a ring.
-
-    Raises :class:`MoleculeInputError` saying which condition fails.
-    """
-    from hybridff.molecule import atom_label
-
-    idx = tuple(int(a) for a in torsion)
-    n = mol.GetNumAtoms()
-    hint = ", ".join(" ".join(map(str, t)) for t in rotatable_torsions(mol)) or "none"
-    where = f"torsion {' '.join(map(str, idx))}"
-    if len(idx) != 4:
-        raise MoleculeInputError(f"{where}: a torsion needs 4 atom indices, got {len(idx)}")
-    bad = [a for a in idx if not 0 <= a < n]
-    if bad:
-        raise MoleculeInputError(
-            f"{where}: atom index {bad[0]} is out of range; the molecule has {n} atoms "
-            f"(0-based indices 0..{n - 1}). Rotatable torsions: {hint}")
-    if len(set(idx)) != 4:
-        raise MoleculeInputError(f"{where}: the four atoms must be different")
-    for a, b in zip(idx[:-1], idx[1:], strict=True):
-        if mol.GetBondBetweenAtoms(a, b) is None:
-            raise MoleculeInputError(
-                f"{where}: {atom_label(mol, a)} and {atom_label(mol, b)} are not bonded; a "
-                f"torsion i j k l needs the bonds i-j, j-k and k-l. Rotatable torsions: {hint}")
-    if mol.GetBondBetweenAtoms(idx[1], idx[2]).IsInRing():
-        raise MoleculeInputError(
-            f"{where}: the bond {atom_label(mol, idx[1])} - {atom_label(mol, idx[2])} is in a "
-            f"ring and cannot be turned through 360 degrees. Rotatable torsions: {hint}")
-    return idx  # type: ignore[return-value]
-
-
-def dihedral_deg(positions: np.ndarray, torsion: Torsion) -> np.ndarray:
-    """Dihedral angle(s) i-j-k-l in degrees, (-180, 180], of (N, 3) or (F, N, 3) positions
-    (IUPAC sign, as RDKit's ``GetDihedralDeg`` and OpenMM's torsion forces)."""
-    x = np.asarray(positions, dtype=np.float64)
-    i, j, k, l_ = (x[..., a, :] for a in torsion)
-    b0, b1, b2 = j - i, k - j, l_ - k
-    n1, n2 = np.cross(b0, b1), np.cross(b1, b2)
-    m1 = np.cross(b1 / np.linalg.norm(b1, axis=-1, keepdims=True), n1)
-    return np.degrees(np.arctan2((m1 * n2).sum(-1), (n1 * n2).sum(-1)))
-
-
-def angle_difference_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Signed smallest difference a - b between angles in degrees, in [-180, 180)."""
-    return (np.asarray(a) - np.asarray(b) + 180.0) % 360.0 - 180.0
-
 
 def _restrained_context(system: openmm.System, torsion: Torsion) -> tuple[openmm.Context, int]:
     """A Reference Context of ``system`` plus a harmonic restraint on ``torsion`` (global

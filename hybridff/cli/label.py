@@ -1,12 +1,17 @@
-"""Sample conformations of a molecule with MM MD (seeded) and label them with QM energies and
+"""Sample conformations of a molecule under MM (seeded) and label them with QM energies and
 forces, appended frame by frame to an extxyz file (eV, Angstrom) in the molecule's atom order.
-Re-running the same command continues an interrupted file up to --n frames."""
+Samplers: md (Langevin MD at --temperature), torsion (MD with every rotatable torsion
+restrained at random angles on the full circle), mixed (md and torsion frames interleaved,
+--torsion-fraction of them torsion frames), normal-modes. Re-running the same command
+continues an interrupted file up to --n frames."""
 
 from __future__ import annotations
 
 import argparse
 
 HELP = "sample conformations and compute QM energies/forces"
+#: hybridff.sampling.SAMPLERS, spelled out so that --help does not import OpenMM (tested)
+SAMPLER_NAMES = ["md", "torsion", "mixed", "normal-modes"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -16,7 +21,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", required=True, help="extxyz file (appended to)")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed")
     parser.add_argument("--temperature", type=float, default=500.0, help="sampling temperature, K")
-    parser.add_argument("--sampler", default="md", choices=["md", "normal-modes"])
+    parser.add_argument("--sampler", default=None, choices=SAMPLER_NAMES,
+                        help="conformation sampler (default: the one recorded in OUTPUT when "
+                             "continuing it, else mixed)")
+    parser.add_argument("--torsion-fraction", type=_fraction, default=None, metavar="F",
+                        help="mixed sampler: share of torsion frames, 0 to 1 (default: the "
+                             "file's when continuing it, else 0.5)")
     parser.add_argument("--charges", default=None,
                         help="MM charge method for sampling (default: the project default, ml)")
     parser.add_argument("--xc", default=None, help="DFT functional (dft only; default b3lyp)")
@@ -24,6 +34,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="OpenMP threads of the QM engine (OMP_NUM_THREADS unless set)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a fraction is a number from 0 to 1, got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"a fraction must be from 0 to 1, got {text}")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,8 +57,14 @@ def run(args: argparse.Namespace) -> int:
     options = {k: v for k, v in (("xc", args.xc), ("basis", args.basis)) if v is not None}
     if options and args.method != "dft":
         raise UnknownNameError(f"--xc/--basis only apply to --method dft, not {args.method!r}")
+    sampler_options = ({} if args.torsion_fraction is None
+                       else {"torsion_fraction": args.torsion_fraction})
+    if sampler_options and args.sampler not in (None, "mixed"):
+        raise UnknownNameError(
+            f"--torsion-fraction only applies to --sampler mixed, not {args.sampler!r}")
     added = label(args.molecule, args.output, args.n, method=args.method, seed=args.seed,
                   temperature=args.temperature, sampler=args.sampler,
-                  charge_method=args.charges, progress=not args.no_progress, **options)
+                  charge_method=args.charges, progress=not args.no_progress,
+                  sampler_options=sampler_options, **options)
     print(f"{args.output}: added {added} frames ({args.n} wanted)")
     return 0

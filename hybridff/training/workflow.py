@@ -1,6 +1,7 @@
 """The label -> train -> evaluate steps behind the CLI, as plain functions.
 
-- :func:`label`: sample conformations with MM MD (seeded), compute QM energies and forces,
+- :func:`label`: sample conformations under MM (MD, torsion-restrained MD or a mix; seeded),
+  compute QM energies and forces,
   append them to an extxyz file frame by frame (an interrupted run resumes where it stopped).
 - :func:`train`: QM - MM residuals of a label file -> trained model file with metadata.
 - :func:`evaluate`: MM alone, hybrid (MM + correction, evaluated in OpenMM) and optionally an
@@ -43,17 +44,27 @@ def label(
     method: str = "xtb",
     seed: int = 0,
     temperature: float = 500.0,
-    sampler: str = "md",
+    sampler: str | None = None,
     charge_method: str | None = None,
     progress: bool = True,
+    sampler_options: dict[str, Any] | None = None,
     **engine_options: Any,
 ) -> int:
-    """Make ``output`` hold ``n_frames`` labelled frames; returns how many were added."""
+    """Make ``output`` hold ``n_frames`` labelled frames; returns how many were added.
+
+    ``sampler``: a name of :data:`hybridff.sampling.SAMPLERS`; ``None`` continues an existing
+    file with the sampler recorded in its frames and starts a new file with
+    :data:`hybridff.sampling.DEFAULT_SAMPLER`. ``sampler_options``: the sampler's own options,
+    checked by :func:`~hybridff.sampling.sample_conformations`; continuing a ``mixed`` file
+    with ``mixed``, its recorded ``torsion_fraction`` unless one is given here.
+    All ``n_frames`` frames are sampled from the seed; the ones the file already holds are
+    skipped, with a warning when they are not the frames these settings give.
+    """
     from hybridff.molecule import formal_charge
     from hybridff.qm import get_engine
-    from hybridff.sampling import SAMPLERS
+    from hybridff.sampling import DEFAULT_SAMPLER, SAMPLERS, sample_conformations
 
-    if sampler not in SAMPLERS:
+    if sampler is not None and sampler not in SAMPLERS:
         from hybridff.exceptions import UnknownNameError
 
         raise UnknownNameError(f"unknown sampler {sampler!r}; known: {', '.join(SAMPLERS)}")
@@ -62,30 +73,61 @@ def label(
     output = Path(output)
     existing = read_extxyz(output, mm.numbers, bonds=mm.bonds) if output.exists() else None
     done = len(existing) if existing is not None else 0
+    recorded = existing.info[0] if done and existing.info else {}
+    options = dict(sampler_options or {})
+    if sampler is None:
+        sampler = str(recorded.get("sampler", DEFAULT_SAMPLER))
+        if sampler not in SAMPLERS:
+            sampler = DEFAULT_SAMPLER
+        if done:
+            logger.info("%s: continuing with the %s sampler", output, sampler)
+    if sampler == recorded.get("sampler") and "torsion_fraction" in recorded:
+        options.setdefault("torsion_fraction", float(recorded["torsion_fraction"]))
     if done >= n_frames:
         logger.info("%s already holds %d frames (asked for %d): nothing to do", output, done, n_frames)
         return 0
-    frames = SAMPLERS[sampler](mm.system, mm.positions, n_frames, temperature=temperature, seed=seed)
+    sampled = sample_conformations(sampler, mm.system, mm.positions, n_frames,
+                                   mol=mm.parameterized.mol, temperature=temperature,
+                                   seed=seed, **options)
+    settings = {"seed": seed, "temperature": temperature, "sampler": sampler, **sampled.settings}
     if existing is not None and done:
-        same = np.allclose(existing.positions[0], frames[0], atol=1e-5)
-        if not same:
-            logger.warning(
-                "%s was not made with these sampling settings (seed/temperature/sampler or "
-                "another platform); appending frames of the current settings", output)
+        _warn_other_settings(output, existing, recorded, settings, sampled.positions[:done])
     charge = formal_charge(mm.parameterized.mol)
     describe = engine.describe()
     bar = _progress(n_frames, done, f"{method} labels", progress)
     for k in range(done, n_frames):
-        result = engine.compute(mm.numbers, frames[k], charge=charge)
-        info = {"frame": k, "seed": seed, "temperature": temperature, "sampler": sampler,
+        frame = sampled.positions[k]
+        result = engine.compute(mm.numbers, frame, charge=charge)
+        info = {"frame": k, **settings, **sampled.info[k],
                 **{f"qm_{key}": str(v) for key, v in describe.items()}}
-        write_extxyz(output, mm.numbers, frames[k][None], [result.energy], result.forces[None],
+        write_extxyz(output, mm.numbers, frame[None], [result.energy], result.forces[None],
                      info=[info], append=True)
         if bar is not None:
             bar.update(1)
     if bar is not None:
         bar.close()
     return n_frames - done
+
+
+def _warn_other_settings(output: Path, existing: Any, recorded: dict[str, Any],
+                         settings: dict[str, Any], frames: np.ndarray) -> None:
+    """Warn when the frames ``output`` holds are not the first frames of these settings."""
+    def equal(a: Any, b: Any) -> bool:
+        try:
+            return float(a) == float(b)
+        except (TypeError, ValueError):
+            return str(a) == str(b)
+
+    differ = [key for key, value in settings.items()
+              if key in recorded and not equal(recorded[key], value)]
+    same = np.allclose(existing.positions, frames, atol=1e-5)
+    if differ or not same:
+        said = "; ".join(f"{key} {recorded.get(key)} in the file, {settings.get(key)} now"
+                         for key in differ) or ("its frames are not the ones these settings "
+                                                "give: another platform, MM force field or "
+                                                "charge model?")
+        logger.warning("%s was not made with these sampling settings (%s); appending frames "
+                       "of the current settings", output, said)
 
 
 def train(
