@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         # check what can be checked before the evaluation runs
         if args.torsion:
             from hybridff.molecule import load_molecule
-            from hybridff.plots import check_torsion
+            from hybridff.sampling import check_torsion
 
             mol = load_molecule(args.molecule)
             for torsion in args.torsion:
