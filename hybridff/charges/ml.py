@@ -4,14 +4,18 @@ The shipped model (``hybridff/resources/charge_model.pt``) predicts an electrone
 a hardness per atom from the 2D molecular graph; charges follow from charge equilibration
 with the total fixed to the formal charge (see :mod:`hybridff.charges.ml_model`). Final
 arithmetic is float64, and atoms that are symmetry-equivalent in the graph get their
-(chi, J) averaged, so they carry identical charges. See ``docs/charges.md`` for the data,
-the held-out accuracy and how to retrain.
+(chi, J) averaged, so they carry identical charges. A model file may hold an ensemble of K
+members; the charges are the mean of the members' charges (each has the exact total, so the
+mean has too). Atoms whose environment (element, neighbours, hydrogens, valence, formal
+charge) is absent or rare in the training set raise a :class:`ChargeModelApplicabilityWarning`
+naming the atom. See ``docs/charges.md`` for the data, the held-out accuracy and how to retrain.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +39,26 @@ DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "resources" / "charge_mode
 MODEL_FORMAT = "hybridff-charge-model"
 _REQUIRED_KEYS = ("format", "state_dict", "metadata")
 _REQUIRED_METADATA = ("elements", "feature_spec", "hyperparameters")
+#: An atom environment seen on fewer training atoms than this gets a warning.
+MIN_ENVIRONMENT_COUNT = 5
+
+
+class ChargeModelApplicabilityWarning(UserWarning):
+    """An atom's chemistry is absent from (or rare in) the charge model's training set."""
+
+
+def atom_environment(atom: Chem.Atom) -> str:
+    """The key the applicability check counts: element, neighbours, H, valence, formal charge."""
+    return (
+        f"{atom.GetSymbol()} X{atom.GetDegree()} H{atom.GetTotalNumHs(includeNeighbors=True)} "
+        f"v{atom.GetTotalValence()} {atom.GetFormalCharge():+d}"
+    )
+
+
+def _describe_environment(key: str) -> str:
+    symbol, degree, n_h, valence, charge = key.split()
+    return (f"{symbol} with {degree[1:]} neighbours ({n_h[1:]} H), valence {valence[1:]}, "
+            f"formal charge {charge}")
 
 
 def _torch():
@@ -83,12 +107,34 @@ class ChargeModel:
                 "with hybridff.molecule.load_molecule)"
             )
 
+    def applicability(self, mol: Chem.Mol) -> list[str]:
+        """One message per atom whose environment (:func:`atom_environment`) occurs on fewer
+        than MIN_ENVIRONMENT_COUNT training atoms; empty when all are covered, or when the model
+        file records no training environments."""
+        seen = self.metadata.get("training_environments")
+        if seen is None:
+            return []
+        out = []
+        for atom in mol.GetAtoms():
+            key = atom_environment(atom)
+            n = seen.get(key, 0)
+            if n < MIN_ENVIRONMENT_COUNT:
+                how = "never occurs" if n == 0 else f"occurs on only {n} atom(s)"
+                out.append(
+                    f"{atom_label(mol, atom.GetIdx())}: {_describe_environment(key)} {how} in the "
+                    "ML charge model's training set, so its charge (and its neighbours') is an "
+                    "extrapolation; check it with --method am1bcc"
+                )
+        return out
+
     def predict(self, mol: Chem.Mol) -> np.ndarray:
         """Charges (e, float64) of ``mol``; the sum equals the formal charge to ~1e-12."""
         from hybridff.charges.ml_model import equivalence_classes, featurize, graph_tensors
 
         torch = _torch()
         self.check_molecule(mol)
+        for message in self.applicability(mol):
+            warnings.warn(message, ChargeModelApplicabilityWarning, stacklevel=3)
         g = featurize(mol, self.elements)
         x, edge_index, e, _, _ = graph_tensors(g, dtype=torch.float64)
         # a molecule is a tiny graph: torch's thread pool only adds overhead (and contends with
@@ -100,19 +146,32 @@ class ChargeModel:
                 chi, hardness = self.network.electronegativity_hardness(x, edge_index, e)
         finally:
             torch.set_num_threads(threads)
-        chi = chi.numpy().astype(np.float64)
-        hardness = hardness.numpy().astype(np.float64)
         # equivalent atoms have equal (chi, J) up to summation order; make them exactly equal
         ranks = equivalence_classes(g)
-        counts = np.bincount(ranks)
-        chi = (np.bincount(ranks, weights=chi) / counts)[ranks]
-        hardness = (np.bincount(ranks, weights=hardness) / counts)[ranks]
-        total = float(Chem.GetFormalCharge(mol))
-        inv = 1.0 / hardness
-        lam = (total + np.sum(chi * inv)) / np.sum(inv)
-        q = (lam - chi) * inv
-        # remove the last float rounding (~1e-15) so the sum is the formal charge
-        return q - (q.sum() - total) / q.size
+        return ensemble_charges(chi.numpy(), hardness.numpy(), ranks, float(Chem.GetFormalCharge(mol)))
+
+
+def ensemble_charges(
+    chi: np.ndarray, hardness: np.ndarray, classes: np.ndarray, total: float
+) -> np.ndarray:
+    """Mean over members of the QEq charges (float64) from per-member (chi, J), shape (K, n).
+
+    Within each member, (chi, J) are averaged over the atoms of one equivalence class (so
+    equivalent atoms get identical charges); each member's charges then sum to ``total``, and
+    so does the mean, up to a last rounding that is removed.
+    """
+    chi = np.atleast_2d(np.asarray(chi, dtype=np.float64))
+    hardness = np.atleast_2d(np.asarray(hardness, dtype=np.float64))
+    counts = np.bincount(classes)
+    q = np.zeros(chi.shape[1])
+    for c, j in zip(chi, hardness, strict=True):
+        c = (np.bincount(classes, weights=c) / counts)[classes]
+        inv = 1.0 / (np.bincount(classes, weights=j) / counts)[classes]
+        lam = (total + np.sum(c * inv)) / np.sum(inv)
+        q += (lam - c) * inv
+    q /= chi.shape[0]
+    # remove the last float rounding (~1e-15) so the sum is the formal charge
+    return q - (q.sum() - total) / q.size
 
 
 def _read_model_file(path: Path) -> dict:
@@ -169,14 +228,16 @@ def _load_cached(path: str, mtime_ns: int) -> ChargeModel:  # noqa: ARG001 - par
         )
     hp = meta["hyperparameters"]
     net = ChargeEquilibrationNet(
-        atom_feature_size(list(meta["elements"])), len(BOND_FEATURES), hp["hidden"], hp["layers"]
+        atom_feature_size(list(meta["elements"])), len(BOND_FEATURES), hp["hidden"], hp["layers"],
+        hp.get("members", 1),
     )
     try:
         net.load_state_dict(data["state_dict"])
     except RuntimeError as exc:
         raise ModelCompatibilityError(
             f"{path}: weights do not fit the network its metadata describes (elements "
-            f"{meta['elements']}, hidden {hp['hidden']}, layers {hp['layers']}): {exc}"
+            f"{meta['elements']}, hidden {hp['hidden']}, layers {hp['layers']}, members "
+            f"{hp.get('members', 1)}): {exc}"
         ) from exc
     net = net.to(torch.float64).eval()
     return ChargeModel(Path(path), net, meta)

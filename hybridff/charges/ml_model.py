@@ -8,6 +8,10 @@ the closed-form solution of charge equilibration with the total fixed to the for
     q_i = (lambda - chi_i) / J_i,    lambda = (Q + sum_j chi_j / J_j) / (sum_j 1 / J_j)
 
 which minimizes sum_i (chi_i q_i + J_i q_i^2 / 2) subject to sum_i q_i = Q.
+
+A model file may hold an ensemble of K independently initialized members, stored as stacked
+weights and evaluated together (one batched matrix product per layer); each member's charges
+have the exact total, and so does their average.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from rdkit import Chem
 from torch import nn
 
 #: Version of the featurization below; a model file with another version is refused.
-FEATURE_VERSION = 1
+FEATURE_VERSION = 2
 
 #: Resonance structures averaged over for charged molecules (formal charges, bond orders).
 MAX_RESONANCE_STRUCTURES = 256
@@ -29,10 +33,16 @@ _ORDER_SLOT = {Chem.BondType.SINGLE: 0, Chem.BondType.DOUBLE: 1, Chem.BondType.T
 #: Categorical atom features (value lists; anything else falls into a final "other" slot).
 FEATURE_SPEC: dict[str, list] = {
     "hybridization": ["S", "SP", "SP2", "SP3", "SP3D", "SP3D2"],
-    "degree": [1, 2, 3, 4],
+    "degree": [1, 2, 3, 4, 5, 6],
     "num_hs": [0, 1, 2, 3],
+    "neutral_valence": [1, 2, 3, 4, 5, 6],
     "ring_size": [3, 4, 5, 6],
+    "num_rings": [0, 1, 2],
 }
+#: Numeric atom features, so that a degree or valence rare in training still sits on a scale
+#: the network has seen: degree / 4, neutral valence / 4, number of H / 4, and the valence
+#: beyond the element's lowest normal valence (hypervalence: 4 for a sulfonyl S, 2 for P(V)) / 2.
+NUMERIC_FEATURES = ("degree", "neutral_valence", "num_hs", "extra_valence")
 #: Bond features: single, double, triple (resonance-averaged weights), aromatic, conjugated, in ring.
 BOND_FEATURES = ("single", "double", "triple", "aromatic", "conjugated", "ring")
 
@@ -44,6 +54,7 @@ def feature_spec() -> dict:
         "element": "one-hot over the model's elements",
         "formal_charge": "resonance-averaged: negative part, positive part, zero, fractional",
         "atom": FEATURE_SPEC,
+        "atom_numeric": list(NUMERIC_FEATURES),
         "atom_flags": ["aromatic", "in_ring"],
         "bond": list(BOND_FEATURES),
         "bond_orders": "resonance-averaged single/double/triple weights",
@@ -59,7 +70,22 @@ def _one_hot(value, choices: list) -> list[float]:
 
 def atom_feature_size(elements: list[str]) -> int:
     """Length of an atom feature vector for a model over ``elements``."""
-    return len(elements) + 4 + sum(len(v) + 1 for v in FEATURE_SPEC.values()) + 2
+    return len(elements) + 4 + sum(len(v) + 1 for v in FEATURE_SPEC.values()) + len(NUMERIC_FEATURES) + 2
+
+
+def neutral_valence(atom: Chem.Atom) -> int:
+    """Total valence with the formal charge's bond taken back: N+ in NH4+ or C=N+ counts 3,
+    O- counts 2, C+ and C- count 4. Unlike the valence itself this does not change between
+    resonance structures that move a charge along with a bond (guanidinium N, carboxylate O)."""
+    sign = 1 if atom.GetAtomicNum() in (7, 8, 15, 16, 33, 34) else -1
+    return atom.GetTotalValence() - sign * atom.GetFormalCharge()
+
+
+def extra_valence(atom: Chem.Atom) -> int:
+    """:func:`neutral_valence` beyond the lowest normal valence of the element (0 for C, N(III),
+    S(II) ...; 2 for a sulfoxide S or P(V), 4 for a sulfonyl S); never negative."""
+    normal = [v for v in Chem.GetPeriodicTable().GetValenceList(atom.GetAtomicNum()) if v >= 0]
+    return max(0, neutral_valence(atom) - (min(normal) if normal else 0))
 
 
 @dataclass
@@ -129,13 +155,18 @@ def featurize(mol: Chem.Mol, elements: list[str]) -> Graph:
             (n for n in (3, 4, 5, 6) if ring_info.IsAtomInRingOfSize(atom.GetIdx(), n)), None
         )
         q = charge[atom.GetIdx()]
+        degree, valence = atom.GetDegree(), neutral_valence(atom)
+        n_h = atom.GetTotalNumHs(includeNeighbors=True)  # H atoms are explicit here
         rows.append(
             element
             + [max(0.0, -q), max(0.0, q), float(q == 0.0), float(q != round(q))]
             + _one_hot(str(atom.GetHybridization()), FEATURE_SPEC["hybridization"])
-            + _one_hot(atom.GetDegree(), FEATURE_SPEC["degree"])
-            + _one_hot(atom.GetTotalNumHs(), FEATURE_SPEC["num_hs"])
+            + _one_hot(degree, FEATURE_SPEC["degree"])
+            + _one_hot(n_h, FEATURE_SPEC["num_hs"])
+            + _one_hot(valence, FEATURE_SPEC["neutral_valence"])
             + _one_hot(smallest_ring, FEATURE_SPEC["ring_size"])
+            + _one_hot(min(ring_info.NumAtomRings(atom.GetIdx()), 2), FEATURE_SPEC["num_rings"])
+            + [degree / 4, valence / 4, n_h / 4, extra_valence(atom) / 2]
             + [float(atom.GetIsAromatic()), float(atom.IsInRing())]
         )
     n = mol.GetNumAtoms()
@@ -202,50 +233,97 @@ def batch_graphs(graphs: list[Graph]) -> Graph:
     )
 
 
-def _mlp(n_in: int, n_hidden: int, n_out: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(n_in, n_hidden), nn.SiLU(), nn.Linear(n_hidden, n_out))
+class StackedLinear(nn.Module):
+    """K independent linear maps applied together: (K, n, n_in) -> (K, n, n_out)."""
+
+    def __init__(self, members: int, n_in: int, n_out: int) -> None:
+        super().__init__()
+        bound = 1.0 / n_in**0.5  # the initialization of nn.Linear, drawn per member
+        self.weight = nn.Parameter(torch.empty(members, n_in, n_out).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(members, 1, n_out).uniform_(-bound, bound))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+class StackedMLP(nn.Module):
+    """Linear -> SiLU -> Linear, per member."""
+
+    def __init__(self, members: int, n_in: int, n_hidden: int, n_out: int) -> None:
+        super().__init__()
+        self.inner = StackedLinear(members, n_in, n_hidden)
+        self.outer = StackedLinear(members, n_hidden, n_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.outer(nn.functional.silu(self.inner(x)))
+
+
+class StackedLayerNorm(nn.Module):
+    """Layer norm over the feature axis with a scale and shift per member."""
+
+    def __init__(self, members: int, hidden: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(members, 1, hidden))
+        self.bias = nn.Parameter(torch.zeros(members, 1, hidden))
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return nn.functional.layer_norm(h, h.shape[-1:]) * self.weight + self.bias
 
 
 class MessagePassingLayer(nn.Module):
-    """h_i <- h_i + U([h_i, sum_j M([h_j, e_ij])]), then layer norm."""
+    """h_i <- h_i + U([h_i, sum_j M([h_j, e_ij])]), then layer norm (for K members at once)."""
 
-    def __init__(self, hidden: int, n_bond: int) -> None:
+    def __init__(self, members: int, hidden: int, n_bond: int) -> None:
         super().__init__()
-        self.message = _mlp(hidden + n_bond, hidden, hidden)
-        self.update = _mlp(2 * hidden, hidden, hidden)
-        self.norm = nn.LayerNorm(hidden)
+        self.message = StackedMLP(members, hidden + n_bond, hidden, hidden)
+        self.update = StackedMLP(members, 2 * hidden, hidden, hidden)
+        self.norm = StackedLayerNorm(members, hidden)
 
     def forward(self, h: torch.Tensor, edge_index: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
         src, dst = edge_index[0], edge_index[1]
-        m = self.message(torch.cat([h[src], e], dim=1))
-        agg = torch.zeros_like(h).index_add_(0, dst, m)
-        return self.norm(h + self.update(torch.cat([h, agg], dim=1)))
+        # M's first layer on [h_j, e_ij], computed per atom before gathering along the edges
+        w = self.message.inner.weight
+        hidden = h.shape[-1]
+        pre = torch.bmm(h, w[:, :hidden])[:, src] + torch.matmul(e, w[:, hidden:])
+        m = self.message.outer(nn.functional.silu(pre + self.message.inner.bias))
+        agg = torch.zeros_like(h).index_add_(1, dst, m)
+        return self.norm(h + self.update(torch.cat([h, agg], dim=2)))
 
 
 class ChargeEquilibrationNet(nn.Module):
-    """Message passing on the molecular graph -> (chi, J) per atom -> QEq charges."""
+    """Message passing on the molecular graph -> (chi, J) per atom -> QEq charges.
 
-    def __init__(self, n_atom: int, n_bond: int, hidden: int = 96, layers: int = 4) -> None:
+    ``members`` independently initialized networks share nothing but the input; they run
+    together as stacked weights. Outputs carry a leading member axis of length K.
+    """
+
+    def __init__(
+        self, n_atom: int, n_bond: int, hidden: int = 96, layers: int = 4, members: int = 1
+    ) -> None:
         super().__init__()
-        self.embed = nn.Linear(n_atom, hidden)
-        self.layers = nn.ModuleList(MessagePassingLayer(hidden, n_bond) for _ in range(layers))
-        self.readout = _mlp(hidden, hidden, 2)
+        self.members = members
+        self.embed = StackedLinear(members, n_atom, hidden)
+        self.layers = nn.ModuleList(
+            MessagePassingLayer(members, hidden, n_bond) for _ in range(layers)
+        )
+        self.readout = StackedMLP(members, hidden, hidden, 2)
 
     def electronegativity_hardness(
         self, x: torch.Tensor, edge_index: torch.Tensor, e: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-atom electronegativity chi and hardness J (> 0).
+        """Per-member, per-atom electronegativity chi and hardness J (> 0), each (K, n_atoms).
 
         The readout is an initial charge q0_i and a softness s_i > 0, with chi_i = -q0_i / s_i
         and J_i = 1 / s_i, so that QEq gives q_i = q0_i + s_i (Q - sum q0) / sum s: the same
         equilibration, parameterized so that training starts as plain charge regression.
         """
-        h = self.embed(x)
+        h = self.embed(x.expand(self.members, -1, -1))
+        e = e.unsqueeze(0)
         for layer in self.layers:
             h = layer(h, edge_index, e)
         out = self.readout(h)
-        q0 = out[:, 0]
-        softness = nn.functional.softplus(out[:, 1]) + 1e-3
+        q0 = out[..., 0]
+        softness = nn.functional.softplus(out[..., 1]) + 1e-3
         return -q0 / softness, 1.0 / softness
 
     def forward(
@@ -256,9 +334,12 @@ class ChargeEquilibrationNet(nn.Module):
         molecule_index: torch.Tensor,
         total_charge: torch.Tensor,
     ) -> torch.Tensor:
-        """Charges (e) whose sum per molecule equals ``total_charge``."""
+        """Charges (e) per member, (K, n_atoms); each member's sum per molecule is
+        ``total_charge``. The ensemble's charges are the mean over the first axis."""
         chi, hardness = self.electronegativity_hardness(x, edge_index, e)
-        return qeq(chi, hardness, molecule_index, total_charge)
+        return torch.stack(
+            [qeq(c, j, molecule_index, total_charge) for c, j in zip(chi, hardness, strict=True)]
+        )
 
 
 def qeq(
