@@ -119,8 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     hf, b3 = QM_LEVELS[0][0], QM_LEVELS[1][0]
     lines = [
-        f"| molecule | |mu| {hf} | |mu| {b3} | |mu| AM1-BCC | |mu| ML | "
-        f"|mu_ML - mu_AM1BCC| | |mu_AM1BCC - mu_HF| | |mu_ML - mu_HF| |",
+        f"| molecule | mu {hf} | mu {b3} | mu AM1-BCC | mu ML | "
+        f"dmu ML-AM1BCC | dmu AM1BCC-HF | dmu ML-HF |",
         "|---|---|---|---|---|---|---|---|",
     ]
     diffs = {"ml_am1": [], "am1_hf": [], "ml_hf": []}
@@ -141,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         block = (f"{BEGIN}\n`python scripts/charge_dipole_check.py --n {args.n} --min-heavy "
                  f"{args.min_heavy}` (Debye; the {len(rows)} smallest neutral test-set molecules with "
                  f"at least {args.min_heavy} heavy atoms; one seeded MMFF94 conformer each, all "
-                 f"dipoles on it; AM1-BCC single point as in the labels; QM with density fitting):"
+                 f"dipoles on it; AM1-BCC single point as in the labels; QM with density fitting; mu: "
+                 f"magnitude, dmu: magnitude of the vector difference):"
                  f"\n\n{table}\n{END}")
         if BEGIN in text and END in text:
             text = text[: text.index(BEGIN)] + block + text[text.index(END) + len(END):]

@@ -546,10 +546,10 @@ against a mean AM1-BCC dipole of {dip['mean_am1bcc_magnitude_debye']:.2f} D.
   The test set's NCI4763 is a P with five neighbours (four aryl C and an H): RDKit fills the
   NCI record's neutral four-coordinate P (probably a triarylphosphonium drawn without its
   charge) up to valence 5 with an H. AM1-BCC gives that P +1.81 e and its H -0.52 e, in line
-  with its four-coordinate P(V) charges in the labels (mean +1.32 e, up to +1.69 e), so the
-  label is kept as computed. No
-  molecule in the allowed sources (RDKit's data files) has a five-coordinate P, so the model
-  has never seen one; such atoms raise the applicability warning. Use `--method am1bcc` there.
+  with its four-coordinate P(V) charges in the NCI labels (mean +1.32 e, up to +1.69 e), so the
+  label is kept as computed. No molecule in RDKit's data files (the label sources) has a
+  five-coordinate P, so the model has never seen one; such atoms raise the applicability
+  warning. Use `--method am1bcc` there.
 - The labels are conformer-dependent (single MMFF94 conformer, no AM1 relaxation); the model is
   conformer-independent by design, so part of the remaining error is that conformer noise.
 - Elements outside H C N O F P S Cl Br I are refused (`UnsupportedElementError` naming the atom).
