@@ -59,6 +59,8 @@ class ParameterizedMolecule:
     residue_name: str = "MOL"
     filled_terms: list[FilledTerm] = field(default_factory=list)
     pair_order: str = "index"
+    #: SHA256 of the ML charge model file when charge_method is "ml"
+    charge_model_sha256: str | None = None
 
     @property
     def smiles(self) -> str:
@@ -67,6 +69,11 @@ class ParameterizedMolecule:
     @property
     def net_charge(self) -> int:
         return formal_charge(self.mol)
+
+    def mm_signature(self) -> dict[str, str | None]:
+        """What a delta-learned correction depends on: force field and charges (file hashes)."""
+        return {"forcefield": self.forcefield, "forcefield_hash": self.forcefield_sha256,
+                "charge_method": self.charge_method, "charge_model_hash": self.charge_model_sha256}
 
     def to_ffxml(self, names: list[str] | None = None, residue_name: str | None = None) -> str:
         """Per-molecule ForceField XML; load it after the shipped force-field file.
@@ -310,8 +317,14 @@ def parameterize(molecule: Any, charge_method: str = DEFAULT_CHARGE_METHOD,
     if charges is not None:
         charge_method, charge_options = "file", {**charge_options, "charges": charges}
     q = assign_charges(mol, charge_method, **charge_options)
+    charge_model_hash = None
+    if charge_method == "ml":
+        from hybridff.charges.ml import charge_model_sha256
+
+        charge_model_hash = charge_model_sha256(charge_options.get("model"))
     filled = fill_by_analogy(mol, names, list(atom_types), tables)
     return ParameterizedMolecule(mol=mol, names=names, atom_types=list(atom_types), charges=q,
                                  charge_method=charge_method, forcefield=tables.name,
                                  forcefield_sha256=tables.sha256, residue_name=residue_name,
-                                 filled_terms=filled, pair_order=pair_order)
+                                 filled_terms=filled, pair_order=pair_order,
+                                 charge_model_sha256=charge_model_hash)

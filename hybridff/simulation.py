@@ -265,8 +265,7 @@ def add_model(prepared: PreparedSystem, model: Any, backend: str = "torch") -> N
     pm = prepared.parameterized
     force = add_ml_correction(
         prepared.system, prepared.topology, model, atoms=prepared.solute_atoms, backend=backend,
-        mm_signature={"forcefield": pm.forcefield, "forcefield_hash": pm.forcefield_sha256,
-                      "charge_method": pm.charge_method})
+        mm_signature=pm.mm_signature())
     prepared.model, prepared.model_path = model, path
     prepared.ml_force_group = force.getForceGroup()
     prepared.info.update(ml_backend=backend, ml_model=path,

@@ -19,6 +19,7 @@ from hybridff.exceptions import (  # noqa: E402
 from hybridff.ml.backend import BACKENDS, add_ml_correction, select_ml_atoms  # noqa: E402
 from hybridff.ml.model import energies_and_forces  # noqa: E402
 from hybridff.ml.modelfile import ModelFile, build_metadata, load_model, save_model  # noqa: E402
+from hybridff.parameters import parameterize  # noqa: E402
 
 BACKEND_NAMES = ["torch", "python"]
 SYMBOLS = {0: "H", 1: "C", 2: "O"}
@@ -156,11 +157,27 @@ def test_refuses_mm_mismatch() -> None:
         add_ml_correction(system, top, model_file, mm_signature={"forcefield_hash": "zzz"})
     add_ml_correction(system, top, model_file, mm_signature={"charge_method": "am1bcc"})
 
-    class Parameterized:  # the attributes of hybridff.parameters.ParameterizedMolecule used
-        forcefield, forcefield_sha256, charge_method = "hybridff-gaff2", "abc", "gasteiger"
-
+    pm = parameterize("CCO", charge_method="gasteiger")
+    same_forcefield = make_model_file(mm={"forcefield": pm.forcefield, "charge_method": "am1bcc",
+                                          "forcefield_hash": pm.forcefield_sha256})
     with pytest.raises(ModelCompatibilityError, match="charge_method='am1bcc'"):
-        add_ml_correction(system, top, model_file, mm_signature=Parameterized())
+        add_ml_correction(system, top, same_forcefield, mm_signature=pm)
+
+
+def test_refuses_a_model_trained_with_another_ml_charge_model(caplog) -> None:
+    pm = parameterize("CCO", charge_method="ml")
+    signature = pm.mm_signature()
+    assert len(signature["charge_model_hash"]) == 64  # the shipped charge model's SHA256
+    trained = {**signature, "charge_model_hash": "0" * 64}
+    system, top, _ = make_system()
+    with pytest.raises(ModelCompatibilityError, match="charge_model_hash"):
+        add_ml_correction(system, top, make_model_file(mm=trained), mm_signature=pm)
+    add_ml_correction(system, top, make_model_file(mm=signature), mm_signature=pm)
+    # a model from before the hash was recorded: accepted, with a warning
+    older = {k: v for k, v in signature.items() if k != "charge_model_hash"}
+    with caplog.at_level("WARNING", logger="hybridff.ml.backend"):
+        add_ml_correction(system, top, make_model_file(mm=older), mm_signature=pm)
+    assert "does not record which ML charge model" in caplog.text
 
 
 def test_refuses_ml_only_model() -> None:

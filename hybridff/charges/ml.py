@@ -250,6 +250,20 @@ def load_charge_model(path: str | os.PathLike | None = None) -> ChargeModel:
     return _load_cached(str(p.resolve()), mtime)
 
 
+@functools.lru_cache(maxsize=8)
+def _sha256_cached(path: str, mtime_ns: int) -> str:  # noqa: ARG001 - part of the key
+    from hybridff.data import file_sha256
+
+    return file_sha256(path)
+
+
+def charge_model_sha256(path: str | os.PathLike | None = None) -> str:
+    """SHA256 of the charge model file (default: the shipped one); identifies the charges a
+    correction model was trained with."""
+    p = Path(path) if path is not None else DEFAULT_MODEL
+    return _sha256_cached(str(p.resolve()), p.stat().st_mtime_ns)
+
+
 @register_charge_method("ml")
 def ml_charges(mol: Chem.Mol, model: str | os.PathLike | None = None) -> np.ndarray:
     """Partial charges (e) predicted by the ML charge model; total = formal charge exactly."""

@@ -17,6 +17,7 @@ backend is one more entry in :data:`BACKENDS`.
 from __future__ import annotations
 
 import io
+import logging
 import os
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -30,6 +31,8 @@ from hybridff.elements import SYMBOL
 from hybridff.exceptions import ModelCompatibilityError, UnknownNameError
 from hybridff.ml.model import inference_module
 from hybridff.ml.modelfile import ModelFile, load_model
+
+logger = logging.getLogger(__name__)
 
 WATER_RESIDUES = frozenset(
     {"HOH", "WAT", "SOL", "H2O", "TIP", "TIP3", "TIP4", "TIP5", "T3P", "T4P", "SPC", "SPCE"}
@@ -118,7 +121,13 @@ def check_compatibility(
             )
         species.append(elements.index(z))
     trained = model.metadata.get("mm") or {}
-    for key, value in (mm_signature or {}).items():
+    signature = mm_signature or {}
+    if (signature.get("charge_model_hash") and trained.get("charge_method") == "ml"
+            and "charge_model_hash" not in trained):
+        logger.warning(
+            "the ML model does not record which ML charge model its MM baseline used (made by an "
+            "older hybridff); if the shipped charge model changed since, retrain the correction")
+    for key, value in signature.items():
         if key in trained and value is not None and trained[key] != value:
             raise ModelCompatibilityError(
                 f"the ML model was trained against MM {key}={trained[key]!r}, but this System "
@@ -141,12 +150,8 @@ def mm_signature_of(source: Any) -> dict[str, Any] | None:
     """The MM description to check a model against, from a dict or a ParameterizedMolecule."""
     if source is None or isinstance(source, dict):
         return source
-    if hasattr(source, "forcefield_sha256"):
-        return {
-            "forcefield": source.forcefield,
-            "forcefield_hash": source.forcefield_sha256,
-            "charge_method": source.charge_method,
-        }
+    if hasattr(source, "mm_signature"):
+        return source.mm_signature()
     raise ModelCompatibilityError(
         f"mm_signature must be a dict or a ParameterizedMolecule, not {type(source).__name__}"
     )

@@ -24,7 +24,7 @@ class MMSetup:
     topology: app.Topology
     positions: np.ndarray  # (N, 3) nm, the input conformer
     numbers: np.ndarray  # atomic numbers, molecule order
-    signature: dict[str, Any]  # forcefield, forcefield_hash, charge_method, smiles
+    signature: dict[str, Any]  # ParameterizedMolecule.mm_signature() and smiles
     parameterized: Any = None  # the ParameterizedMolecule
 
     @property
@@ -47,12 +47,7 @@ def build_mm(
     pm = parameterize(molecule, charge_method=charge_method, **parameterize_options)
     system, topology, positions = create_system(pm, nonbonded_method="NoCutoff")
     numbers = np.array([a.GetAtomicNum() for a in pm.mol.GetAtoms()], dtype=int)
-    signature = {
-        "forcefield": pm.forcefield,
-        "forcefield_hash": pm.forcefield_sha256,
-        "charge_method": pm.charge_method,
-        "smiles": pm.smiles,
-    }
+    signature = {**pm.mm_signature(), "smiles": pm.smiles}
     return MMSetup(system, topology, positions.value_in_unit(unit.nanometer), numbers,
                    signature, pm)
 

@@ -194,8 +194,8 @@ def _hybrid_system(mm: MMSetup, model: Any) -> tuple[openmm.System, int]:
     from hybridff.ml.backend import add_ml_correction
 
     system = copy.deepcopy(mm.system)
-    force = add_ml_correction(system, mm.topology, model, mm_signature={
-        k: mm.signature[k] for k in ("forcefield", "forcefield_hash", "charge_method")})
+    force = add_ml_correction(system, mm.topology, model,
+                              mm_signature=mm.parameterized.mm_signature())
     return system, force.getForceGroup()
 
 
