@@ -162,14 +162,6 @@ def test_delta_learning_xtb_example_full(tmp_path) -> None:
     assert hybrid["energy_rmse_kcal_mol"] < 0.5 * mm["energy_rmse_kcal_mol"]
 
 
-#: hybridff train cannot yet write a model trained on DFT labels: read_extxyz returns the
-#: label file's ``qm_grid_level=3`` as numpy.int64, workflow.train copies it into the model's
-#: metadata and json.dumps fails ("Object of type int64 is not JSON serializable"). xTB files
-#: carry only strings there. Strict: once that is fixed these tests pass and the marker goes.
-DFT_TRAIN_BUG = pytest.mark.xfail(
-    strict=True, reason="hybridff train: numpy.int64 (qm_grid_level) in the model metadata")
-
-
 def write_methanol(path: Path) -> Path:
     from rdkit import Chem
     from rdkit.Chem import AllChem
@@ -181,7 +173,6 @@ def write_methanol(path: Path) -> Path:
     return path
 
 
-@DFT_TRAIN_BUG
 def test_delta_learning_dft_example_quick(tmp_path) -> None:
     """Example 3, --quick, honest but small: methanol, 8 B3LYP/STO-3G frames, 50 epochs."""
     _require("torch", "openmmtorch", "pyscf")
@@ -201,7 +192,6 @@ def test_delta_learning_dft_example_quick(tmp_path) -> None:
 
 
 @pytest.mark.slow
-@DFT_TRAIN_BUG
 def test_delta_learning_dft_example_reuses_growing_label_file(tmp_path) -> None:
     """Example 3 with its defaults on the shipped B3LYP/def2-SVP paracetamol frames (--labels):
     the file is only read, and a frame still being written is left out."""

@@ -151,8 +151,9 @@ def train(
     else:
         targets_e, targets_f = frames.energies - e_mm, frames.forces - f_mm
     result = train_correction(mm.numbers, frames.positions, targets_e, targets_f, config)
-    qm = {k[3:]: v for k, v in (frames.info[0] if frames.info else {}).items()
-          if k.startswith("qm_")}
+    # the level of theory, as plain JSON values (extxyz readers give numpy scalars)
+    qm = {k[3:]: v.item() if isinstance(v, np.generic) else v
+          for k, v in (frames.info[0] if frames.info else {}).items() if k.startswith("qm_")}
     metadata = build_metadata(
         result.model, result.spec,
         kind="ml_only" if ml_only else "correction",
