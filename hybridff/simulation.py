@@ -381,16 +381,36 @@ def _write_restart_files(out: Path, simulation: app.Simulation) -> None:
     atomic_write_text(out / OUTPUTS["state"], openmm.XmlSerializer.serialize(state))
 
 
+#: |potential energy| above this (kJ/mol) is a blow-up even when still finite
+BLOWUP_ENERGY_KJ_MOL = 1e9
+
+BLOWUP_ADVICE = ("use a smaller time step (--timestep-fs 1), more minimization, or check the "
+                 "input structure for overlapping atoms; with an ML correction, also check that "
+                 "it was trained on conformations like these (hybridff evaluate, more frames, "
+                 "--sampler mixed) or run MM alone to compare")
+
+
+def _blew_up(stage: str, step: int | None, what: str) -> SimulationError:
+    where = f" at step {step}" if step is not None else ""
+    return SimulationError(f"{what} {stage}{where}: the system blew up; {BLOWUP_ADVICE}")
+
+
 def _check_energy(simulation: app.Simulation, stage: str, step: int | None = None) -> float:
     energy = simulation.context.getState(getEnergy=True).getPotentialEnergy().value_in_unit(
         unit.kilojoule_per_mole)
-    if not math.isfinite(energy):
-        where = f" at step {step}" if step is not None else ""
-        raise SimulationError(
-            f"the potential energy became {energy} {stage}{where}: the system blew up; use a "
-            "smaller time step (--timestep-fs 1), more minimization, or check the input structure "
-            "for overlapping atoms")
+    if not math.isfinite(energy) or abs(energy) > BLOWUP_ENERGY_KJ_MOL:
+        raise _blew_up(stage, step, f"the potential energy became {energy:.6g} kJ/mol")
     return energy
+
+
+def _guarded(action: Any, stage: str, simulation: app.Simulation) -> None:
+    """Run ``action()``; OpenMM's NaN-coordinate exception becomes a SimulationError."""
+    try:
+        action()
+    except openmm.OpenMMException as exc:
+        if "nan" not in str(exc).lower():
+            raise
+        raise _blew_up(stage, simulation.currentStep, f"OpenMM stopped ({exc})") from exc
 
 
 def _set_torch_threads(system: openmm.System, threads: int | None) -> None:
@@ -444,7 +464,7 @@ class _Production:
         state = self.sim.context.getState(getEnergy=True, getPositions=self.monitor is not None)
         pot = state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
         kin = state.getKineticEnergy().value_in_unit(unit.kilojoule_per_mole)
-        if not math.isfinite(pot):
+        if not math.isfinite(pot) or abs(pot) > BLOWUP_ENERGY_KJ_MOL:
             _check_energy(self.sim, "during production", self.sim.currentStep)
         temp = 2 * kin / (self.dof * MOLAR_GAS_CONSTANT_KJ) if self.dof > 0 else 0.0
         values: list[Any] = [self.sim.currentStep, f"{state.getTime().value_in_unit(unit.picosecond):.4f}",
@@ -491,7 +511,7 @@ class _Production:
             while done < steps:
                 n = min(self.opt.report_every, steps - done)
                 t0 = time.perf_counter()
-                self.sim.step(n)
+                _guarded(lambda n=n: self.sim.step(n), "during production", self.sim)
                 self.sim.context.getState(getEnergy=False)  # wait for the device
                 chunk = time.perf_counter() - t0
                 elapsed += chunk
@@ -547,13 +567,15 @@ def run_md(prepared: PreparedSystem, output_dir: str | os.PathLike, options: MDO
     e_start = _check_energy(sim, "at the starting structure")
     t0 = time.perf_counter()
     if options.minimize_iterations:
-        sim.minimizeEnergy(maxIterations=options.minimize_iterations)
+        _guarded(lambda: sim.minimizeEnergy(maxIterations=options.minimize_iterations),
+                 "during minimization", sim)
     e_min = _check_energy(sim, "after minimization")
     minimize_s = time.perf_counter() - t0
     sim.context.setVelocitiesToTemperature(options.temperature_k * unit.kelvin, int(options.seed))
     t0 = time.perf_counter()
     for start in range(0, options.equilibration_steps, max(1, options.report_every)):
-        sim.step(min(options.report_every, options.equilibration_steps - start))
+        n = min(options.report_every, options.equilibration_steps - start)
+        _guarded(lambda n=n: sim.step(n), "during equilibration", sim)
         _check_energy(sim, "during equilibration", sim.currentStep)
     equilibrate_s = time.perf_counter() - t0
     sim.currentStep = 0

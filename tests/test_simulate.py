@@ -331,9 +331,21 @@ def test_blow_up_is_reported_with_what_to_do(tmp_path) -> None:
     infinite = openmm.CustomExternalForce("1/(x-x)")  # an infinite energy, as after a blow-up
     infinite.addParticle(0, [])
     prepared.system.addForce(infinite)
-    with pytest.raises(SimulationError, match="became inf at the starting structure: the system "
-                                              "blew up; use a smaller time step"):
+    with pytest.raises(SimulationError, match="became inf kJ/mol at the starting structure: the "
+                                              "system blew up; use a smaller time step"):
         run_md(prepared, tmp_path, quick(10, minimize_iterations=0), progress=False)
+
+
+def test_blow_up_during_dynamics_is_reported(tmp_path) -> None:
+    """A force that throws an atom away (as an extrapolating correction can) ends in a
+    SimulationError during equilibration, not a raw OpenMM traceback or a log of 1e18 energies."""
+    prepared = prepare_system("CCO", solvent="none", cache=False)
+    repulsive = openmm.CustomExternalForce("-1e6*(x^2+y^2+z^2)")
+    repulsive.addParticle(0, [])
+    prepared.system.addForce(repulsive)
+    with pytest.raises(SimulationError, match="during (equilibration|minimization).*blew up.*ML "
+                                              "correction"):
+        run_md(prepared, tmp_path, quick(400, minimize_iterations=0), progress=False)
 
 
 # --------------------------------------------------------------------------- slow
