@@ -162,22 +162,13 @@ def check_frame_geometry(positions_nm: np.ndarray, numbers: Sequence[int], where
                          overlaps: bool = True) -> None:
     """Raise a :class:`DataFormatError` for non-finite coordinates or (``overlaps``) atoms
     closer than :data:`hybridff.molecule.MIN_ATOM_DISTANCE_ANGSTROM`."""
-    from hybridff.molecule import MIN_ATOM_DISTANCE_ANGSTROM, find_overlaps
+    from hybridff.molecule import check_coordinates
 
-    xyz = np.asarray(positions_nm, dtype=float) * units.NM_TO_ANGSTROM
-    bad = np.argwhere(~np.isfinite(xyz))
-    if bad.size:
-        i = int(bad[0][0])
-        raise DataFormatError(
-            f"{where}: atom {i} ({_symbol(numbers[i])}) has non-finite coordinates "
-            f"{xyz[i].tolist()} Angstrom; remove or recompute this frame")
-    pairs = find_overlaps(xyz, MIN_ATOM_DISTANCE_ANGSTROM) if overlaps else []
-    if pairs:
-        i, j, d = pairs[0]
-        raise DataFormatError(
-            f"{where}: atom {i} ({_symbol(numbers[i])}) and atom {j} ({_symbol(numbers[j])}) "
-            f"are {d:.3f} Angstrom apart, closer than {MIN_ATOM_DISTANCE_ANGSTROM} Angstrom "
-            "(overlapping atoms: a broken frame); remove or recompute this frame")
+    check_coordinates(
+        np.asarray(positions_nm, dtype=float) * units.NM_TO_ANGSTROM,
+        lambda i: f"atom {i} ({_symbol(numbers[i])})", where,
+        "remove or recompute this frame", error=DataFormatError, overlap_error=DataFormatError,
+        overlap_advice="a broken frame: remove or recompute this frame", overlaps=overlaps)
 
 
 # --------------------------------------------------------------------------- file layout

@@ -8,6 +8,7 @@ openff-toolkit ``Molecule`` objects, SMILES strings, and SDF / MOL / mol2 / SMI 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from rdkit.Chem import AllChem
 
 from hybridff.elements import SUPPORTED_ELEMENTS, is_supported
 from hybridff.exceptions import (
+    HybridFFError,
     MoleculeInputError,
     OverlappingAtomsError,
     UnsupportedChemistryError,
@@ -73,6 +75,41 @@ def find_overlaps(xyz: Any, min_distance: float, box: Any = None) -> list[tuple[
     dist = np.linalg.norm(delta, axis=1)
     order = np.argsort(dist, kind="stable")
     return [(int(pairs[k, 0]), int(pairs[k, 1]), float(dist[k])) for k in order]
+
+
+def check_coordinates(
+    xyz_angstrom: Any,
+    atom_text: Callable[[int], str],
+    where: str,
+    advice: str,
+    *,
+    error: type[HybridFFError] = MoleculeInputError,
+    overlap_error: type[HybridFFError] = OverlappingAtomsError,
+    overlap_advice: str | None = None,
+    box_angstrom: Any = None,
+    overlaps: bool = True,
+) -> None:
+    """Raise for non-finite coordinates (``error``) or, with ``overlaps``, atoms closer than
+    :data:`MIN_ATOM_DISTANCE_ANGSTROM` (``overlap_error``).
+
+    The one geometry check of molecule files, QM frames and simulation positions: messages
+    read ``"{where}: {atom_text(i)} ... ; {advice}"``.
+    """
+    xyz = np.asarray(xyz_angstrom, dtype=float)
+    prefix = f"{where}: " if where else ""
+    bad = np.argwhere(~np.isfinite(xyz))
+    if bad.size:
+        i = int(bad[0][0])
+        raise error(f"{prefix}{atom_text(i)} has non-finite coordinates {xyz[i].tolist()} "
+                    f"Angstrom; {advice}")
+    pairs = find_overlaps(xyz, MIN_ATOM_DISTANCE_ANGSTROM, box_angstrom) if overlaps else []
+    if pairs:
+        i, j, d = pairs[0]
+        more = f" ({len(pairs) - 1} more such pair(s))" if len(pairs) > 1 else ""
+        raise overlap_error(
+            f"{prefix}{atom_text(i)} and {atom_text(j)} are {d:.3f} Angstrom apart, closer than "
+            f"{MIN_ATOM_DISTANCE_ANGSTROM} Angstrom: overlapping atoms{more}; "
+            f"{overlap_advice or advice}")
 
 
 def _rdkit_errors(capture: Any) -> str:
@@ -302,25 +339,11 @@ def validate_molecule(mol: Chem.Mol) -> None:
     for conf in mol.GetConformers():
         which = f"conformer {conf.GetId()}: " if several else ""
         pos = conf.GetPositions()
-        bad = np.argwhere(~np.isfinite(pos))
-        if bad.size:
-            i = int(bad[0][0])
-            raise MoleculeInputError(
-                f"{which}{atom_label(mol, i)} has non-finite coordinates {pos[i].tolist()}; "
-                "fix the input structure"
-            )
-        if not conf.Is3D():  # 2D depictions may stack atoms; a 3D conformer is made later
-            continue
-        overlaps = find_overlaps(pos, MIN_ATOM_DISTANCE_ANGSTROM)
-        if overlaps:
-            i, j, d = overlaps[0]
-            more = f" ({len(overlaps) - 1} more such pair(s))" if len(overlaps) > 1 else ""
-            raise OverlappingAtomsError(
-                f"{which}{atom_label(mol, i)} and {atom_label(mol, j)} are {d:.3f} Angstrom "
-                f"apart, closer than {MIN_ATOM_DISTANCE_ANGSTROM} Angstrom: overlapping "
-                f"atoms{more}; fix the input structure (or give the molecule without "
-                "coordinates, e.g. as SMILES, to have a conformer generated)"
-            )
+        check_coordinates(
+            pos, lambda i: atom_label(mol, i), which.rstrip(": "), "fix the input structure",
+            overlap_advice="fix the input structure (or give the molecule without coordinates, "
+            "e.g. as SMILES, to have a conformer generated)",
+            overlaps=conf.Is3D())  # 2D depictions may stack atoms; a 3D conformer is made later
 
 
 def _assign_names(mol: Chem.Mol) -> None:

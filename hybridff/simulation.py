@@ -36,7 +36,6 @@ from openmm import app, unit
 
 from hybridff.exceptions import (
     MoleculeInputError,
-    OverlappingAtomsError,
     SimulationError,
     UnknownNameError,
 )
@@ -126,7 +125,7 @@ def check_positions(positions: Any, topology: app.Topology, what: str) -> None:
     :data:`hybridff.molecule.MIN_ATOM_DISTANCE_ANGSTROM` (periodic images of an orthorhombic
     box included); extra particles without an element (virtual sites) are not compared.
     """
-    from hybridff.molecule import MIN_ATOM_DISTANCE_ANGSTROM, find_overlaps
+    from hybridff.molecule import check_coordinates
     from hybridff.units import NM_TO_ANGSTROM
 
     xyz = np.asarray(positions.value_in_unit(unit.nanometer) if unit.is_quantity(positions)
@@ -141,25 +140,14 @@ def check_positions(positions: Any, topology: app.Topology, what: str) -> None:
         symbol = atom.element.symbol if atom.element is not None else "no element"
         return f"atom {i} ({atom.name}, {symbol}, residue {atom.residue.name} {atom.residue.id})"
 
-    bad = np.argwhere(~np.isfinite(xyz))
-    if bad.size:
-        i = int(bad[0][0])
-        atom = atoms[i]
-        raise MoleculeInputError(
-            f"{what}: atom {i} ({atom.name}, residue {atom.residue.name}) has non-finite "
-            f"coordinates {xyz[i].tolist()}; fix the input structure")
     real = np.array([a.element is not None for a in atoms], dtype=bool)
-    index = np.nonzero(real)[0]
+    index = np.nonzero(real)[0]  # virtual sites may sit on their parent atom
     box = _orthorhombic_box_nm(topology)
-    overlaps = find_overlaps(xyz[index] * NM_TO_ANGSTROM, MIN_ATOM_DISTANCE_ANGSTROM,
-                             None if box is None else box * NM_TO_ANGSTROM)
-    if overlaps:
-        i, j, d = overlaps[0]
-        more = f" ({len(overlaps) - 1} more such pair(s))" if len(overlaps) > 1 else ""
-        raise OverlappingAtomsError(
-            f"{what}: {text(int(index[i]))} and {text(int(index[j]))} are {d:.3f} Angstrom "
-            f"apart, closer than {MIN_ATOM_DISTANCE_ANGSTROM} Angstrom: overlapping atoms{more}; "
-            "minimization does not reliably separate them: fix the input structure")
+    check_coordinates(
+        xyz[index] * NM_TO_ANGSTROM, lambda k: text(int(index[k])), what,
+        "fix the input structure",
+        overlap_advice="minimization does not reliably separate them: fix the input structure",
+        box_angstrom=None if box is None else box * NM_TO_ANGSTROM)
 
 
 def prepare_system(

@@ -303,7 +303,7 @@ def test_nan_coordinates_are_a_clear_error(tmp_path) -> None:
     res = top.addResidue("LIG", top.addChain())
     for name in ("C1", "O1"):
         top.addAtom(name, app.Element.getBySymbol(name[0]), res)
-    with pytest.raises(MoleculeInputError, match=r"atom 1 \(O1, residue LIG\)"):
+    with pytest.raises(MoleculeInputError, match=r"atom 1 \(O1, O, residue LIG 1\) has non-finite"):
         check_positions(np.array([[0.0, 0, 0], [np.nan, 0, 0]]), top, "starting positions")
 
 
