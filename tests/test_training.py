@@ -153,3 +153,31 @@ def test_jacobian_and_direct_training_agree(ethanol_fit) -> None:
         results.append(res.metrics["validation"]["after"])
     for key in ("energy_rmse_kcal_mol", "force_rmse_kcal_mol_A"):
         assert results[0][key] == pytest.approx(results[1][key], rel=1e-6)
+
+
+def test_ensemble_records_the_disagreement_range_the_md_monitor_uses(ethanol_fit) -> None:
+    """An ensemble stores the largest member energy spread over its frames, in the definition
+    the MD monitor computes, so `hybridff simulate` warns outside the trained range."""
+    from hybridff.simulation import EnsembleMonitor, trained_disagreement_kcal
+
+    mm, data, _ = ethanol_fit
+    frames = data.subset(range(24))
+    config = TrainConfig(epochs=3, val_fraction=0.25, seed=2, progress=False, batch_size=6,
+                         ensemble=2)
+    res = train_correction(mm.numbers, frames.positions, frames.energies, frames.forces, config)
+    limit = res.metrics["disagreement"]["energy_std_max_kcal_mol"]
+    assert limit > 0
+    assert trained_disagreement_kcal({"metrics": res.metrics}) == limit
+
+    class Model:  # what EnsembleMonitor reads of a loaded model file
+        module, elements, metadata = res.model, list(res.spec.elements), {"metrics": res.metrics}
+
+    monitor = EnsembleMonitor(Model(), mm.topology, list(range(len(mm.numbers))))
+    assert monitor.threshold == limit
+    context = openmm.Context(mm.system, openmm.VerletIntegrator(0.001),
+                             openmm.Platform.getPlatformByName("Reference"))
+    seen = []
+    for x in frames.positions:
+        context.setPositions(x * unit.nanometer)
+        seen.append(monitor(context.getState(getPositions=True), periodic=False))
+    assert max(seen) == pytest.approx(limit, rel=1e-6)

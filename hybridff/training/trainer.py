@@ -272,6 +272,15 @@ def train_correction(
             "median": float(np.median(spread)),
             "p95": float(np.percentile(spread, 95)),
         }
+        # the trained range of what the MD monitor (hybridff.simulation.EnsembleMonitor)
+        # measures: the members' energy std per frame (unbiased, kcal/mol), over all frames
+        e_members, _ = energies_and_forces(model, torch.tensor(positions, dtype=torch.float64),
+                                           species, per_member=True)
+        e_std = (e_members.std(0) * ENERGY_TO_KCAL).detach().numpy()
+        result.metrics["disagreement"] = {
+            "frames": "all", "energy_std_max_kcal_mol": float(e_std.max()),
+            "energy_std_p95_kcal_mol": float(np.percentile(e_std, 95)),
+        }
     for name, idx in (("train", train_idx), ("validation", val_idx)):
         if len(idx) == 0:
             continue
