@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -97,3 +98,19 @@ def test_label_refuses_other_molecule_file(tmp_path, capsys) -> None:
     code = main(["label", "CCS", "--n", "3", "-o", str(data), "--no-progress"])
     assert code == 2
     assert "atom 2 is O but the molecule's atom 2 is S" in capsys.readouterr().err
+
+
+def test_threads_option_sets_the_library_thread_variables(monkeypatch) -> None:
+    from hybridff.cli import THREAD_VARIABLES, limit_threads
+
+    for name in THREAD_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    limit_threads(["label", "CCO", "--method", "xtb", "--threads", "2", "-o", "x.xyz"])
+    assert all(os.environ[name] == "2" for name in THREAD_VARIABLES)
+    for name in THREAD_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    limit_threads(["label", "CCO", "-o", "x.xyz"])  # label's default
+    assert os.environ["OMP_NUM_THREADS"] == "1"
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")  # the user's own setting wins
+    limit_threads(["train", "CCO", "d.xyz", "-o", "m.pt", "--threads", "1"])
+    assert os.environ["OMP_NUM_THREADS"] == "7"

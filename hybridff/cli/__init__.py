@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from hybridff import __version__
@@ -52,8 +53,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: thread-count variables of the OpenMP / BLAS libraries that QM engines and torch load
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def limit_threads(argv: list[str]) -> None:
+    """Apply a command's ``--threads N`` to the OpenMP/BLAS variables before any library
+    that reads them is loaded (building the parser already loads numpy); variables the user
+    set are left alone."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--threads", type=int, default=None)
+    known, _ = pre.parse_known_args(argv)
+    threads = known.threads
+    if threads is None and argv[:1] == ["label"]:
+        threads = 1  # hybridff label's default: one thread per QM calculation
+    if threads is not None and threads > 0:
+        for name in THREAD_VARIABLES:
+            os.environ.setdefault(name, str(threads))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``hybridff`` command."""
+    limit_threads(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

@@ -32,7 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--xc", default=None, help="DFT functional (dft only; default b3lyp)")
     parser.add_argument("--basis", default=None, help="DFT basis (dft only; default def2-svp)")
     parser.add_argument("--threads", type=int, default=1,
-                        help="OpenMP threads of the QM engine (OMP_NUM_THREADS unless set)")
+                        help="OpenMP/BLAS threads of the QM engine (sets OMP_NUM_THREADS, "
+                        "OPENBLAS_NUM_THREADS, MKL_NUM_THREADS unless already set)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -47,10 +48,7 @@ def _fraction(text: str) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
-    import os
-
-    # before tblite/pyscf load: their OpenMP pools otherwise spin on every core
-    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    # --threads was applied to the OpenMP/BLAS variables by hybridff.cli.limit_threads
     from hybridff.exceptions import UnknownNameError
     from hybridff.training.workflow import label
 
