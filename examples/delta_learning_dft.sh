@@ -109,8 +109,7 @@ if [[ -n $labels ]]; then
     fi
 fi
 mkdir -p "$workdir"
-# pyscf's OpenMP threads, set before any Python starts: `hybridff label --threads` sets
-# OMP_NUM_THREADS after the CLI has loaded libgomp, too late to count
+# pyscf's OpenMP threads for every step (hybridff's --threads sets the same variable)
 export OMP_NUM_THREADS=$threads
 timings=()
 run() {  # run NAME COMMAND...: print the command as a user would type it, run it, time it

@@ -67,8 +67,7 @@ fi
 if [[ $solvent == tip3p ]]; then md_extra+=(--box 3.0); fi
 
 mkdir -p "$workdir"
-# tblite's OpenMP threads, set before any Python starts: `hybridff label --threads` sets
-# OMP_NUM_THREADS after the CLI has loaded libgomp, too late to count
+# tblite's OpenMP threads for every step (hybridff's --threads sets the same variable)
 export OMP_NUM_THREADS=$threads
 timings=()
 run() {  # run NAME COMMAND...: print the command as a user would type it, run it, time it

@@ -245,9 +245,14 @@ def _load_cached(path: str, mtime_ns: int) -> ChargeModel:  # noqa: ARG001 - par
 
 def load_charge_model(path: str | os.PathLike | None = None) -> ChargeModel:
     """The charge model in ``path`` (default: the shipped one), loaded once per file version."""
+    return _load_cached(*_model_file_key(path))
+
+
+def _model_file_key(path: str | os.PathLike | None) -> tuple[str, int]:
+    """(resolved path, mtime in ns; 0 if missing) of a charge model file: the cache key of
+    what is read from it, so a rewritten file is read again."""
     p = Path(path) if path is not None else DEFAULT_MODEL
-    mtime = p.stat().st_mtime_ns if p.exists() else 0
-    return _load_cached(str(p.resolve()), mtime)
+    return str(p.resolve()), p.stat().st_mtime_ns if p.exists() else 0
 
 
 @functools.lru_cache(maxsize=8)
@@ -260,8 +265,7 @@ def _sha256_cached(path: str, mtime_ns: int) -> str:  # noqa: ARG001 - part of t
 def charge_model_sha256(path: str | os.PathLike | None = None) -> str:
     """SHA256 of the charge model file (default: the shipped one); identifies the charges a
     correction model was trained with."""
-    p = Path(path) if path is not None else DEFAULT_MODEL
-    return _sha256_cached(str(p.resolve()), p.stat().st_mtime_ns)
+    return _sha256_cached(*_model_file_key(path))
 
 
 @register_charge_method("ml")

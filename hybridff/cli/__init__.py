@@ -66,7 +66,9 @@ def limit_threads(argv: list[str]) -> None:
     known, _ = pre.parse_known_args(argv)
     threads = known.threads
     if threads is None and argv[:1] == ["label"]:
-        threads = 1  # hybridff label's default: one thread per QM calculation
+        from hybridff.cli.label import DEFAULT_THREADS
+
+        threads = DEFAULT_THREADS
     if threads is not None and threads > 0:
         for name in THREAD_VARIABLES:
             os.environ.setdefault(name, str(threads))

@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 
 HELP = "sample conformations and compute QM energies/forces"
+#: threads per QM calculation unless --threads says otherwise
+DEFAULT_THREADS = 1
 #: hybridff.sampling.SAMPLERS, spelled out so that --help does not import OpenMM (tested)
 SAMPLER_NAMES = ["md", "torsion", "mixed", "normal-modes"]
 
@@ -31,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="MM charge method for sampling (default: the project default, ml)")
     parser.add_argument("--xc", default=None, help="DFT functional (dft only; default b3lyp)")
     parser.add_argument("--basis", default=None, help="DFT basis (dft only; default def2-svp)")
-    parser.add_argument("--threads", type=int, default=1,
+    parser.add_argument("--threads", type=int, default=DEFAULT_THREADS,
                         help="OpenMP/BLAS threads of the QM engine (sets OMP_NUM_THREADS, "
                         "OPENBLAS_NUM_THREADS, MKL_NUM_THREADS unless already set)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -265,8 +265,11 @@ def train_correction(
                                  for k, v in asdict(config).items()})
     result.metrics = {"members": history}
     if config.ensemble > 1:
+        # one pass of every member over all frames serves both ensemble summaries
+        e_members, f_members = energies_and_forces(
+            model, torch.tensor(positions, dtype=torch.float64), species, per_member=True)
         ref_idx = val_idx if len(val_idx) else train_idx
-        spread = ensemble_force_spread(model, species, positions[ref_idx])
+        spread = ensemble_force_spread(f_members.numpy()[:, ref_idx])
         result.metrics["ensemble_force_spread_kcal_mol_A"] = {
             "frames": "validation" if len(val_idx) else "train",
             "median": float(np.median(spread)),
@@ -274,9 +277,7 @@ def train_correction(
         }
         # the trained range of what the MD monitor (hybridff.simulation.EnsembleMonitor)
         # measures: the members' energy std per frame (unbiased, kcal/mol), over all frames
-        e_members, _ = energies_and_forces(model, torch.tensor(positions, dtype=torch.float64),
-                                           species, per_member=True)
-        e_std = (e_members.std(0) * ENERGY_TO_KCAL).detach().numpy()
+        e_std = (e_members.std(0) * ENERGY_TO_KCAL).numpy()
         result.metrics["disagreement"] = {
             "frames": "all", "energy_std_max_kcal_mol": float(e_std.max()),
             "energy_std_p95_kcal_mol": float(np.percentile(e_std, 95)),
@@ -289,13 +290,10 @@ def train_correction(
     return result
 
 
-def ensemble_force_spread(
-    model: EnsembleModel, species: torch.Tensor, positions: np.ndarray
-) -> np.ndarray:
-    """Per frame, the RMS over atoms and components of the members' force std (kcal/mol/A)."""
-    pos = torch.tensor(np.asarray(positions), dtype=torch.float64)
-    _, forces = energies_and_forces(model, pos, species, per_member=True)  # (K, B, N, 3)
-    std = forces.numpy().std(axis=0) * FORCE_TO_KCAL_A
+def ensemble_force_spread(member_forces: np.ndarray) -> np.ndarray:
+    """Per frame, the RMS over atoms and components of the members' force std (kcal/mol/A),
+    from member forces (K, B, N, 3) in kJ/mol/nm."""
+    std = np.asarray(member_forces).std(axis=0) * FORCE_TO_KCAL_A
     return np.sqrt((std**2).mean(axis=(1, 2)))
 
 
