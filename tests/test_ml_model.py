@@ -171,3 +171,76 @@ def test_fused_ensemble_equals_model(from_script: bool) -> None:
         e_fused, f_fused = energies_and_forces(fused, pos, species, b, per_member=True)
         np.testing.assert_allclose(e_fused.numpy(), e_ref.numpy(), rtol=1e-12, atol=1e-10)
         np.testing.assert_allclose(f_fused.numpy(), f_ref.numpy(), rtol=1e-10, atol=1e-9)
+
+
+def _distorted_frames(n: int = 12, seed: int = 3) -> torch.Tensor:
+    rng = np.random.default_rng(seed)
+    return torch.tensor(POSITIONS[None] + rng.normal(0.0, 0.01, (n, *POSITIONS.shape)))
+
+
+def _bound_on(model: EnsembleModel, frames: torch.Tensor, species: torch.Tensor) -> None:
+    with torch.no_grad():
+        feats = model.features(frames, species)
+        for member in model.members:
+            member.set_bounds(member.atom_energies(feats, species), species)
+
+
+def test_atom_energy_bounds_leave_training_frames_unchanged_and_cap_outside() -> None:
+    """The safety net: identical on the frames it was set on; far outside them each atom's
+    energy stays within the bound (the unbounded model runs off), and the fused inference form
+    applies the same bound."""
+    from hybridff.ml.model import BOUND_MARGIN, BOUND_WIDTH, inference_module
+
+    species = torch.tensor(SPECIES)
+    model = random_model(n_models=2)
+    frames = _distorted_frames()
+    with torch.no_grad():
+        before = model.member_energies(frames, species)
+        _bound_on(model, frames, species)
+        after = model.member_energies(frames, species)
+    torch.testing.assert_close(after, before, rtol=0, atol=0)
+
+    squeezed = torch.tensor(POSITIONS[None] * 0.35)  # atoms far closer than in any frame
+    with torch.no_grad():
+        member = model.members[0]
+        raw = member.atom_energies(model.features(squeezed, species), species)[0]
+        bounded = model.member_energies(squeezed, species)[0, 0] - member.energy_shift
+    low, high, width = member.atom_energy_low, member.atom_energy_high, member.atom_energy_width
+    span = (high - low) / (1 + 2 * BOUND_MARGIN)
+    assert torch.allclose(width, BOUND_WIDTH * span)
+    ceiling = float((high + width)[species].sum())
+    floor = float((low - width)[species].sum())
+    outside = (raw > high[species] + width[species]) | (raw < low[species] - width[species])
+    assert bool(outside.any()), "the test geometry must push some atom energy past its bound"
+    assert floor <= float(bounded) <= ceiling
+
+    fused = inference_module(model)
+    for pos in (frames, squeezed):
+        e_ref, f_ref = energies_and_forces(model, pos, species, per_member=True)
+        e_fused, f_fused = energies_and_forces(fused, pos, species, per_member=True)
+        np.testing.assert_allclose(e_fused.numpy(), e_ref.numpy(), rtol=1e-12, atol=1e-10)
+        np.testing.assert_allclose(f_fused.numpy(), f_ref.numpy(), rtol=1e-10, atol=1e-9)
+
+
+def test_bounded_forces_match_finite_differences_in_the_tail() -> None:
+    """Where atom energies sit in the tanh tail, forces are still -dE/dx (scripted model)."""
+    species = torch.tensor(SPECIES)
+    model = random_model(n_models=1)
+    _bound_on(model, _distorted_frames(), species)
+    scripted = torch.jit.script(model)
+    pos = POSITIONS * 0.8
+    with torch.no_grad():
+        member = model.members[0]
+        raw = member.atom_energies(model.features(torch.tensor(pos)[None], species), species)[0]
+    tail = (raw > member.atom_energy_high[species]) | (raw < member.atom_energy_low[species])
+    assert bool(tail.any()), "the test geometry must put some atom in the bound's tail"
+    _, forces = energies_and_forces(scripted, torch.tensor(pos)[None], species)
+    h = 1e-5
+    numeric = np.zeros_like(pos)
+    for i in range(pos.shape[0]):
+        for k in range(3):
+            plus, minus = pos.copy(), pos.copy()
+            plus[i, k] += h
+            minus[i, k] -= h
+            numeric[i, k] = -(_energy(scripted, plus) - _energy(scripted, minus)) / (2 * h)
+    np.testing.assert_allclose(forces[0].numpy(), numeric, rtol=1e-6, atol=1e-6)

@@ -181,3 +181,23 @@ def test_ensemble_records_the_disagreement_range_the_md_monitor_uses(ethanol_fit
         context.setPositions(x * unit.nanometer)
         seen.append(monitor(context.getState(getPositions=True), periodic=False))
     assert max(seen) == pytest.approx(limit, rel=1e-6)
+
+
+def test_trained_model_bounds_atom_energies_near_their_training_range(ethanol_fit) -> None:
+    """Training ends by setting each element's atom-energy bound from its range on the frames;
+    the metrics record it, and no training frame is touched by the bound."""
+    _, data, result = ethanol_fit
+    model = result.model
+    species = torch.tensor([list(result.spec.elements).index(int(z)) for z in data.numbers])
+    bounds = result.metrics["atom_energy_bounds_kj_mol"]
+    assert len(bounds) == len(model.members)
+    assert sorted(bounds[0]) == sorted(str(z) for z in set(data.numbers.tolist()))
+    with torch.no_grad():
+        feats = model.features(torch.tensor(data.positions), species)
+        for member, recorded in zip(model.members, bounds, strict=True):
+            assert bool(member.bounded)
+            atom_e = member.atom_energies(feats, species)
+            for index, z in enumerate(result.spec.elements):
+                low, high, width = recorded[str(z)]
+                values = atom_e[:, species == index]
+                assert low < float(values.min()) and float(values.max()) < high and width > 0

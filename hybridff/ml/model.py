@@ -27,8 +27,30 @@ def _mlp(n_in: int, hidden: tuple[int, ...], dtype: torch.dtype) -> torch.nn.Seq
     return torch.nn.Sequential(*layers)
 
 
+#: Atom-energy bounds, as fractions of the range R of an element's atom energies over the
+#: training frames: identity up to R * BOUND_MARGIN beyond that range, then a tanh tail that
+#: can add at most R * BOUND_WIDTH more.
+BOUND_MARGIN = 0.25
+BOUND_WIDTH = 0.5
+
+
+def soft_clamp(x: torch.Tensor, low: torch.Tensor, high: torch.Tensor, width: torch.Tensor) -> torch.Tensor:
+    """``x`` on [low, high]; beyond, a tanh tail that levels off at ``low - width`` /
+    ``high + width``. Continuous with a continuous first derivative, so forces stay continuous."""
+    above = high + width * torch.tanh((x - high) / width)
+    below = low - width * torch.tanh((low - x) / width)
+    return torch.where(x > high, above, torch.where(x < low, below, x))
+
+
 class AtomicNetworks(torch.nn.Module):
-    """One MLP per element; descriptor normalisation and an energy scale/shift as buffers."""
+    """One MLP per element; descriptor normalisation, an energy scale/shift and per-element
+    atom-energy bounds as buffers.
+
+    The bounds are the correction's safety net: outside the chemistry it was trained on, an
+    MLP's output is arbitrary, so each atom's energy is kept (smoothly, :func:`soft_clamp`)
+    near the range it took on the training frames; the MM force field carries the rest.
+    Untrained or old models have ``bounded`` false and no bound.
+    """
 
     def __init__(
         self, n_elements: int, n_features: int, hidden: tuple[int, ...], dtype: torch.dtype
@@ -41,16 +63,49 @@ class AtomicNetworks(torch.nn.Module):
         self.register_buffer("feature_std", torch.ones(n_features, dtype=dtype))
         self.register_buffer("energy_scale", torch.ones((), dtype=dtype))
         self.register_buffer("energy_shift", torch.zeros((), dtype=dtype))
+        self.register_buffer("bounded", torch.zeros((), dtype=torch.bool))
+        self.register_buffer("atom_energy_low", torch.zeros(n_elements, dtype=dtype))
+        self.register_buffer("atom_energy_high", torch.zeros(n_elements, dtype=dtype))
+        self.register_buffer("atom_energy_width", torch.ones(n_elements, dtype=dtype))
 
-    def forward(self, features: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
-        """Features (B, N, F) -> total energies (B,) in kJ/mol."""
+    def atom_energies(self, features: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
+        """Features (B, N, F) -> per-atom energies (B, N) in kJ/mol, before bounds and shift."""
         x = (features - self.feature_mean) / self.feature_std
-        total = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+        out = torch.zeros(x.shape[0], x.shape[1], dtype=x.dtype, device=x.device)
         for index, net in enumerate(self.networks):
             atoms = torch.nonzero(species == index).squeeze(1)
             if atoms.numel() > 0:  # each network sees only the atoms of its element
-                total = total + net(x.index_select(1, atoms)).squeeze(-1).sum(-1)
-        return self.energy_scale * total + self.energy_shift
+                out = out.index_copy(1, atoms, net(x.index_select(1, atoms)).squeeze(-1))
+        return self.energy_scale * out
+
+    def forward(self, features: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
+        """Features (B, N, F) -> total energies (B,) in kJ/mol."""
+        energies = self.atom_energies(features, species)
+        if bool(self.bounded):
+            energies = soft_clamp(energies, self.atom_energy_low[species],
+                                  self.atom_energy_high[species], self.atom_energy_width[species])
+        return energies.sum(-1) + self.energy_shift
+
+    @torch.jit.unused
+    def set_bounds(self, atom_energies: torch.Tensor, species: torch.Tensor) -> dict[int, list[float]]:
+        """Bound each element's atom energies near their range in ``atom_energies`` (B, N), the
+        values over the training frames; returns {species index: [low, high, width]}."""
+        out = {}
+        with torch.no_grad():
+            for index in range(len(self.networks)):
+                values = atom_energies[:, species == index]
+                if values.numel() == 0:
+                    continue
+                low, high = float(values.min()), float(values.max())
+                span = max(high - low, 1e-3)  # kJ/mol; an element with one fixed energy
+                self.atom_energy_low[index] = low - BOUND_MARGIN * span
+                self.atom_energy_high[index] = high + BOUND_MARGIN * span
+                self.atom_energy_width[index] = BOUND_WIDTH * span
+                out[index] = [float(self.atom_energy_low[index]),
+                              float(self.atom_energy_high[index]),
+                              float(self.atom_energy_width[index])]
+            self.bounded.fill_(True)
+        return out
 
 
 class EnsembleModel(torch.nn.Module):
@@ -156,6 +211,18 @@ class FusedEnsemble(torch.nn.Module):
         self.register_buffer("feature_std", torch.stack([m.feature_std for m in members]))
         self.register_buffer("energy_scale", torch.stack([m.energy_scale for m in members]))
         self.register_buffer("energy_shift", torch.stack([m.energy_shift for m in members]))
+        n_elements = len(list(members[0].networks.children()))
+        dtype = model.dtype_ref.dtype
+        if hasattr(members[0], "bounded"):  # models saved before bounds existed have none
+            self.register_buffer("bounded", torch.stack([m.bounded for m in members]).all())
+            self.register_buffer("atom_energy_low", torch.stack([m.atom_energy_low for m in members]))
+            self.register_buffer("atom_energy_high", torch.stack([m.atom_energy_high for m in members]))
+            self.register_buffer("atom_energy_width", torch.stack([m.atom_energy_width for m in members]))
+        else:
+            self.register_buffer("bounded", torch.zeros((), dtype=torch.bool))
+            self.register_buffer("atom_energy_low", torch.zeros(len(members), n_elements, dtype=dtype))
+            self.register_buffer("atom_energy_high", torch.zeros(len(members), n_elements, dtype=dtype))
+            self.register_buffer("atom_energy_width", torch.ones(len(members), n_elements, dtype=dtype))
         elements = []
         per_member = [list(m.networks.children()) for m in members]
         for e in range(len(per_member[0])):
@@ -194,8 +261,13 @@ class FusedEnsemble(torch.nn.Module):
                     h = layer(h)
                     if depth < n_layers - 1:
                         h = torch.nn.functional.silu(h)
-                total = total + h.reshape(n_models, batch, n_sel).sum(-1)
-        return self.energy_scale.unsqueeze(1) * total + self.energy_shift.unsqueeze(1)
+                atom_e = self.energy_scale[:, None, None] * h.reshape(n_models, batch, n_sel)
+                if bool(self.bounded):
+                    atom_e = soft_clamp(atom_e, self.atom_energy_low[:, index, None, None],
+                                        self.atom_energy_high[:, index, None, None],
+                                        self.atom_energy_width[:, index, None, None])
+                total = total + atom_e.sum(-1)
+        return total + self.energy_shift.unsqueeze(1)
 
     def forward(
         self, positions: torch.Tensor, species: torch.Tensor, box: torch.Tensor | None = None

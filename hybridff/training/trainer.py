@@ -260,10 +260,23 @@ def train_correction(
                 mean_energy = member(model.features(data["pos"], species), species).mean()
             member.energy_shift.sub_(mean_energy)
 
+    with torch.no_grad():  # the safety net: atom energies stay near their range on these frames
+        if "feats" in data:
+            all_feats = torch.cat([data["feats"], data["val_feats"]])
+        else:
+            all_feats = model.features(torch.cat([data["pos"], data["val_pos"]]), species)
+        bounds = [member.set_bounds(member.atom_energies(all_feats, species), species)
+                  for member in model.members]
+
     result = TrainResult(model=model, spec=spec, train_index=train_idx, val_index=val_idx,
                          config={k: list(v) if isinstance(v, tuple) else v
                                  for k, v in asdict(config).items()})
-    result.metrics = {"members": history}
+    result.metrics = {
+        "members": history,
+        # per member, per element (atomic number): [low, high, tail width] in kJ/mol
+        "atom_energy_bounds_kj_mol": [{str(elements[i]): b for i, b in member.items()}
+                                      for member in bounds],
+    }
     if config.ensemble > 1:
         # one pass of every member over all frames serves both ensemble summaries
         e_members, f_members = energies_and_forces(
