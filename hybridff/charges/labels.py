@@ -17,3 +17,32 @@ def mol_from_label_smiles(smiles: str) -> Chem.Mol:
     if mol is None:
         raise ValueError(f"unparseable label SMILES {smiles!r}")
     return mol
+
+
+#: Largest charge difference (e) allowed between resonance-equivalent terminal atoms of a label.
+EQUIVALENT_ATOM_TOLERANCE = 0.1
+
+
+def label_problem(mol: Chem.Mol, charges, tolerance: float = EQUIVALENT_ATOM_TOLERANCE) -> str | None:
+    """Why an AM1-BCC label looks broken, or ``None``.
+
+    Terminal, H-free atoms of one element on one centre (the O's of nitro, carboxylate,
+    sulfonate, phosphate groups) are equivalent by resonance, and AM1-BCC gives them equal
+    charges when antechamber perceives the delocalised bond. Where its bond-type perception
+    fails (seen on some nitro groups: the two O differ by 0.28 e and the N is off by the same),
+    the label is an artefact of the tool, not chemistry; such records should not be learned.
+    """
+    for atom in mol.GetAtoms():
+        groups: dict[str, list[int]] = {}
+        for nb in atom.GetNeighbors():
+            if nb.GetDegree() == 1 and nb.GetAtomicNum() != 1:
+                groups.setdefault(nb.GetSymbol(), []).append(nb.GetIdx())
+        for symbol, idx in groups.items():
+            if len(idx) > 1:
+                q = [float(charges[i]) for i in idx]
+                if max(q) - min(q) > tolerance:
+                    return (
+                        f"resonance-equivalent {symbol} atoms {idx} on {atom.GetSymbol()}"
+                        f"{atom.GetIdx()} differ by {max(q) - min(q):.3f} e"
+                    )
+    return None

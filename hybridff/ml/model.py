@@ -108,7 +108,25 @@ class AtomicNetworks(torch.nn.Module):
         return out
 
 
-class EnsembleModel(torch.nn.Module):
+class MeanOfMembers(torch.nn.Module):
+    """An ensemble's energy: the mean of ``member_energies`` (K, B), which subclasses define."""
+
+    def member_energies(
+        self, positions: torch.Tensor, species: torch.Tensor, box: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(
+        self, positions: torch.Tensor, species: torch.Tensor, box: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Mean energy over the ensemble: (B,) for batched input, a scalar for (N, 3) input."""
+        energies = self.member_energies(positions, species, box).mean(0)
+        if positions.dim() == 2:
+            return energies.sum()
+        return energies
+
+
+class EnsembleModel(MeanOfMembers):
     """K per-element networks over one symmetry-function descriptor (K = 1 is a single model)."""
 
     def __init__(
@@ -141,15 +159,6 @@ class EnsembleModel(torch.nn.Module):
         feats = self.features(positions, species, box)
         out = [member(feats, species) for member in self.members]
         return torch.stack(out, dim=0)
-
-    def forward(
-        self, positions: torch.Tensor, species: torch.Tensor, box: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """Mean energy over the ensemble: (B,) for batched input, a scalar for (N, 3) input."""
-        energies = self.member_energies(positions, species, box).mean(0)
-        if positions.dim() == 2:
-            return energies.sum()
-        return energies
 
 
 def energies_and_forces(
@@ -197,7 +206,7 @@ class StackedLinear(torch.nn.Module):
         return torch.baddbmm(self.bias, x, self.weight)
 
 
-class FusedEnsemble(torch.nn.Module):
+class FusedEnsemble(MeanOfMembers):
     """Inference form of an :class:`EnsembleModel`: the K members' networks of one element run
     as batched matrix products. Same energies and forces (to rounding), fewer, larger ops;
     weights become buffers (no training)."""
@@ -268,15 +277,6 @@ class FusedEnsemble(torch.nn.Module):
                                         self.atom_energy_width[:, index, None, None])
                 total = total + atom_e.sum(-1)
         return total + self.energy_shift.unsqueeze(1)
-
-    def forward(
-        self, positions: torch.Tensor, species: torch.Tensor, box: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """Mean energy over the ensemble: (B,) for batched input, a scalar for (N, 3) input."""
-        energies = self.member_energies(positions, species, box).mean(0)
-        if positions.dim() == 2:
-            return energies.sum()
-        return energies
 
 
 def inference_module(module: torch.nn.Module) -> torch.jit.ScriptModule:
