@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -42,13 +43,23 @@ def split_file(molecule: str, data: str, test_fraction: float, out: Path) -> tup
     return paths[0], paths[1], n - n_test, n_test
 
 
+def _timed_train(molecule: str, data: Path, output: Path, config: TrainConfig, ml_only: bool) -> float:
+    t0 = time.perf_counter()
+    train(molecule, data, output, config, ml_only=ml_only)
+    return time.perf_counter() - t0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", help="labelled extxyz file")
     parser.add_argument("--molecule", required=True, help="molecule file in the atom order of DATA")
     parser.add_argument("--test-fraction", type=float, default=0.25)
     parser.add_argument("--ensemble", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=200)
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="default: hybridff train's automatic schedule (--min-steps)")
+    parser.add_argument("--min-steps", type=int, default=TrainConfig.min_steps)
+    parser.add_argument("--jobs", type=int, default=2,
+                        help="train the hybrid and the ML-only model side by side (1: in turn)")
     parser.add_argument("--energy-weight", type=float, default=1.0)
     parser.add_argument("--cutoff", type=float, default=0.5)
     parser.add_argument("--hidden", default="32,32")
@@ -60,16 +71,16 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
 
     train_xyz, test_xyz, n_train, n_test = split_file(args.molecule, args.data, args.test_fraction, out)
-    config = TrainConfig(epochs=args.epochs, ensemble=args.ensemble, seed=args.seed,
+    config = TrainConfig(epochs=args.epochs, min_steps=args.min_steps, ensemble=args.ensemble,
+                         seed=args.seed,
                          energy_weight=args.energy_weight, cutoff=args.cutoff,
                          hidden=tuple(int(h) for h in args.hidden.split(",")), progress=False)
-    timings = {}
-    t0 = time.perf_counter()
-    train(args.molecule, train_xyz, out / "hybrid.pt", config)
-    timings["train_hybrid_s"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    train(args.molecule, train_xyz, out / "ml_only.pt", config, ml_only=True)
-    timings["train_ml_only_s"] = time.perf_counter() - t0
+    jobs = {"hybrid": False, "ml_only": True}
+    with ProcessPoolExecutor(max_workers=max(1, args.jobs), initializer=torch.set_num_threads,
+                             initargs=(1,)) as pool:
+        futures = {name: pool.submit(_timed_train, args.molecule, train_xyz, out / f"{name}.pt",
+                                     config, ml_only) for name, ml_only in jobs.items()}
+        timings = {f"train_{name}_s": future.result() for name, future in futures.items()}
     report = evaluate(args.molecule, test_xyz, out / "hybrid.pt", out / "ml_only.pt")
     report.update(n_train=n_train, n_test=n_test, source=str(args.data), settings=vars(args),
                   timings=timings)

@@ -201,3 +201,15 @@ def test_trained_model_bounds_atom_energies_near_their_training_range(ethanol_fi
                 low, high, width = recorded[str(z)]
                 values = atom_e[:, species == index]
                 assert low < float(values.min()) and float(values.max()) < high and width > 0
+
+
+def test_default_schedule_gives_small_sets_more_epochs() -> None:
+    """Epochs follow from the optimizer-step budget unless given; patience is a fifth of them."""
+    config = TrainConfig()  # batch 16, 6000 steps, at least 200 epochs
+    assert config.schedule(59) == (1500, 300)  # 4 steps per epoch (the last batch of 11)
+    assert config.schedule(17) == (6000, 1200)  # a batch of 16; the single frame left is skipped
+    assert config.schedule(10_000) == (200, 40)  # large sets: the floor of 200 epochs
+    assert TrainConfig(epochs=60, patience=7).schedule(59) == (60, 7)
+    assert TrainConfig(epochs=60).schedule(59) == (60, 12)
+    with pytest.raises(ValueError, match="patience"):
+        TrainConfig(patience=0)

@@ -14,8 +14,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("data", help="labelled extxyz file (hybridff label)")
     parser.add_argument("-o", "--output", required=True, help="model file to write (.pt)")
     parser.add_argument("--val-fraction", type=float, default=0.1)
-    parser.add_argument("--epochs", type=int, default=200)
-    parser.add_argument("--patience", type=int, default=40, help="early-stopping patience, epochs")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="training epochs per member (default: enough for --min-steps "
+                        "optimizer steps, at least 200)")
+    parser.add_argument("--min-steps", type=int, default=6000,
+                        help="optimizer steps per member when --epochs is not given")
+    parser.add_argument("--patience", type=int, default=None,
+                        help="early-stopping patience, epochs (default: a fifth of the epochs)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=2e-3, help="learning rate")
     parser.add_argument("--seed", type=int, default=0)
@@ -43,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(args.threads)
     hidden = tuple(int(h) for h in args.hidden.split(",") if h.strip())
-    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
+    config = TrainConfig(epochs=args.epochs, min_steps=args.min_steps,
+                         batch_size=args.batch_size, learning_rate=args.lr,
                          val_fraction=args.val_fraction, patience=args.patience, seed=args.seed,
                          ensemble=args.ensemble, hidden=hidden, cutoff=args.cutoff,
                          energy_weight=args.energy_weight, force_weight=args.force_weight,

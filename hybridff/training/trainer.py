@@ -28,15 +28,23 @@ ENERGY_TO_KCAL = units.KJ_TO_KCAL
 FORCE_TO_KCAL_A = units.KJ_PER_MOL_NM_TO_KCAL_PER_MOL_ANGSTROM
 
 
+#: the fewest epochs of an automatic schedule (TrainConfig.epochs = None)
+MIN_EPOCHS = 200
+
+
 @dataclass
 class TrainConfig:
     """Training options (lengths nm, energies kJ/mol)."""
 
-    epochs: int = 200
+    #: ``None``: enough epochs for ``min_steps`` optimizer steps, and at least ``MIN_EPOCHS``
+    epochs: int | None = None
     batch_size: int = 16
     learning_rate: float = 2e-3
     val_fraction: float = 0.1
-    patience: int = 40
+    #: early-stopping patience in epochs; ``None``: a fifth of the epochs
+    patience: int | None = None
+    #: with ``epochs=None``: optimizer steps per member (small sets then get more epochs)
+    min_steps: int = 6000
     seed: int = 0
     ensemble: int = 1
     hidden: tuple[int, ...] = (32, 32)
@@ -50,8 +58,24 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
-        if self.ensemble < 1 or self.epochs < 1 or self.batch_size < 1:
+        if self.ensemble < 1 or self.batch_size < 1 or (self.epochs is not None and self.epochs < 1):
             raise ValueError("ensemble, epochs and batch_size must be >= 1")
+        if self.patience is not None and self.patience < 1:
+            raise ValueError(f"patience must be >= 1, got {self.patience}")
+
+    def schedule(self, n_train: int) -> tuple[int, int]:
+        """(epochs, early-stopping patience) for ``n_train`` training frames.
+
+        Small sets take few optimizer steps per epoch, and a fixed epoch count left them
+        under-trained (paracetamol, GFN2-xTB, 65 frames: held-out force RMSE 4.61 kcal/mol/A
+        after 200 epochs, 3.55 after 800), so by default the epochs follow from ``min_steps``.
+        """
+        per_epoch = max(1, n_train // self.batch_size + (n_train % self.batch_size >= 2))
+        epochs = self.epochs
+        if epochs is None:
+            epochs = max(MIN_EPOCHS, math.ceil(self.min_steps / per_epoch))
+        patience = self.patience if self.patience is not None else max(1, epochs // 5)
+        return epochs, patience
 
 
 @dataclass
@@ -157,7 +181,8 @@ def _fit_member(
     has_val = data["val_energy"].shape[0] > 0
     keys = [name for name in ("pos", "feats", "jac", "energy", "forces") if name in data]
     best = (math.inf, copy.deepcopy(member.state_dict()), 0)
-    bar = _progress(range(config.epochs), config.progress, f"member {k + 1}/{config.ensemble}")
+    epochs, patience = config.schedule(n_train)
+    bar = _progress(range(epochs), config.progress, f"member {k + 1}/{config.ensemble}")
     for epoch in bar:
         order = torch.randperm(n_train, generator=gen)
         for start in range(0, n_train, config.batch_size):
@@ -181,11 +206,11 @@ def _fit_member(
             bar.set_postfix(
                 val_force_rmse=f"{math.sqrt(float(f_mse)) * FORCE_TO_KCAL_A:.3f}", refresh=False
             )
-        if epoch - best[2] >= config.patience:
+        if epoch - best[2] >= patience:
             logger.info("member %d: early stop at epoch %d (best %d)", k, epoch, best[2])
             break
     member.load_state_dict(best[1])
-    return {"best_epoch": best[2], "best_val_loss": best[0]}
+    return {"best_epoch": best[2], "best_val_loss": best[0], "epochs": epochs, "patience": patience}
 
 
 def _progress(iterable: Any, enabled: bool, desc: str) -> Any:
