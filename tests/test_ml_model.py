@@ -48,6 +48,18 @@ def _energy(model, pos, box=None) -> float:
         return float(model(torch.tensor(pos), species, b))
 
 
+def _numeric_forces(model, pos: np.ndarray, box=None, h: float = 1e-5) -> np.ndarray:
+    """-dE/dx by central differences (nm, kJ/mol)."""
+    numeric = np.zeros_like(pos)
+    for i in range(pos.shape[0]):
+        for k in range(3):
+            plus, minus = pos.copy(), pos.copy()
+            plus[i, k] += h
+            minus[i, k] -= h
+            numeric[i, k] = -(_energy(model, plus, box) - _energy(model, minus, box)) / (2 * h)
+    return numeric
+
+
 @pytest.mark.parametrize("scripted", [False, True])
 @pytest.mark.parametrize("periodic", [False, True])
 def test_forces_match_finite_differences(scripted: bool, periodic: bool) -> None:
@@ -61,14 +73,7 @@ def test_forces_match_finite_differences(scripted: bool, periodic: bool) -> None
     b = None if box is None else torch.tensor(box)
     _, forces = energies_and_forces(model, torch.tensor(pos)[None], species, b)
     forces = forces[0].numpy()
-    h = 1e-5
-    numeric = np.zeros_like(pos)
-    for i in range(pos.shape[0]):
-        for k in range(3):
-            plus, minus = pos.copy(), pos.copy()
-            plus[i, k] += h
-            minus[i, k] -= h
-            numeric[i, k] = -(_energy(model, plus, box) - _energy(model, minus, box)) / (2 * h)
+    numeric = _numeric_forces(model, pos, box)
     assert np.abs(forces).max() > 1.0  # a non-trivial model
     np.testing.assert_allclose(forces, numeric, rtol=1e-6, atol=1e-6)
 
@@ -235,12 +240,5 @@ def test_bounded_forces_match_finite_differences_in_the_tail() -> None:
     tail = (raw > member.atom_energy_high[species]) | (raw < member.atom_energy_low[species])
     assert bool(tail.any()), "the test geometry must put some atom in the bound's tail"
     _, forces = energies_and_forces(scripted, torch.tensor(pos)[None], species)
-    h = 1e-5
-    numeric = np.zeros_like(pos)
-    for i in range(pos.shape[0]):
-        for k in range(3):
-            plus, minus = pos.copy(), pos.copy()
-            plus[i, k] += h
-            minus[i, k] -= h
-            numeric[i, k] = -(_energy(scripted, plus) - _energy(scripted, minus)) / (2 * h)
+    numeric = _numeric_forces(scripted, pos)
     np.testing.assert_allclose(forces[0].numpy(), numeric, rtol=1e-6, atol=1e-6)
