@@ -199,7 +199,7 @@ def test_label_cli_options(tmp_path, capsys) -> None:
     out = str(tmp_path / "x.xyz")
     with pytest.raises(SystemExit):
         main(["label", NMA, "--n", "1", "-o", out, "--torsion-fraction", "2"])
-    assert "a fraction must be from 0 to 1, got 2" in capsys.readouterr().err
+    assert "a fraction must be 0 to 1, got 2" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["label", NMA, "--n", "1", "-o", out, "--sampler", "torsions"])
     assert "invalid choice: 'torsions'" in capsys.readouterr().err

@@ -12,6 +12,7 @@ import importlib
 import logging
 import os
 import sys
+from collections.abc import Callable
 
 from hybridff import __version__
 from hybridff.exceptions import HybridFFError
@@ -26,6 +27,22 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("hybridff.cli.simulate", "run MM or hybrid molecular dynamics"),
     "bench": ("hybridff.cli.bench", "run the benchmarks and print measured ratios"),
 }
+
+
+def number_in(low: float, high: float, what: str, unit: str = "") -> Callable[[str], float]:
+    """An argparse ``type`` accepting a number from ``low`` to ``high`` (``what``: its name in
+    the error, e.g. "a fraction"; ``unit`` follows the bounds, e.g. " degrees")."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} is a number, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{what} must be {low:g} to {high:g}{unit}, got {text}")
+        return value
+
+    return parse
 
 
 def _available() -> dict[str, tuple[str, str]]:

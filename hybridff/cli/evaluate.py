@@ -12,6 +12,8 @@ import argparse
 import json
 from pathlib import Path
 
+from hybridff.cli import number_in
+
 HELP = "compare MM and hybrid against QM on labelled frames"
 
 
@@ -33,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        metavar=("I", "J", "K", "L"),
                        help="dihedral to scan, 0-based atom indices (repeat for several); "
                        "default: one per rotatable bond between heavy atoms")
-    plots.add_argument("--scan-step", type=_scan_step, default=None, metavar="DEG",
+    plots.add_argument("--scan-step", type=number_in(1.0, 120.0, "a scan step", " degrees"), default=None, metavar="DEG",
                        help="scan step in degrees (default 15)")
     plots.add_argument("--scan-qm", default=None, metavar="METHOD",
                        help="QM reference on the scan geometries: xtb or dft (default: none)")
@@ -41,16 +43,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 #: degrees between the points of a torsion scan unless --scan-step says otherwise
 DEFAULT_SCAN_STEP = 15.0
-
-
-def _scan_step(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"a scan step is a number of degrees, got {text!r}") from None
-    if not 1.0 <= value <= 120.0:
-        raise argparse.ArgumentTypeError(f"a scan step must be 1 to 120 degrees, got {text}")
-    return value
 
 
 def run(args: argparse.Namespace) -> int:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 
+from hybridff.cli import number_in
+
 HELP = "sample conformations and compute QM energies/forces"
 #: threads per QM calculation unless --threads says otherwise
 DEFAULT_THREADS = 1
@@ -26,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sampler", default=None, choices=SAMPLER_NAMES,
                         help="conformation sampler (default: the one recorded in OUTPUT when "
                              "continuing it, else mixed)")
-    parser.add_argument("--torsion-fraction", type=_fraction, default=None, metavar="F",
+    parser.add_argument("--torsion-fraction", type=number_in(0.0, 1.0, "a fraction"), default=None, metavar="F",
                         help="mixed sampler: share of torsion frames, 0 to 1 (default: the "
                              "file's when continuing it, else 0.5)")
     parser.add_argument("--charges", default=None,
@@ -37,16 +39,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="OpenMP/BLAS threads of the QM engine (sets OMP_NUM_THREADS, "
                         "OPENBLAS_NUM_THREADS, MKL_NUM_THREADS unless already set)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"a fraction is a number from 0 to 1, got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"a fraction must be from 0 to 1, got {text}")
-    return value
 
 
 def run(args: argparse.Namespace) -> int:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import argparse
 
+from hybridff.cli import number_in
+
 HELP = "train the ML correction on QM-minus-MM residuals"
 
 
@@ -13,7 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("molecule", help="molecule file (SDF/mol2) or SMILES, atom order of DATA")
     parser.add_argument("data", help="labelled extxyz file (hybridff label)")
     parser.add_argument("-o", "--output", required=True, help="model file to write (.pt)")
-    parser.add_argument("--val-fraction", type=float, default=0.1)
+    parser.add_argument("--val-fraction", type=number_in(0.0, 0.9, "a validation fraction"),
+                        default=0.1, help="share of the frames held out for early stopping")
     parser.add_argument("--epochs", type=int, default=None,
                         help="training epochs per member (default: enough for --min-steps "
                         "optimizer steps, at least 200)")
