@@ -32,11 +32,7 @@ from hybridff.charges.ml import ml_charges
 from hybridff.molecule import ensure_conformer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_charge_model import DEFAULT_LABELS, DEFAULT_MODEL, read_labels  # noqa: E402
-
-
-def rmse(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.sqrt(np.mean((a - b) ** 2)))
+from train_charge_model import DEFAULT_LABELS, DEFAULT_MODEL, read_labels, rmse  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

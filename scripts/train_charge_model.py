@@ -39,7 +39,12 @@ from hybridff.charges.labels import (  # noqa: E402
     label_problem,
     mol_from_label_smiles,
 )
-from hybridff.charges.ml import MIN_ENVIRONMENT_COUNT, MODEL_FORMAT, atom_environment  # noqa: E402
+from hybridff.charges.ml import (  # noqa: E402
+    MIN_ENVIRONMENT_COUNT,
+    MODEL_FORMAT,
+    atom_environment,
+    rare_atoms,
+)
 from hybridff.charges.ml_model import (  # noqa: E402
     BOND_FEATURES,
     ChargeEquilibrationNet,
@@ -242,8 +247,7 @@ def evaluate(mols, refs, preds, with_dipoles: bool, keys: list[str] | None = Non
         cpred = np.concatenate([p for p, c in zip(preds, charged, strict=True) if c])
         metrics["charged"] = {"n_molecules": int(charged.sum()), "rmse": rmse(cpred, cref)}
     if environments is not None:
-        inside = [all(environments.get(atom_environment(a), 0) >= MIN_ENVIRONMENT_COUNT
-                      for a in m.GetAtoms()) for m in mols]
+        inside = [not rare_atoms(m, environments) for m in mols]
         metrics["in_domain"] = {
             "n_molecules": int(sum(inside)),
             "rmse": rmse(np.concatenate([p for p, ok in zip(preds, inside, strict=True) if ok]),

@@ -55,6 +55,17 @@ def atom_environment(atom: Chem.Atom) -> str:
     )
 
 
+def rare_atoms(mol: Chem.Mol, seen: dict[str, int]) -> list[tuple[int, str, int]]:
+    """(atom index, environment key, training count) of each atom whose environment occurs on
+    fewer than MIN_ENVIRONMENT_COUNT training atoms (``seen``: count per key)."""
+    out = []
+    for atom in mol.GetAtoms():
+        key = atom_environment(atom)
+        if seen.get(key, 0) < MIN_ENVIRONMENT_COUNT:
+            out.append((atom.GetIdx(), key, seen.get(key, 0)))
+    return out
+
+
 def _describe_environment(key: str) -> str:
     symbol, degree, n_h, valence, charge = key.split()
     return (f"{symbol} with {degree[1:]} neighbours ({n_h[1:]} H), valence {valence[1:]}, "
@@ -115,16 +126,13 @@ class ChargeModel:
         if seen is None:
             return []
         out = []
-        for atom in mol.GetAtoms():
-            key = atom_environment(atom)
-            n = seen.get(key, 0)
-            if n < MIN_ENVIRONMENT_COUNT:
-                how = "never occurs" if n == 0 else f"occurs on only {n} atom(s)"
-                out.append(
-                    f"{atom_label(mol, atom.GetIdx())}: {_describe_environment(key)} {how} in the "
-                    "ML charge model's training set, so its charge (and its neighbours') is an "
-                    "extrapolation; check it with --method am1bcc"
-                )
+        for index, key, n in rare_atoms(mol, seen):
+            how = "never occurs" if n == 0 else f"occurs on only {n} atom(s)"
+            out.append(
+                f"{atom_label(mol, index)}: {_describe_environment(key)} {how} in the "
+                "ML charge model's training set, so its charge (and its neighbours') is an "
+                "extrapolation; check it with --method am1bcc"
+            )
         return out
 
     def predict(self, mol: Chem.Mol) -> np.ndarray:

@@ -220,18 +220,15 @@ class FusedEnsemble(MeanOfMembers):
         self.register_buffer("feature_std", torch.stack([m.feature_std for m in members]))
         self.register_buffer("energy_scale", torch.stack([m.energy_scale for m in members]))
         self.register_buffer("energy_shift", torch.stack([m.energy_shift for m in members]))
-        n_elements = len(list(members[0].networks.children()))
-        dtype = model.dtype_ref.dtype
-        if hasattr(members[0], "bounded"):  # models saved before bounds existed have none
-            self.register_buffer("bounded", torch.stack([m.bounded for m in members]).all())
-            self.register_buffer("atom_energy_low", torch.stack([m.atom_energy_low for m in members]))
-            self.register_buffer("atom_energy_high", torch.stack([m.atom_energy_high for m in members]))
-            self.register_buffer("atom_energy_width", torch.stack([m.atom_energy_width for m in members]))
-        else:
-            self.register_buffer("bounded", torch.zeros((), dtype=torch.bool))
-            self.register_buffer("atom_energy_low", torch.zeros(len(members), n_elements, dtype=dtype))
-            self.register_buffer("atom_energy_high", torch.zeros(len(members), n_elements, dtype=dtype))
-            self.register_buffer("atom_energy_width", torch.ones(len(members), n_elements, dtype=dtype))
+        has_bounds = hasattr(members[0], "bounded")  # models saved before bounds have none
+        self.register_buffer("bounded", torch.tensor(
+            has_bounds and bool(torch.stack([m.bounded for m in members]).all())))
+        shape = (len(members), len(list(members[0].networks.children())))
+        for name, default in (("atom_energy_low", 0.0), ("atom_energy_high", 0.0),
+                              ("atom_energy_width", 1.0)):
+            value = (torch.stack([getattr(m, name) for m in members]) if has_bounds
+                     else torch.full(shape, default, dtype=model.dtype_ref.dtype))
+            self.register_buffer(name, value)
         elements = []
         per_member = [list(m.networks.children()) for m in members]
         for e in range(len(per_member[0])):
