@@ -111,20 +111,9 @@ fi
 mkdir -p "$workdir"
 # pyscf's OpenMP threads for every step (hybridff's --threads sets the same variable)
 export OMP_NUM_THREADS=$threads
-timings=()
-run() {  # run NAME COMMAND...: print the command as a user would type it, run it, time it
-    local name=$1 t0=$SECONDS
-    shift
-    echo
-    echo "\$ $*"
-    "$@"
-    timings+=("$(printf '%-16s %5d s' "$name" $((SECONDS - t0)))")
-}
-start=$SECONDS
-
-echo "== 1/5 parameterize: atom types, ML charges, terms filled by analogy"
-run parameterize hybridff parameterize "$molecule" -o "$workdir/ligand.xml" \
-    --report "$workdir/ligand.json"
+# the step timer (run), the parameterize step and the summary, shared with the other loop
+source "$(dirname "${BASH_SOURCE[0]}")/_loop.sh"
+parameterize_step
 
 echo
 if [[ -n $labels ]]; then
@@ -157,34 +146,14 @@ echo "== 5/5 simulate: Langevin MD at 300 K of MM + correction (openmm-torch)"
 run simulate hybridff simulate "$molecule" --model "$workdir/model.pt" --solvent "$solvent" \
     --steps "$steps" "${md_extra[@]}" --threads 1 --no-progress -o "$workdir/md"
 
-echo
-echo "== summary"
-python - "$workdir" <<'EOF'
-import csv
-import json
+# the level of theory the labels were computed at (their qm_* keys), for the summary
+level=$(python - "$workdir/labels.xyz" <<'EOF'
 import re
 import sys
-from pathlib import Path
 
-work = Path(sys.argv[1])
-comment = (work / "labels.xyz").read_text().split("\n", 2)[1]
+comment = open(sys.argv[1]).read().split("\n", 2)[1]
 qm = dict(re.findall(r"qm_(\w+)=(\S+)", comment))
-level = f"{qm['xc']}/{qm['basis']}" if "xc" in qm and "basis" in qm else qm.get("level", "QM")
-report = json.loads((work / "evaluate.json").read_text())
-print(f"errors vs {level} on the {report['n_frames']} held-out frames "
-      "(energy RMSE, offset removed; force RMSE):")
-for key, name in (("mm", "MM alone"), ("hybrid", "MM + correction")):
-    m = report[key]
-    print(f"  {name:16s} {m['energy_rmse_kcal_mol']:7.2f} kcal/mol  "
-          f"{m['force_rmse_kcal_mol_A']:7.2f} kcal/mol/A")
-run = json.loads((work / "md" / "run.json").read_text())
-with open(work / "md" / "log.csv", newline="") as fh:
-    rows = list(csv.DictReader(fh))
-temps = [float(r["temperature_K"]) for r in rows]
-print(f"MD: {len(rows)} log rows, temperature {min(temps):.0f}-{max(temps):.0f} K, "
-      f"{run['production']['ns_per_day']:.1f} ns/day; outputs in {work / 'md'}/ "
-      "(trajectory.dcd, log.csv, final.pdb, run.json)")
+print(f"{qm['xc']}/{qm['basis']}" if "xc" in qm and "basis" in qm else qm.get("level", "QM"))
 EOF
-echo "time per step:"
-printf '  %s\n' "${timings[@]}"
-printf '  %-16s %5d s\n' total $((SECONDS - start))
+)
+summary "$level" "the {n} held-out frames"

@@ -69,20 +69,9 @@ if [[ $solvent == tip3p ]]; then md_extra+=(--box 3.0); fi
 mkdir -p "$workdir"
 # tblite's OpenMP threads for every step (hybridff's --threads sets the same variable)
 export OMP_NUM_THREADS=$threads
-timings=()
-run() {  # run NAME COMMAND...: print the command as a user would type it, run it, time it
-    local name=$1 t0=$SECONDS
-    shift
-    echo
-    echo "\$ $*"
-    "$@"
-    timings+=("$(printf '%-16s %5d s' "$name" $((SECONDS - t0)))")
-}
-start=$SECONDS
-
-echo "== 1/5 parameterize: atom types, ML charges, terms filled by analogy"
-run parameterize hybridff parameterize "$molecule" -o "$workdir/ligand.xml" \
-    --report "$workdir/ligand.json"
+# the step timer (run), the parameterize step and the summary, shared with the other loop
+source "$(dirname "${BASH_SOURCE[0]}")/_loop.sh"
+parameterize_step
 
 echo
 echo "== 2/5 label: MM frames ($sampler sampler, 500 K) with GFN2-xTB energies and forces"
@@ -107,30 +96,4 @@ echo "== 5/5 simulate: Langevin MD at 300 K of MM + correction (openmm-torch)"
 run simulate hybridff simulate "$molecule" --model "$workdir/model.pt" --solvent "$solvent" \
     --steps "$steps" "${md_extra[@]}" --threads "$threads" --no-progress -o "$workdir/md"
 
-echo
-echo "== summary"
-python - "$workdir" <<'EOF'
-import csv
-import json
-import sys
-from pathlib import Path
-
-work = Path(sys.argv[1])
-report = json.loads((work / "evaluate.json").read_text())
-print(f"errors vs GFN2-xTB on {report['n_frames']} frames of the test trajectory "
-      "(energy RMSE, offset removed; force RMSE):")
-for key, name in (("mm", "MM alone"), ("hybrid", "MM + correction")):
-    m = report[key]
-    print(f"  {name:16s} {m['energy_rmse_kcal_mol']:7.2f} kcal/mol  "
-          f"{m['force_rmse_kcal_mol_A']:7.2f} kcal/mol/A")
-run = json.loads((work / "md" / "run.json").read_text())
-with open(work / "md" / "log.csv", newline="") as fh:
-    rows = list(csv.DictReader(fh))
-temps = [float(r["temperature_K"]) for r in rows]
-print(f"MD: {len(rows)} log rows, temperature {min(temps):.0f}-{max(temps):.0f} K, "
-      f"{run['production']['ns_per_day']:.1f} ns/day; outputs in {work / 'md'}/ "
-      "(trajectory.dcd, log.csv, final.pdb, run.json)")
-EOF
-echo "time per step:"
-printf '  %s\n' "${timings[@]}"
-printf '  %-16s %5d s\n' total $((SECONDS - start))
+summary GFN2-xTB "{n} frames of the test trajectory"
