@@ -60,9 +60,9 @@ def main() -> None:
     parser.add_argument("--min-steps", type=int, default=TrainConfig.min_steps)
     parser.add_argument("--jobs", type=int, default=2,
                         help="train the hybrid and the ML-only model side by side (1: in turn)")
-    parser.add_argument("--energy-weight", type=float, default=1.0)
-    parser.add_argument("--cutoff", type=float, default=0.5)
-    parser.add_argument("--hidden", default="32,32")
+    parser.add_argument("--energy-weight", type=float, default=TrainConfig.energy_weight)
+    parser.add_argument("--cutoff", type=float, default=TrainConfig.cutoff)
+    parser.add_argument("--hidden", default=",".join(str(h) for h in TrainConfig.hidden))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("-o", "--output", required=True, help="work folder (models, splits, JSON)")
     args = parser.parse_args()

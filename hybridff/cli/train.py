@@ -30,9 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ensemble", type=int, default=1, help="number of ensemble members K")
     parser.add_argument("--cutoff", type=float, default=0.5, help="descriptor cutoff, nm")
     parser.add_argument("--hidden", default="32,32", help="hidden layer widths, comma separated")
-    parser.add_argument("--energy-weight", type=float, default=1.0,
+    parser.add_argument("--energy-weight", type=float, default=0.03,
                         help="weight of the energy term of the loss (each term is normalised by "
-                        "the variance of its targets)")
+                        "the variance of its targets; forces weigh 1)")
     parser.add_argument("--force-weight", type=float, default=1.0,
                         help="weight of the force term of the loss")
     parser.add_argument("--charges", default=None,

@@ -49,7 +49,9 @@ class TrainConfig:
     ensemble: int = 1
     hidden: tuple[int, ...] = (32, 32)
     cutoff: float = 0.5
-    energy_weight: float = 1.0
+    #: force-heavy by default: a frame gives one energy but 3N force components, and with
+    #: equal weights the few energies were overfitted (docs/ml-correction.md, "Loss weights")
+    energy_weight: float = 0.03
     force_weight: float = 1.0
     progress: bool = True
     #: precompute descriptor Jacobians once (much faster epochs) when they fit in this many MB
