@@ -638,7 +638,7 @@ against a mean AM1-BCC dipole of {dip['mean_am1bcc_magnitude_debye']:.2f} D.
     nice -n 10 python scripts/make_charge_labels.py --out labels/am1bcc_labels.jsonl --source wehi --limit 399
     python scripts/make_charge_labels.py --out labels/am1bcc_labels.jsonl \\
         --pack hybridff/resources/am1bcc_labels.jsonl.gz
-    python scripts/train_charge_model.py      # writes the model file and this page (~30 min, 1 thread)
+    python scripts/train_charge_model.py      # writes the model file and this page (~60 min, 1 thread)
     python scripts/train_charge_model.py --reevaluate   # recompute metrics of the model file
     python benchmarks/bench_charges.py --n 100
     python scripts/charge_dipole_check.py --write-docs     # needs pyscf
@@ -664,8 +664,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--epochs", type=int, default=50)
-    p.add_argument("--patience", type=int, default=15)
+    p.add_argument("--epochs", type=int, default=150)
+    p.add_argument("--patience", type=int, default=40)
     p.add_argument("--reevaluate", action="store_true",
                    help="recompute the test metrics of an existing --model file (same test keys), "
                         "store them in its metadata and rewrite the docs")

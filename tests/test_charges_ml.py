@@ -51,10 +51,10 @@ LABELS = Path(__file__).resolve().parents[1] / "hybridff" / "resources" / "am1bc
 REFERENCE_SMILES = ["CCO", "CC(=O)[O-]", "C[NH3+]", "[NH3+]CC(=O)[O-]", "CC(=O)Nc1ccc(O)cc1",
                     "O=S(=O)([O-])c1ccccc1", "NC(N)=[NH2+]", "FC(F)(F)c1ccc(Cl)cc1Br", "CP(=O)(O)O"]
 #: Held-out RMSE the shipped model must stay under on the 50-molecule test sample (e). The goal
-#: is 0.02 e and is NOT met on the whole test set: 0.0256 e over 604 molecules (0.0223 e without
-#: one hypervalent-P outlier, see docs/charges.md); this sample measured 0.0237 e. The limit is
-#: that level plus a small margin, so a regression shows while the goal stays honest.
-HELD_OUT_RMSE_LIMIT = 0.026
+#: is 0.02 e; on the whole test set (597 molecules) the shipped model gives 0.0223 e, 0.0179 e
+#: on the 596 without an applicability warning (docs/charges.md); this sample measured 0.0200 e.
+#: The limit is that level plus a small margin, so a regression shows.
+HELD_OUT_RMSE_LIMIT = 0.022
 
 
 @pytest.mark.parametrize(
