@@ -43,20 +43,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true")
 
 
+def config_from_args(args: argparse.Namespace):  # -> TrainConfig (imported lazily: torch)
+    """The trainer's options from parsed ``hybridff train`` arguments."""
+    from hybridff.training.trainer import TrainConfig
+
+    hidden = tuple(int(h) for h in args.hidden.split(",") if h.strip())
+    return TrainConfig(epochs=args.epochs, min_steps=args.min_steps,
+                       batch_size=args.batch_size, learning_rate=args.lr,
+                       val_fraction=args.val_fraction, patience=args.patience, seed=args.seed,
+                       ensemble=args.ensemble, hidden=hidden, cutoff=args.cutoff,
+                       energy_weight=args.energy_weight, force_weight=args.force_weight,
+                       progress=not args.no_progress)
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from hybridff.training.trainer import TrainConfig
     from hybridff.training.workflow import train
 
     torch.set_num_threads(args.threads)
-    hidden = tuple(int(h) for h in args.hidden.split(",") if h.strip())
-    config = TrainConfig(epochs=args.epochs, min_steps=args.min_steps,
-                         batch_size=args.batch_size, learning_rate=args.lr,
-                         val_fraction=args.val_fraction, patience=args.patience, seed=args.seed,
-                         ensemble=args.ensemble, hidden=hidden, cutoff=args.cutoff,
-                         energy_weight=args.energy_weight, force_weight=args.force_weight,
-                         progress=not args.no_progress)
+    config = config_from_args(args)
     meta = train(args.molecule, args.data, args.output, config, charge_method=args.charges,
                  ml_only=args.ml_only)
     what = "QM - MM residual" if not args.ml_only else "QM (ML-only)"
