@@ -12,7 +12,7 @@ geometry relaxation: ``--optimize`` for the full recipe). Results are appended t
 (resumable: finished and failed keys are skipped on restart; failures are recorded with the
 error). Smallest molecules go first so that a run cut short still covers the most molecules.
 
-    nice -n 10 python scripts/make_charge_labels.py --out labels/am1bcc_labels.jsonl
+    nice -n 10 python scripts/make_charge_labels.py --out labels/am1bcc_labels.jsonl --workers 2
     python scripts/make_charge_labels.py --out labels/am1bcc_labels.jsonl --pack \
         hybridff/resources/am1bcc_labels.jsonl.gz
 
@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import multiprocessing
 import os
 import signal
 import sys
@@ -61,7 +62,18 @@ BASE_SMARTS = (
     # amidine / guanidine: protonate the imine N
     "[NX2;H1,H0;+0;!$(N[a]);!$(N[!#6;!#1])]=[CX3;!a]([#7X3;!$(N[#6]=[#8,#16])])",
 )
+#: label sources (see :func:`build_jobs`)
+SOURCES = ("nci", "wehi", "wehi-all")
+
+#: aromatic bases, most basic kind first: SMARTS whose first atom is the ring N to protonate
+#: (``wehi-all`` only, variant ``arcation``, so that charged aromatic rings are learned too)
+AROMATIC_BASE_SMARTS = (
+    "[nX2;+0]:[c,n]-[NX3;H2,H1,H0;+0;!$(N[#6]=[#8,#16]);!$(N[!#6;!#1])]",  # 2-aminopyridine-like
+    "[nX2;+0;r5]:[c,n]:[nX3;r5]",  # imidazole-like
+    "[nX2;+0;r6]",  # pyridine-like
+)
 ACID_PATTERNS = [Chem.MolFromSmarts(s) for s in ACID_SMARTS]
+AROMATIC_BASE_PATTERNS = [Chem.MolFromSmarts(s) for s in AROMATIC_BASE_SMARTS]
 BASE_PATTERNS = [Chem.MolFromSmarts(s) for s in BASE_SMARTS]
 
 
@@ -139,11 +151,30 @@ def _charged(mol: Chem.Mol, acids: list[int], bases: list[int]) -> Chem.Mol | No
     return Chem.MolFromSmiles(Chem.MolToSmiles(out))
 
 
-def variants(mol: Chem.Mol) -> dict[str, Chem.Mol]:
-    """The molecule as given plus rule-based protonation states (name -> molecule)."""
+def _first_aromatic_base(mol: Chem.Mol) -> int | None:
+    """The ring N of the most basic kind in :data:`AROMATIC_BASE_SMARTS` (first in atom order)."""
+    for pattern in AROMATIC_BASE_PATTERNS:
+        found = sorted(match[0] for match in mol.GetSubstructMatches(pattern))
+        if found:
+            return found[0]
+    return None
+
+
+def variants(mol: Chem.Mol, aromatic_bases: bool = False) -> dict[str, Chem.Mol]:
+    """The molecule as given plus rule-based protonation states (name -> molecule).
+
+    ``aromatic_bases`` adds ``arcation``: one aromatic ring N protonated (pyridinium,
+    imidazolium, ...).
+    """
     out = {"input": mol}
     if Chem.GetFormalCharge(mol) != 0:
         return out
+    if aromatic_bases:
+        ring_n = _first_aromatic_base(mol)
+        if ring_n is not None:
+            v = _charged(mol, [], [ring_n])
+            if v is not None:
+                out["arcation"] = v
     acids = _matches(mol, ACID_PATTERNS, 2)
     bases = _matches(mol, BASE_PATTERNS, 2)
     candidates = {}
@@ -176,8 +207,12 @@ def build_jobs(max_heavy: int, limit: int | None, source: str = "nci") -> list[t
 
     ``source`` "nci": every molecule of the NCI file (keys ``NCI<id>:<variant>``); "wehi": the
     molecules of the WEHI file with rare chemistry (:func:`has_rare_chemistry`; keys
-    ``WEHI-<id>:<variant>``).
+    ``WEHI-<id>:<variant>``); "wehi-all": every molecule of the WEHI file (same keys, so the
+    rare-chemistry labels already made are not redone), with aromatic bases protonated as well
+    (variant ``arcation``).
     """
+    if source not in SOURCES:
+        raise ValueError(f"unknown source {source!r}; expected one of {SOURCES}")
     jobs = []
     seen: set[str] = set()
     entries = read_nci() if source == "nci" else read_wehi()
@@ -186,7 +221,7 @@ def build_jobs(max_heavy: int, limit: int | None, source: str = "nci") -> list[t
         if mol is None or (source == "wehi" and not has_rare_chemistry(mol)):
             continue
         prefix = f"NCI{mol_id}" if source == "nci" else mol_id
-        for name, v in variants(mol).items():
+        for name, v in variants(mol, aromatic_bases=source == "wehi-all").items():
             can = Chem.MolToSmiles(v)
             if can in seen:
                 continue
@@ -218,6 +253,19 @@ def label_one(smiles: str, timeout: float, optimize: bool) -> dict:
         signal.alarm(0)
     smi, order = indexed_smiles(mol)
     return {"smiles": smi, "charges": [round(float(q[i]), 4) for i in order]}
+
+
+def _job(job: tuple[str, int, str, float, bool]) -> dict:
+    """Label one (key, heavy atoms, SMILES, timeout, optimize) job; failures become records."""
+    key, heavy, smi, timeout, optimize = job
+    t0 = time.perf_counter()
+    try:
+        rec = label_one(smi, timeout, optimize)
+    except _Timeout:
+        return {"key": key, "input": smi, "error": "timeout"}
+    except Exception as exc:  # record every failure, keep going
+        return {"key": key, "input": smi, "error": f"{type(exc).__name__}: {str(exc)[-300:]}"}
+    return {"key": key, "heavy": heavy, "seconds": round(time.perf_counter() - t0, 2), **rec}
 
 
 def done_keys(*paths: Path) -> set[str]:
@@ -257,12 +305,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("labels/am1bcc_labels.jsonl"))
     parser.add_argument("--max-heavy", type=int, default=40)
-    parser.add_argument("--limit", type=int, default=None, help="only the first N (smallest) jobs")
+    parser.add_argument("--limit", type=int, default=None,
+                        help="only the first N jobs still to do (smallest first)")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per molecule")
     parser.add_argument("--optimize", action="store_true", help="AM1 geometry relaxation in sqm")
-    parser.add_argument("--source", choices=("nci", "wehi"), default="nci",
+    parser.add_argument("--source", choices=SOURCES, default="nci",
                         help="nci: RDKit's NCI first_5K set; wehi: rare chemistry (P, I, Br, unusual "
-                             "S) from RDKit's WEHI PAINS test set, to add to the same --out file")
+                             "S) from RDKit's WEHI PAINS test set; wehi-all: every WEHI molecule; "
+                             "add them to the same --out file")
+    parser.add_argument("--charged-first", action="store_true",
+                        help="label the charged protonation variants before the molecules as given "
+                             "(smallest first within each), so a run cut short covers them")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="molecules labelled in parallel (one sqm process each)")
     parser.add_argument("--pack", type=Path, default=None, help="only write the packed .jsonl.gz")
     args = parser.parse_args(argv)
     RDLogger.DisableLog("rdApp.*")
@@ -276,31 +331,26 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     failures = args.out.with_name(args.out.stem + ".failures.jsonl")
     skip = done_keys(args.out, failures)
-    jobs = [j for j in build_jobs(args.max_heavy, args.limit, args.source) if j[1] not in skip]
+    jobs = [j for j in build_jobs(args.max_heavy, None, args.source) if j[1] not in skip]
+    if args.charged_first:
+        jobs.sort(key=lambda j: (j[1].endswith(":input"), j[0], j[1]))
+    jobs = jobs[: args.limit] if args.limit else jobs
     print(f"{len(skip)} done before, {len(jobs)} to do", flush=True)
     n_ok = n_fail = 0
-    with open(args.out, "a") as out, open(failures, "a") as bad:
-        bar = tqdm(jobs, mininterval=10, file=sys.stdout)
-        for heavy, key, smi in bar:
-            t0 = time.perf_counter()
-            try:
-                rec = label_one(smi, args.timeout, args.optimize)
-            except _Timeout:
+    work = [(key, heavy, smi, args.timeout, args.optimize) for heavy, key, smi in jobs]
+    with open(args.out, "a") as out, open(failures, "a") as bad, \
+            multiprocessing.Pool(max(1, args.workers)) as pool:
+        bar = tqdm(pool.imap_unordered(_job, work), total=len(work), mininterval=10, file=sys.stdout)
+        for rec in bar:
+            if "error" in rec:
                 n_fail += 1
-                bad.write(json.dumps({"key": key, "input": smi, "error": "timeout"}) + "\n")
-                bad.flush()
-                continue
-            except Exception as exc:  # record every failure, keep going
-                n_fail += 1
-                msg = f"{type(exc).__name__}: {str(exc)[-300:]}"
-                bad.write(json.dumps({"key": key, "input": smi, "error": msg}) + "\n")
+                bad.write(json.dumps(rec) + "\n")
                 bad.flush()
                 continue
             n_ok += 1
-            rec = {"key": key, "heavy": heavy, "seconds": round(time.perf_counter() - t0, 2), **rec}
             out.write(json.dumps(rec) + "\n")
             out.flush()
-            bar.set_postfix(ok=n_ok, failed=n_fail, heavy=heavy, refresh=False)
+            bar.set_postfix(ok=n_ok, failed=n_fail, heavy=rec["heavy"], refresh=False)
     print(f"finished: {n_ok} labelled, {n_fail} failed (see {failures})", flush=True)
     return 0
 
