@@ -3,10 +3,10 @@
     python scripts/train_charge_model.py                       # labels shipped with hybridff
     python scripts/train_charge_model.py --labels labels/am1bcc_labels.jsonl
 
-Seeded and reproducible on one machine (CPU, one thread). The NCI molecules are split by
-Bemis-Murcko scaffold (all protonation variants of one NCI molecule share a group) into
-train/validation/test; molecules from other sources (``WEHI-...`` keys: rare chemistry from
-RDKit's WEHI set) only add to training, and are left out when their scaffold is in the
+Seeded and reproducible on one machine (CPU, ``--threads 1``, the default). The NCI molecules
+are split by Bemis-Murcko scaffold (all protonation variants of one NCI molecule share a group)
+into train/validation/test; molecules from other sources (``WEHI-...`` keys: drug-like
+molecules of RDKit's WEHI set) only add to training, and are left out when their scaffold is in the
 validation or test set. K ensemble members (``--members``) train together from independent
 initializations; each keeps the weights of its best epoch on the validation RMSE. The test set
 is only used for the metrics written into the model file and the docs.
@@ -275,7 +275,7 @@ def train(args: argparse.Namespace) -> None:
     """The whole training run."""
     RDLogger.DisableLog("rdApp.*")
     torch.manual_seed(args.seed)
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     records = read_labels(args.labels)
     elements = list(SUPPORTED_ELEMENTS)
     mols, graphs, targets, kept = [], [], [], []
@@ -573,10 +573,12 @@ relaxation; the benchmark below measures how much the two recipes differ). Molec
 elements {", ".join(SUPPORTED_ELEMENTS)}, at most 40 heavy atoms, smallest first, plus
 rule-based protonation variants (carboxylic/sulfonic/phosphonic acids -> anions, aliphatic
 amines and amidines/guanidines -> cations, both -> zwitterions, up to two sites). Added
-for rare chemistry: molecules of RDKit's WEHI set (`rdkit/Data/Pains/test_data/wehi_mols.csv`)
-with P, I, Br or uncommon S (sulfoxides, ...) and their protonation variants, smallest
-first (`--source wehi --limit 399`, the run cut short for time); they only add to training,
-and are left out when their scaffold is in the validation or test set. Labels:
+to training: the molecules of RDKit's WEHI screening set (`rdkit/Data/Pains/test_data/wehi_mols.csv`,
+10,000 drug-like molecules; first those with P, I, Br or uncommon S, `--source wehi`, then
+all, `--source wehi-all`) with the same protonation variants plus one aromatic ring N
+protonated (`arcation`: 2-aminopyridine-like, then imidazole-like, then pyridine-like N), charged variants
+first and then smallest first; they only add to training, and are left out when their
+scaffold is in the validation or test set. Labels:
 `hybridff/resources/am1bcc_labels.jsonl.gz` (SMILES with explicit hydrogens in charge order):
 {label_composition(args.labels)}{check_text}
 
@@ -634,8 +636,10 @@ against a mean AM1-BCC dipole of {dip['mean_am1bcc_magnitude_debye']:.2f} D.
 ## Reproduce
 
     export PATH=/path/to/venv/bin:$PATH        # antechamber and sqm
-    nice -n 10 python scripts/make_charge_labels.py --out labels/am1bcc_labels.jsonl   # resumable
+    nice -n 10 python scripts/make_charge_labels.py --out labels/am1bcc_labels.jsonl --workers 2  # resumable
     nice -n 10 python scripts/make_charge_labels.py --out labels/am1bcc_labels.jsonl --source wehi --limit 399
+    nice -n 10 python scripts/make_charge_labels.py --out labels/am1bcc_labels.jsonl --source wehi-all \
+        --charged-first --workers 2
     python scripts/make_charge_labels.py --out labels/am1bcc_labels.jsonl \\
         --pack hybridff/resources/am1bcc_labels.jsonl.gz
     python scripts/train_charge_model.py      # writes the model file and this page (~60 min, 1 thread)
@@ -665,6 +669,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--epochs", type=int, default=150)
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads (1 is bit-reproducible on one machine; more is faster)")
     p.add_argument("--patience", type=int, default=40)
     p.add_argument("--reevaluate", action="store_true",
                    help="recompute the test metrics of an existing --model file (same test keys), "
