@@ -91,26 +91,41 @@ def is_nci(key: str) -> bool:
 
 
 def split_with_extras(
-    records: list[dict], mols: list[Chem.Mol], seed: int
-) -> tuple[list[int], list[int], list[int], list[int]]:
-    """Indices of train/val/test/left out. The NCI records are split by :func:`scaffold_split`
-    (unchanged by the presence of other records); other records go to training unless their
-    scaffold is one of the validation or test scaffolds, then they are left out."""
+    records: list[dict], mols: list[Chem.Mol], seed: int, external_fraction: float = 0.0
+) -> tuple[list[int], list[int], list[int], list[int], list[int]]:
+    """Indices of train/val/test/left out/external test.
+
+    The NCI records are split by :func:`scaffold_split` (unchanged by the presence of other
+    records). Other records whose scaffold is one of the NCI validation or test scaffolds are
+    left out. Of the rest, whole scaffold groups (variants with their parent) whose ring
+    scaffold occurs nowhere in the NCI set form an external test set of about
+    ``external_fraction`` of them (seeded); everything else goes to training.
+    """
     nci = [i for i, r in enumerate(records) if is_nci(r["key"])]
     tr, va, te = scaffold_split([records[i] for i in nci], [mols[i] for i in nci], seed)
     tr, va, te = [nci[i] for i in tr], [nci[i] for i in va], [nci[i] for i in te]
     held_out = {scaffold_of(mols[i]) for i in va + te}
-    left_out = []
+    nci_scaffolds = {scaffold_of(mols[i]) for i in nci}
+    left_out, other = [], []
     for i, rec in enumerate(records):
         if not is_nci(rec["key"]):
-            (left_out if scaffold_of(mols[i]) in held_out else tr).append(i)
-    return sorted(tr), va, te, left_out
+            (left_out if scaffold_of(mols[i]) in held_out else other).append(i)
+    groups = _parent_scaffold_groups([records[i] for i in other], [mols[i] for i in other])
+    novel = sorted(g for g in groups if g and g not in nci_scaffolds)
+    random.Random(seed).shuffle(novel)
+    external: list[int] = []
+    for g in novel:
+        if len(external) >= external_fraction * len(other):
+            break
+        external += [other[i] for i in groups[g]]
+    chosen = set(external)
+    tr += [i for i in other if i not in chosen]
+    return sorted(tr), va, te, left_out, sorted(external)
 
 
-def scaffold_split(
-    records: list[dict], mols: list[Chem.Mol], seed: int, fractions=(0.8, 0.1, 0.1)
-) -> tuple[list[int], list[int], list[int]]:
-    """Indices of train/val/test; whole scaffold groups (and variant families) go together."""
+def _parent_scaffold_groups(records: list[dict], mols: list[Chem.Mol]) -> dict[str, list[int]]:
+    """Record indices grouped by the scaffold of their parent molecule (its ``:input`` variant
+    when labelled), so that all protonation variants of one molecule share a group."""
     parent_scaffold: dict[str, str] = {}
     for rec, mol in zip(records, mols, strict=True):
         parent = rec["key"].split(":")[0]
@@ -119,6 +134,14 @@ def scaffold_split(
     groups: dict[str, list[int]] = defaultdict(list)
     for i, rec in enumerate(records):
         groups[parent_scaffold[rec["key"].split(":")[0]]].append(i)
+    return groups
+
+
+def scaffold_split(
+    records: list[dict], mols: list[Chem.Mol], seed: int, fractions=(0.8, 0.1, 0.1)
+) -> tuple[list[int], list[int], list[int]]:
+    """Indices of train/val/test; whole scaffold groups (and variant families) go together."""
+    groups = _parent_scaffold_groups(records, mols)
     n = len(records)
     n_val, n_test = int(fractions[1] * n), int(fractions[2] * n)
     names = sorted(groups)
@@ -207,6 +230,15 @@ def dipole_debye(mol: Chem.Mol, q: np.ndarray) -> np.ndarray:
     return mu_e_angstrom * ANGSTROM_TO_NM / DEBYE_TO_E_NM
 
 
+def per_variant_rmse(records: list[dict], preds: list[np.ndarray]) -> dict[str, dict]:
+    """RMSE (e) and molecule count per variant kind (``input``, ``cation``, ``arcation``, ...)."""
+    errors: dict[str, list[np.ndarray]] = defaultdict(list)
+    for rec, pred in zip(records, preds, strict=True):
+        errors[rec["key"].split(":")[1]].append(pred - np.asarray(rec["charges"]))
+    return {kind: {"n_molecules": len(e), "rmse": float(np.sqrt(np.mean(np.concatenate(e) ** 2)))}
+            for kind, e in sorted(errors.items())}
+
+
 def evaluate(mols, refs, preds, with_dipoles: bool, keys: list[str] | None = None,
              environments: dict[str, int] | None = None) -> dict:
     """Held-out metrics: RMSE/MAE overall, per element, charged subset, dipoles, outliers, and
@@ -288,7 +320,7 @@ def train(args: argparse.Namespace) -> None:
         targets.append(np.asarray(rec["charges"], dtype=np.float64))
         kept.append(rec)
     records = kept
-    tr, va, te, left_out = split_with_extras(records, mols, args.split_seed)
+    tr, va, te, left_out, ext = split_with_extras(records, mols, args.split_seed, args.external_fraction)
     # the split is made on all records (so the held-out molecules do not depend on the label
     # check); records whose labels fail the check are then dropped from every part
     rejected = {}
@@ -297,9 +329,9 @@ def train(args: argparse.Namespace) -> None:
         if problem:
             rejected[records[i]["key"]] = problem
     drop = {i for i, rec in enumerate(records) if rec["key"] in rejected}
-    tr, va, te = ([i for i in part if i not in drop] for part in (tr, va, te))
+    tr, va, te, ext = ([i for i in part if i not in drop] for part in (tr, va, te, ext))
     print(f"{len(records)} labelled molecules: train {len(tr)}, val {len(va)}, test {len(te)}, "
-          f"left out {len(left_out)} (other sources with a held-out scaffold), "
+          f"external test {len(ext)}, left out {len(left_out)} (other sources with a held-out scaffold), "
           f"{len(rejected)} failing the label check", flush=True)
 
     hp = {"hidden": args.hidden, "layers": args.layers, "members": args.members, "lr": args.lr,
@@ -360,6 +392,14 @@ def train(args: argparse.Namespace) -> None:
     metrics["val_rmse"] = metrics_val["rmse"]
     metrics["best_epoch"] = best_epoch
     print(json.dumps(metrics, indent=1), flush=True)
+    metrics_ext = None
+    if ext:
+        ext_pred = predict(net, [graphs[i] for i in ext])
+        metrics_ext = evaluate([mols[i] for i in ext], [targets[i] for i in ext], ext_pred,
+                               with_dipoles=False, keys=[records[i]["key"] for i in ext],
+                               environments=environments)
+        metrics_ext["per_variant"] = per_variant_rmse([records[i] for i in ext], ext_pred)
+        print("external test:", json.dumps(metrics_ext, indent=1), flush=True)
 
     train_records = [records[i] for i in tr]
     metadata = {
@@ -371,6 +411,7 @@ def train(args: argparse.Namespace) -> None:
         "label_file": str(args.labels.relative_to(ROOT) if args.labels.is_relative_to(ROOT) else args.labels),
         "label_file_sha256": hashlib.sha256(args.labels.read_bytes()).hexdigest(),
         "n_molecules": {"train": len(tr), "val": len(va), "test": len(te), "left_out": len(left_out),
+                        "external_test": len(ext),
                         "train_other_sources": sum(not is_nci(records[i]["key"]) for i in tr)},
         "training_environments": environments,
         "seed": args.seed,
@@ -378,11 +419,15 @@ def train(args: argparse.Namespace) -> None:
         "split": "NCI: Bemis-Murcko scaffold groups, 80/10/10 by molecule, seeded shuffle; other "
                  "sources: training, unless the scaffold is held out (then left out)",
         "test_keys": [records[i]["key"] for i in te],
+        "external_test_keys": [records[i]["key"] for i in ext],
+        "external_test": "WEHI molecules in whole scaffold groups whose ring scaffold occurs nowhere "
+                         "in the NCI set, never trained on",
         "label_check": {"rule": "resonance-equivalent terminal atoms within "
                                 f"{EQUIVALENT_ATOM_TOLERANCE} e (hybridff.charges.labels.label_problem)",
                         "rejected": rejected},
         "metrics_val": metrics_val,
         "metrics_test": metrics,
+        "metrics_external_test": metrics_ext,
         "torch_version": str(torch.__version__),
     }
     state = {k: v.to(torch.float32).clone() for k, v in net.state_dict().items()}
@@ -669,6 +714,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--epochs", type=int, default=150)
+    p.add_argument("--external-fraction", type=float, default=0.1,
+                   help="share of the other sources' molecules (novel scaffolds only) held out as "
+                        "an external test set")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (1 is bit-reproducible on one machine; more is faster)")
     p.add_argument("--patience", type=int, default=40)

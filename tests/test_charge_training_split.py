@@ -1,0 +1,91 @@
+"""The charge model's data split (scripts/train_charge_model.py): NCI scaffold split, WEHI extras,
+external test set."""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import sys
+from pathlib import Path
+
+import pytest
+from rdkit import Chem
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "train_charge_model.py"
+
+
+@pytest.fixture(scope="module")
+def trainer():
+    spec = importlib.util.spec_from_file_location("train_charge_model", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["train_charge_model"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _scaffolds() -> list[str]:
+    """Distinct ring scaffolds: two carbocycles joined by a chain."""
+    out = []
+    for a, b in itertools.combinations_with_replacement(range(3, 9), 2):
+        for chain in range(3):
+            out.append("C1" + "C" * (a - 2) + "C1" + "C" * chain + "C2" + "C" * (b - 2) + "C2")
+    return out
+
+
+def _records(prefix: str, smiles: list[str], cation: bool = True) -> list[dict]:
+    recs = []
+    for i, smi in enumerate(smiles):
+        recs.append({"key": f"{prefix}{i}:input", "smiles": smi + "CN"})
+        if cation:
+            recs.append({"key": f"{prefix}{i}:cation", "smiles": smi + "C[NH3+]"})
+    return recs
+
+
+def test_split(trainer):
+    scaffolds = _scaffolds()
+    assert len(set(scaffolds)) == len(scaffolds) > 60
+    for smi in scaffolds:
+        assert Chem.MolFromSmiles(smi) is not None, smi
+    nci = _records("NCI", scaffolds[:50])
+    # WEHI: ten molecules on NCI scaffolds, the rest on scaffolds that NCI lacks
+    wehi = _records("WEHI-", scaffolds[:10] + scaffolds[50:], cation=True)
+    mols_nci = [Chem.MolFromSmiles(r["smiles"]) for r in nci]
+    mols_all = [Chem.MolFromSmiles(r["smiles"]) for r in nci + wehi]
+    records = nci + wehi
+
+    alone = trainer.split_with_extras(nci, mols_nci, seed=3)
+    tr, va, te, left_out, ext = trainer.split_with_extras(records, mols_all, seed=3, external_fraction=0.3)
+    keys = [r["key"] for r in records]
+    # the NCI split does not depend on the extra records
+    for part_alone, part in zip(alone[:3], (tr, va, te), strict=True):
+        assert {keys[i] for i in part_alone} == {keys[i] for i in part if keys[i].startswith("NCI")}
+    assert not alone[3] and not alone[4]
+    # every record in exactly one part
+    parts = [tr, va, te, left_out, ext]
+    assert sorted(itertools.chain(*parts)) == list(range(len(records)))
+    scaffold = [trainer.scaffold_of(m) for m in mols_all]
+    nci_scaffolds = {scaffold[i] for i in range(len(nci))}
+    held_out = {scaffold[i] for i in va + te}
+    assert all(keys[i].startswith("WEHI-") and scaffold[i] in held_out for i in left_out)
+    # external: WEHI only, scaffolds new to NCI, variants with their parent, about the fraction
+    assert ext and all(keys[i].startswith("WEHI-") and scaffold[i] not in nci_scaffolds for i in ext)
+    parents = {keys[i].split(":")[0] for i in ext}
+    assert {keys[i] for i in ext} == {k for k in keys if k.split(":")[0] in parents}
+    others = len(wehi) - len(left_out)
+    assert 0.3 * others <= len(ext) <= 0.3 * others + 2
+    # no external scaffold in training
+    assert not {scaffold[i] for i in ext} & {scaffold[i] for i in tr}
+    # deterministic
+    assert trainer.split_with_extras(records, mols_all, seed=3, external_fraction=0.3)[4] == ext
+
+
+def test_per_variant_rmse(trainer):
+    import numpy as np
+
+    recs = [{"key": "A:input", "charges": [0.0, 0.0]}, {"key": "A:cation", "charges": [1.0, 0.0]},
+            {"key": "B:input", "charges": [0.0, 0.0]}]
+    preds = [np.array([0.1, -0.1]), np.array([1.0, 0.0]), np.array([0.0, 0.0])]
+    out = trainer.per_variant_rmse(recs, preds)
+    assert out["input"]["n_molecules"] == 2
+    assert out["input"]["rmse"] == pytest.approx(np.sqrt(0.02 / 4))
+    assert out["cation"] == {"n_molecules": 1, "rmse": 0.0}
