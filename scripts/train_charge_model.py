@@ -568,6 +568,23 @@ def write_docs(args: argparse.Namespace, meta: dict) -> None:
             f"`{w['smiles']}` (max error {w['max_abs_error']:.2f} e); without it the RMSE is "
             f"{m['rmse_without_worst_molecule']:.4f} e. Reported as measured, outlier included."
         )
+    ext_text = ""
+    ext = meta.get("metrics_external_test")
+    if ext:
+        by_variant = ", ".join(f"{kind} {v['rmse']:.4f} e ({v['n_molecules']})"
+                               for kind, v in ext["per_variant"].items())
+        ext_charged = ext.get("charged", {"n_molecules": 0, "rmse": float("nan")})
+        ext_domain = ext.get("in_domain", {})
+        ext_text = f"""
+## External test (a second library, new scaffolds)
+
+{ext['n_molecules']} molecules ({ext['n_atoms']} atoms) of RDKit's WEHI set, whole scaffold groups
+(each molecule with its protonation variants) whose ring scaffold occurs nowhere in the NCI
+set, chosen by the split seed and never trained on: RMSE **{ext['rmse']:.4f} e** (MAE
+{ext['mae']:.4f} e); {ext_domain.get('n_molecules', '-')} of them raise no applicability warning,
+RMSE {ext_domain.get('rmse', float('nan')):.4f} e. Charged molecules: {ext_charged['n_molecules']},
+RMSE {ext_charged['rmse']:.4f} e. By variant (molecules): {by_variant}.
+"""
     text = f"""# Partial charges
 
 hybridff computes partial charges with one of four methods (`hybridff charges MOL.sdf --method ...`,
@@ -629,7 +646,7 @@ scaffold is in the validation or test set. Labels:
 
 This model was trained on **{n['train']}** molecules ({n.get('train_other_sources', 0)} of them
 from the WEHI set; validation {n['val']}, test {n['test']}; {n.get('left_out', 0)} WEHI molecules
-left out for their held-out scaffold), the NCI set split by Bemis-Murcko scaffold (protonation
+left out for their held-out scaffold, {n.get('external_test', 0)} held out as the external test below), the NCI set split by Bemis-Murcko scaffold (protonation
 variants of one molecule stay together; scaffold groups larger than half the test set go to
 training only), split seed {meta['split_seed']}, training seed {meta['seed']}. Cosine learning
 rate over {hp['max_epochs']} epochs; each member keeps its best epoch on the validation RMSE.
@@ -653,7 +670,7 @@ Dipoles (neutral test molecules, {dip['n_molecules']}; both charge sets on the s
 MMFF94 conformer, about the centre of mass): mean |mu_ML - mu_AM1BCC| =
 {dip['mean_abs_vector_difference_debye']:.3f} D (median {dip['median_abs_vector_difference_debye']:.3f} D),
 against a mean AM1-BCC dipole of {dip['mean_am1bcc_magnitude_debye']:.2f} D.
-
+{ext_text}
 {notes}
 
 ## Limitations
