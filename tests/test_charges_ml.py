@@ -50,11 +50,15 @@ REFERENCE = DATA / "ml_charge_reference.json"
 LABELS = Path(__file__).resolve().parents[1] / "hybridff" / "resources" / "am1bcc_labels.jsonl.gz"
 REFERENCE_SMILES = ["CCO", "CC(=O)[O-]", "C[NH3+]", "[NH3+]CC(=O)[O-]", "CC(=O)Nc1ccc(O)cc1",
                     "O=S(=O)([O-])c1ccccc1", "NC(N)=[NH2+]", "FC(F)(F)c1ccc(Cl)cc1Br", "CP(=O)(O)O"]
-#: Held-out RMSE the shipped model must stay under on the 50-molecule test sample (e). The goal
-#: is 0.02 e; on the whole test set (597 molecules) the shipped model gives 0.0223 e, 0.0179 e
-#: on the 596 without an applicability warning (docs/charges.md); this sample measured 0.0200 e.
-#: The limit is that level plus a small margin, so a regression shows.
-HELD_OUT_RMSE_LIMIT = 0.022
+#: RMSE limits (e) for the shipped model: each is the level the model measured on that sample
+#: plus a small margin, so a regression shows (the goal is 0.02 e; docs/charges.md has the
+#: full-set numbers). The 50-molecule sample of the NCI test set measured 0.0191 e (whole test
+#: set: 0.0211 e, 0.0166 e on the 596 of 597 molecules without an applicability warning).
+HELD_OUT_RMSE_LIMIT = 0.021
+#: all 113 charged molecules of the NCI test set: measured 0.0230 e
+CHARGED_HELD_OUT_RMSE_LIMIT = 0.025
+#: 100 molecules of the external test set (WEHI, scaffolds new to NCI): measured 0.0140 e
+EXTERNAL_RMSE_LIMIT = 0.016
 
 
 @pytest.mark.parametrize(
@@ -109,16 +113,38 @@ def test_shipped_model_reproduces_stored_predictions():
         np.testing.assert_allclose(q, expected, atol=1e-6, err_msg=smiles)
 
 
-def test_held_out_accuracy_on_committed_labels():
-    model = load_charge_model()
-    test_keys = set(model.metadata["test_keys"])
+def _labels(keys: set[str]) -> list[dict]:
+    """The committed label records with these keys, in key order."""
     with gzip.open(LABELS, "rt") as fh:
-        held_out = [r for r in map(json.loads, fh) if r["key"] in test_keys]
+        return [r for r in map(json.loads, fh) if r["key"] in keys]
+
+
+def _rmse(records: list[dict]) -> float:
+    err = np.concatenate([ml_charges(mol_from_label_smiles(r["smiles"])) - r["charges"] for r in records])
+    return float(np.sqrt(np.mean(err**2)))
+
+
+def test_held_out_accuracy_on_committed_labels():
+    held_out = _labels(set(load_charge_model().metadata["test_keys"]))
     assert len(held_out) >= 50
-    sample = random.Random(0).sample(held_out, 50)
-    err = np.concatenate([ml_charges(mol_from_label_smiles(r["smiles"])) - r["charges"] for r in sample])
-    rmse = float(np.sqrt(np.mean(err**2)))
+    rmse = _rmse(random.Random(0).sample(held_out, 50))
     assert rmse < HELD_OUT_RMSE_LIMIT, f"held-out RMSE {rmse:.4f} e"
+
+
+def test_held_out_accuracy_on_charged_molecules():
+    held_out = _labels(set(load_charge_model().metadata["test_keys"]))
+    charged = [r for r in held_out if Chem.GetFormalCharge(mol_from_label_smiles(r["smiles"])) != 0]
+    assert len(charged) >= 100
+    rmse = _rmse(charged)
+    assert rmse < CHARGED_HELD_OUT_RMSE_LIMIT, f"held-out charged RMSE {rmse:.4f} e"
+
+
+def test_external_test_accuracy():
+    external = _labels(set(load_charge_model().metadata["external_test_keys"]))
+    assert len(external) >= 1000
+    assert not any(r["key"].startswith("NCI") for r in external)
+    rmse = _rmse(random.Random(0).sample(external, 100))
+    assert rmse < EXTERNAL_RMSE_LIMIT, f"external-test RMSE {rmse:.4f} e"
 
 
 def test_model_metadata_complete():
