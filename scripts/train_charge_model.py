@@ -5,11 +5,11 @@
 
 Seeded (split, initialization, batch order); the float sums in training depend on the machine
 and on ``--threads``, so a rerun elsewhere gives a model of the same accuracy, not bit-identical
-weights. The NCI molecules
-are split by Bemis-Murcko scaffold (all protonation variants of one NCI molecule share a group)
-into train/validation/test; molecules from other sources (``WEHI-...`` keys: drug-like
-molecules of RDKit's WEHI set) only add to training, and are left out when their scaffold is in the
-validation or test set. K ensemble members (``--members``) train together from independent
+weights. The NCI molecules are split by Bemis-Murcko scaffold (all protonation variants of one
+NCI molecule share a group) into train/validation/test; molecules from other sources
+(``WEHI-...`` keys: drug-like molecules of RDKit's WEHI set) are left out when their scaffold
+is in the validation or test set, form an external test set when their scaffold group is new
+to the NCI set (``--external-fraction`` of them), and otherwise add to training. K ensemble members (``--members``) train together from independent
 initializations; each keeps the weights of its best epoch on the validation RMSE. The test set
 is only used for the metrics written into the model file and the docs.
 """
@@ -103,16 +103,17 @@ def split_with_extras(
     scaffold occurs nowhere in the NCI set form an external test set of about
     ``external_fraction`` of them (seeded); everything else goes to training.
     """
+    scaffolds = [scaffold_of(m) for m in mols]
     nci = [i for i, r in enumerate(records) if is_nci(r["key"])]
-    tr, va, te = scaffold_split([records[i] for i in nci], [mols[i] for i in nci], seed)
+    tr, va, te = scaffold_split([records[i] for i in nci], [scaffolds[i] for i in nci], seed)
     tr, va, te = [nci[i] for i in tr], [nci[i] for i in va], [nci[i] for i in te]
-    held_out = {scaffold_of(mols[i]) for i in va + te}
-    nci_scaffolds = {scaffold_of(mols[i]) for i in nci}
+    held_out = {scaffolds[i] for i in va + te}
+    nci_scaffolds = {scaffolds[i] for i in nci}
     left_out, other = [], []
     for i, rec in enumerate(records):
         if not is_nci(rec["key"]):
-            (left_out if scaffold_of(mols[i]) in held_out else other).append(i)
-    groups = _parent_scaffold_groups([records[i] for i in other], [mols[i] for i in other])
+            (left_out if scaffolds[i] in held_out else other).append(i)
+    groups = _parent_scaffold_groups([records[i] for i in other], [scaffolds[i] for i in other])
     novel = sorted(g for g in groups if g and g not in nci_scaffolds)
     random.Random(seed).shuffle(novel)
     external: list[int] = []
@@ -125,14 +126,15 @@ def split_with_extras(
     return sorted(tr), va, te, left_out, sorted(external)
 
 
-def _parent_scaffold_groups(records: list[dict], mols: list[Chem.Mol]) -> dict[str, list[int]]:
-    """Record indices grouped by the scaffold of their parent molecule (its ``:input`` variant
-    when labelled), so that all protonation variants of one molecule share a group."""
+def _parent_scaffold_groups(records: list[dict], scaffolds: list[str]) -> dict[str, list[int]]:
+    """Record indices grouped by the scaffold (:func:`scaffold_of`, one per record) of their
+    parent molecule (its ``:input`` variant when labelled), so that all protonation variants of
+    one molecule share a group."""
     parent_scaffold: dict[str, str] = {}
-    for rec, mol in zip(records, mols, strict=True):
+    for rec, scaffold in zip(records, scaffolds, strict=True):
         parent = rec["key"].split(":")[0]
         if parent not in parent_scaffold or rec["key"].endswith(":input"):
-            parent_scaffold[parent] = scaffold_of(mol)
+            parent_scaffold[parent] = scaffold
     groups: dict[str, list[int]] = defaultdict(list)
     for i, rec in enumerate(records):
         groups[parent_scaffold[rec["key"].split(":")[0]]].append(i)
@@ -140,10 +142,11 @@ def _parent_scaffold_groups(records: list[dict], mols: list[Chem.Mol]) -> dict[s
 
 
 def scaffold_split(
-    records: list[dict], mols: list[Chem.Mol], seed: int, fractions=(0.8, 0.1, 0.1)
+    records: list[dict], scaffolds: list[str], seed: int, fractions=(0.8, 0.1, 0.1)
 ) -> tuple[list[int], list[int], list[int]]:
-    """Indices of train/val/test; whole scaffold groups (and variant families) go together."""
-    groups = _parent_scaffold_groups(records, mols)
+    """Indices of train/val/test; whole scaffold groups (and variant families) go together.
+    ``scaffolds``: :func:`scaffold_of` of each record's molecule."""
+    groups = _parent_scaffold_groups(records, scaffolds)
     n = len(records)
     n_val, n_test = int(fractions[1] * n), int(fractions[2] * n)
     names = sorted(groups)
@@ -419,7 +422,8 @@ def train(args: argparse.Namespace) -> None:
         "seed": args.seed,
         "split_seed": args.split_seed,
         "split": "NCI: Bemis-Murcko scaffold groups, 80/10/10 by molecule, seeded shuffle; other "
-                 "sources: training, unless the scaffold is held out (then left out)",
+                 "sources: left out when the scaffold is held out, external test for seeded "
+                 f"scaffold groups new to NCI ({args.external_fraction:g} of them), else training",
         "test_keys": [records[i]["key"] for i in te],
         "external_test_keys": [records[i]["key"] for i in ext],
         "external_test": "WEHI molecules in whole scaffold groups whose ring scaffold occurs nowhere "
