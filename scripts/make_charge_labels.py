@@ -202,7 +202,7 @@ def indexed_smiles(mol: Chem.Mol) -> tuple[str, list[int]]:
     return smi, order
 
 
-def build_jobs(max_heavy: int, limit: int | None, source: str = "nci") -> list[tuple[int, str, str]]:
+def build_jobs(max_heavy: int, source: str = "nci") -> list[tuple[int, str, str]]:
     """(heavy atoms, key, SMILES) of every molecule variant, smallest first.
 
     ``source`` "nci": every molecule of the NCI file (keys ``NCI<id>:<variant>``); "wehi": the
@@ -228,7 +228,7 @@ def build_jobs(max_heavy: int, limit: int | None, source: str = "nci") -> list[t
             seen.add(can)
             jobs.append((v.GetNumHeavyAtoms(), f"{prefix}:{name}", can))
     jobs.sort(key=lambda j: (j[0], j[1]))
-    return jobs[:limit] if limit else jobs
+    return jobs
 
 
 class _Timeout(Exception):
@@ -331,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     failures = args.out.with_name(args.out.stem + ".failures.jsonl")
     skip = done_keys(args.out, failures)
-    jobs = [j for j in build_jobs(args.max_heavy, None, args.source) if j[1] not in skip]
+    jobs = [j for j in build_jobs(args.max_heavy, args.source) if j[1] not in skip]
     if args.charged_first:
         jobs.sort(key=lambda j: (j[1].endswith(":input"), j[0], j[1]))
     jobs = jobs[: args.limit] if args.limit else jobs

@@ -72,8 +72,8 @@ def test_charged_input_gets_no_variants(labels):
 
 
 def test_sources(labels):
-    wehi = labels.build_jobs(12, None, "wehi")
-    everything = labels.build_jobs(12, None, "wehi-all")
+    wehi = labels.build_jobs(12, "wehi")
+    everything = labels.build_jobs(12, "wehi-all")
     keys = {k for _, k, _ in everything}
     assert {k for _, k, _ in wehi} < keys  # the rare-chemistry keys are kept, so not redone
     assert any(k.endswith(":arcation") for k in keys)
@@ -82,7 +82,7 @@ def test_sources(labels):
     smiles = [s for _, _, s in everything]
     assert len(smiles) == len(set(smiles))
     with pytest.raises(ValueError, match="unknown source"):
-        labels.build_jobs(12, None, "chembl")
+        labels.build_jobs(12, "chembl")
 
 
 def test_failed_job_becomes_a_record(labels):
@@ -99,7 +99,7 @@ def test_resumable_parallel_run_and_pack(labels, tmp_path):
     first = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(first) == 3
     # charged variants first: the three smallest charged jobs still to do
-    jobs = labels.build_jobs(10, None, "wehi-all")
+    jobs = labels.build_jobs(10, "wehi-all")
     charged = sorted((j for j in jobs if not j[1].endswith(":input")), key=lambda j: (j[0], j[1]))
     assert {r["key"] for r in first} == {k for _, k, _ in charged[:3]}
     for rec in first:
