@@ -6,6 +6,7 @@ after retraining, regenerate them with ``python tests/test_charges_ml.py``.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import random
@@ -113,10 +114,16 @@ def test_shipped_model_reproduces_stored_predictions():
         np.testing.assert_allclose(q, expected, atol=1e-6, err_msg=smiles)
 
 
-def _labels(keys: set[str]) -> list[dict]:
-    """The committed label records with these keys, in key order."""
+@functools.cache
+def _all_labels() -> tuple[dict, ...]:
+    """The committed label records (read once per test session)."""
     with gzip.open(LABELS, "rt") as fh:
-        return [r for r in map(json.loads, fh) if r["key"] in keys]
+        return tuple(map(json.loads, fh))
+
+
+def _labels(keys: set[str]) -> list[dict]:
+    """The committed label records with these keys, in file order."""
+    return [r for r in _all_labels() if r["key"] in keys]
 
 
 def _rmse(records: list[dict]) -> float:
