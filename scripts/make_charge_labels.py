@@ -38,6 +38,9 @@ from rdkit import Chem, RDLogger
 from rdkit.Chem.MolStandardize import rdMolStandardize
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from charge_coverage_set import coverage_molecules  # noqa: E402
 
 from hybridff.elements import SUPPORTED_ATOMIC_NUMBERS  # noqa: E402
 
@@ -63,7 +66,7 @@ BASE_SMARTS = (
     "[NX2;H1,H0;+0;!$(N[a]);!$(N[!#6;!#1])]=[CX3;!a]([#7X3;!$(N[#6]=[#8,#16])])",
 )
 #: label sources (see :func:`build_jobs`)
-SOURCES = ("nci", "wehi", "wehi-all")
+SOURCES = ("nci", "wehi", "wehi-all", "coverage")
 
 #: aromatic bases, most basic kind first: SMARTS whose first atom is the ring N to protonate
 #: (``wehi-all`` only, variant ``arcation``, so that charged aromatic rings are learned too)
@@ -209,13 +212,14 @@ def build_jobs(max_heavy: int, source: str = "nci") -> list[tuple[int, str, str]
     molecules of the WEHI file with rare chemistry (:func:`has_rare_chemistry`; keys
     ``WEHI-<id>:<variant>``); "wehi-all": every molecule of the WEHI file (same keys, so the
     rare-chemistry labels already made are not redone), with aromatic bases protonated as well
-    (variant ``arcation``).
+    (variant ``arcation``); "coverage": the generated chemistry-coverage set
+    (:mod:`charge_coverage_set`; keys ``COV-<template>-<hash>:<variant>``).
     """
     if source not in SOURCES:
         raise ValueError(f"unknown source {source!r}; expected one of {SOURCES}")
     jobs = []
     seen: set[str] = set()
-    entries = read_nci() if source == "nci" else read_wehi()
+    entries = {"nci": read_nci, "coverage": coverage_molecules}.get(source, read_wehi)()
     for mol_id, smi in entries:
         mol = clean(smi, max_heavy)
         if mol is None or (source == "wehi" and not has_rare_chemistry(mol)):
@@ -312,7 +316,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--source", choices=SOURCES, default="nci",
                         help="nci: RDKit's NCI first_5K set; wehi: rare chemistry (P, I, Br, unusual "
                              "S) from RDKit's WEHI PAINS test set; wehi-all: every WEHI molecule; "
-                             "add them to the same --out file")
+                             "coverage: generated small molecules for bonding situations those sets "
+                             "lack (scripts/charge_coverage_set.py); add them to the same --out file")
     parser.add_argument("--charged-first", action="store_true",
                         help="label the charged protonation variants before the molecules as given "
                              "(smallest first within each), so a run cut short covers them")

@@ -35,6 +35,9 @@ from rdkit.Chem.Scaffolds import MurckoScaffold
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from charge_coverage_set import TEMPLATES  # noqa: E402
 
 from hybridff.charges.labels import (  # noqa: E402
     EQUIVALENT_ATOM_TOLERANCE,
@@ -92,6 +95,11 @@ def is_nci(key: str) -> bool:
     return key.startswith("NCI")
 
 
+def is_wehi(key: str) -> bool:
+    """Whether a label key belongs to the WEHI set (the source of the external test set)."""
+    return key.startswith("WEHI")
+
+
 def split_with_extras(
     records: list[dict], mols: list[Chem.Mol], seed: int, external_fraction: float = 0.0
 ) -> tuple[list[int], list[int], list[int], list[int], list[int]]:
@@ -99,9 +107,10 @@ def split_with_extras(
 
     The NCI records are split by :func:`scaffold_split` (unchanged by the presence of other
     records). Other records whose scaffold is one of the NCI validation or test scaffolds are
-    left out. Of the rest, whole scaffold groups (variants with their parent) whose ring
-    scaffold occurs nowhere in the NCI set form an external test set of about
-    ``external_fraction`` of them (seeded); everything else goes to training.
+    left out. Of the remaining WEHI records, whole scaffold groups (variants with their parent)
+    whose ring scaffold occurs nowhere in the NCI set form an external test set of about
+    ``external_fraction`` of them (seeded); other non-WEHI records (the generated coverage
+    set) on an external scaffold are left out; everything else goes to training.
     """
     scaffolds = [scaffold_of(m) for m in mols]
     nci = [i for i, r in enumerate(records) if is_nci(r["key"])]
@@ -113,17 +122,23 @@ def split_with_extras(
     for i, rec in enumerate(records):
         if not is_nci(rec["key"]):
             (left_out if scaffolds[i] in held_out else other).append(i)
-    groups = _parent_scaffold_groups([records[i] for i in other], [scaffolds[i] for i in other])
+    wehi = [i for i in other if is_wehi(records[i]["key"])]
+    groups = _parent_scaffold_groups([records[i] for i in wehi], [scaffolds[i] for i in wehi])
     novel = sorted(g for g in groups if g and g not in nci_scaffolds)
     random.Random(seed).shuffle(novel)
     external: list[int] = []
     for g in novel:
-        if len(external) >= external_fraction * len(other):
+        if len(external) >= external_fraction * len(wehi):
             break
-        external += [other[i] for i in groups[g]]
+        external += [wehi[i] for i in groups[g]]
     chosen = set(external)
-    tr += [i for i in other if i not in chosen]
-    return sorted(tr), va, te, left_out, sorted(external)
+    # records of other sources on an external scaffold are left out too
+    external_scaffolds = {scaffolds[i] for i in external}
+    for i in other:
+        if i in chosen:
+            continue
+        (left_out if scaffolds[i] in external_scaffolds else tr).append(i)
+    return sorted(tr), va, te, sorted(left_out), sorted(external)
 
 
 def _parent_scaffold_groups(records: list[dict], scaffolds: list[str]) -> dict[str, list[int]]:
@@ -417,13 +432,15 @@ def train(args: argparse.Namespace) -> None:
         "label_file_sha256": hashlib.sha256(args.labels.read_bytes()).hexdigest(),
         "n_molecules": {"train": len(tr), "val": len(va), "test": len(te), "left_out": len(left_out),
                         "external_test": len(ext),
-                        "train_other_sources": sum(not is_nci(records[i]["key"]) for i in tr)},
+                        "train_other_sources": sum(not is_nci(records[i]["key"]) for i in tr),
+                        "train_wehi": sum(is_wehi(records[i]["key"]) for i in tr),
+                        "train_coverage": sum(records[i]["key"].startswith("COV") for i in tr)},
         "training_environments": environments,
         "seed": args.seed,
         "split_seed": args.split_seed,
         "split": "NCI: Bemis-Murcko scaffold groups, 80/10/10 by molecule, seeded shuffle; other "
-                 "sources: left out when the scaffold is held out, external test for seeded "
-                 f"scaffold groups new to NCI ({args.external_fraction:g} of them), else training",
+                 "sources: left out when the scaffold is held out; WEHI: external test for seeded "
+                 f"scaffold groups new to NCI ({args.external_fraction:g} of them); else training",
         "test_keys": [records[i]["key"] for i in te],
         "external_test_keys": [records[i]["key"] for i in ext],
         "external_test": "WEHI molecules in whole scaffold groups whose ring scaffold occurs nowhere "
@@ -497,6 +514,13 @@ def write_docs(args: argparse.Namespace, meta: dict) -> None:
     are kept."""
     m = meta["metrics_test"]
     old = args.docs.read_text() if args.docs.exists() else ""
+    n = meta["n_molecules"]
+    if "train_coverage" in n:
+        wehi_text = (f"{n['train_wehi']} of them from the WEHI set, {n['train_coverage']} from the "
+                     "coverage set")
+    else:  # a model file written before the coverage set
+        wehi_text = f"{n.get('train_other_sources', 0)} of them from the WEHI set"
+    n_templates = len(TEMPLATES)
 
     def kept(begin: str, end: str, placeholder: str) -> str:
         if begin in old and end in old:
@@ -527,7 +551,6 @@ def write_docs(args: argparse.Namespace, meta: dict) -> None:
             f"on the validation set (best epochs {', '.join(str(e) for e in val['member_best_epoch'])});"
             f" their mean {val['rmse']:.4f} e."
         )
-    n = meta["n_molecules"]
     charged = m.get("charged", {"n_molecules": 0, "rmse": float("nan")})
     dip = m["dipole_neutral"]
     goal = "meets" if m["rmse"] <= 0.02 else "does NOT yet meet"
@@ -646,12 +669,16 @@ to training: the molecules of RDKit's WEHI screening set (`rdkit/Data/Pains/test
 all, `--source wehi-all`) with the same protonation variants plus one aromatic ring N
 protonated (`arcation`: 2-aminopyridine-like, then imidazole-like, then pyridine-like N), charged variants
 first and then smallest first; they only add to training, and are left out when their
-scaffold is in the validation or test set. Labels:
+scaffold is in the validation or test set. Also added to training: a generated
+chemistry-coverage set (`--source coverage`, `scripts/charge_coverage_set.py`): small
+molecules that put bonding situations those libraries lack or rarely hold (phosphines,
+phosphonium ions, phosphoranes, ylides, sulfonium ions, sulfoximines, SF5, hypervalent and
+iodonium iodine, diazo, isocyanides, oxonium, tropylium, ...; {n_templates} templates, chosen by
+chemistry class) next to common substituents, at most 30 per template. Labels:
 `hybridff/resources/am1bcc_labels.jsonl.gz` (SMILES with explicit hydrogens in charge order):
 {label_composition(args.labels)}{check_text}
 
-This model was trained on **{n['train']}** molecules ({n.get('train_other_sources', 0)} of them
-from the WEHI set; validation {n['val']}, test {n['test']}; {n.get('left_out', 0)} WEHI molecules
+This model was trained on **{n['train']}** molecules ({wehi_text}; validation {n['val']}, test {n['test']}; {n.get('left_out', 0)} WEHI molecules
 left out for their held-out scaffold, {n.get('external_test', 0)} held out as the external test below), the NCI set split by Bemis-Murcko scaffold (protonation
 variants of one molecule stay together; scaffold groups larger than half the test set go to
 training only), split seed {meta['split_seed']}, training seed {meta['seed']}. Cosine learning

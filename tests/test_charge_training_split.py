@@ -89,3 +89,30 @@ def test_per_variant_rmse(trainer):
     assert out["input"]["n_molecules"] == 2
     assert out["input"]["rmse"] == pytest.approx(np.sqrt(0.02 / 4))
     assert out["cation"] == {"n_molecules": 1, "rmse": 0.0}
+
+
+def test_coverage_records_never_external(trainer):
+    """Generated coverage records (``COV-``) only train: the external set is the same with or
+    without them, and those on a held-out or external scaffold are left out."""
+    scaffolds = _scaffolds()
+    nci = _records("NCI", scaffolds[:50])
+    wehi = _records("WEHI-", scaffolds[50:])
+    # coverage: on every scaffold (NCI, WEHI-only and new ones) and acyclic
+    cov = _records("COV-x-", scaffolds + ["C", "CC"], cation=False)
+    base = nci + wehi
+    records = base + cov
+    mols_base = [Chem.MolFromSmiles(r["smiles"]) for r in base]
+    mols_all = [Chem.MolFromSmiles(r["smiles"]) for r in records]
+    keys = [r["key"] for r in records]
+    split_base = trainer.split_with_extras(base, mols_base, seed=5, external_fraction=0.3)
+    tr, va, te, left_out, ext = trainer.split_with_extras(records, mols_all, seed=5, external_fraction=0.3)
+    assert ext == split_base[4] and ext
+    for part_base, part in zip(split_base[:3], (tr, va, te), strict=True):
+        assert part_base == [i for i in part if i < len(base)]
+    scaffold = [trainer.scaffold_of(m) for m in mols_all]
+    blocked = {scaffold[i] for i in va + te + ext}
+    cov_idx = range(len(base), len(records))
+    assert all(keys[i].startswith("COV-") for i in cov_idx)
+    assert {i for i in cov_idx if scaffold[i] in blocked} == {i for i in cov_idx if i in left_out}
+    assert {i for i in cov_idx if scaffold[i] not in blocked} == {i for i in cov_idx if i in tr}
+    assert not {scaffold[i] for i in tr} & blocked
