@@ -95,9 +95,9 @@ def is_nci(key: str) -> bool:
     return key.startswith("NCI")
 
 
-def is_wehi(key: str) -> bool:
-    """Whether a label key belongs to the WEHI set (the source of the external test set)."""
-    return key.startswith("WEHI")
+def is_coverage(key: str) -> bool:
+    """Whether a label key belongs to the generated coverage set (never in the external test)."""
+    return key.startswith("COV-")
 
 
 def split_with_extras(
@@ -107,10 +107,11 @@ def split_with_extras(
 
     The NCI records are split by :func:`scaffold_split` (unchanged by the presence of other
     records). Other records whose scaffold is one of the NCI validation or test scaffolds are
-    left out. Of the remaining WEHI records, whole scaffold groups (variants with their parent)
-    whose ring scaffold occurs nowhere in the NCI set form an external test set of about
-    ``external_fraction`` of them (seeded); other non-WEHI records (the generated coverage
-    set) on an external scaffold are left out; everything else goes to training.
+    left out. Of the remaining WEHI records (every key but ``NCI...`` and ``COV-...``), whole
+    scaffold groups (variants with their parent) whose ring scaffold occurs nowhere in the NCI
+    set form an external test set of about ``external_fraction`` of them (seeded); generated
+    coverage records (``COV-...``) on an external scaffold are left out; everything else goes
+    to training.
     """
     scaffolds = [scaffold_of(m) for m in mols]
     nci = [i for i, r in enumerate(records) if is_nci(r["key"])]
@@ -122,7 +123,7 @@ def split_with_extras(
     for i, rec in enumerate(records):
         if not is_nci(rec["key"]):
             (left_out if scaffolds[i] in held_out else other).append(i)
-    wehi = [i for i in other if is_wehi(records[i]["key"])]
+    wehi = [i for i in other if not is_coverage(records[i]["key"])]
     groups = _parent_scaffold_groups([records[i] for i in wehi], [scaffolds[i] for i in wehi])
     novel = sorted(g for g in groups if g and g not in nci_scaffolds)
     random.Random(seed).shuffle(novel)
@@ -132,12 +133,13 @@ def split_with_extras(
             break
         external += [wehi[i] for i in groups[g]]
     chosen = set(external)
-    # records of other sources on an external scaffold are left out too
+    # coverage records on an external scaffold are left out
     external_scaffolds = {scaffolds[i] for i in external}
     for i in other:
         if i in chosen:
             continue
-        (left_out if scaffolds[i] in external_scaffolds else tr).append(i)
+        blocked = is_coverage(records[i]["key"]) and scaffolds[i] in external_scaffolds
+        (left_out if blocked else tr).append(i)
     return sorted(tr), va, te, sorted(left_out), sorted(external)
 
 
@@ -433,8 +435,9 @@ def train(args: argparse.Namespace) -> None:
         "n_molecules": {"train": len(tr), "val": len(va), "test": len(te), "left_out": len(left_out),
                         "external_test": len(ext),
                         "train_other_sources": sum(not is_nci(records[i]["key"]) for i in tr),
-                        "train_wehi": sum(is_wehi(records[i]["key"]) for i in tr),
-                        "train_coverage": sum(records[i]["key"].startswith("COV") for i in tr)},
+                        "train_wehi": sum(not is_nci(records[i]["key"])
+                                          and not is_coverage(records[i]["key"]) for i in tr),
+                        "train_coverage": sum(is_coverage(records[i]["key"]) for i in tr)},
         "training_environments": environments,
         "seed": args.seed,
         "split_seed": args.split_seed,

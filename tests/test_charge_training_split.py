@@ -96,7 +96,8 @@ def test_coverage_records_never_external(trainer):
     without them, and those on a held-out or external scaffold are left out."""
     scaffolds = _scaffolds()
     nci = _records("NCI", scaffolds[:50])
-    wehi = _records("WEHI-", scaffolds[50:])
+    # the WEHI file's ids have more than one prefix (WEHI-, CGF-, ...)
+    wehi = _records("WEHI-", scaffolds[50:58]) + _records("CGF-", scaffolds[58:])
     # coverage: on every scaffold (NCI, WEHI-only and new ones) and acyclic
     cov = _records("COV-x-", scaffolds + ["C", "CC"], cation=False)
     base = nci + wehi
@@ -107,6 +108,10 @@ def test_coverage_records_never_external(trainer):
     split_base = trainer.split_with_extras(base, mols_base, seed=5, external_fraction=0.3)
     tr, va, te, left_out, ext = trainer.split_with_extras(records, mols_all, seed=5, external_fraction=0.3)
     assert ext == split_base[4] and ext
+    # every non-NCI, non-coverage record is a WEHI record, whatever its prefix
+    renamed = [dict(r, key=r["key"].replace("CGF-", "WEHI-9")) for r in base]
+    assert trainer.split_with_extras(renamed, mols_base, seed=5, external_fraction=0.3) == split_base
+    assert any(keys[i].startswith("CGF-") for i in ext)
     for part_base, part in zip(split_base[:3], (tr, va, te), strict=True):
         assert part_base == [i for i in part if i < len(base)]
     scaffold = [trainer.scaffold_of(m) for m in mols_all]
