@@ -398,6 +398,7 @@ def train(args: argparse.Namespace) -> None:
               f"lr {opt.param_groups[0]['lr']:.1e}  {time.perf_counter() - t0:.0f} s", flush=True)
         if epoch - best_epoch >= args.patience:
             break
+    train_seconds = time.perf_counter() - t0
     net.load_state_dict(best_state)
     net.eval()
     val_pred = predict(net, val_graphs)
@@ -455,6 +456,8 @@ def train(args: argparse.Namespace) -> None:
         "metrics_test": metrics,
         "metrics_external_test": metrics_ext,
         "torch_version": str(torch.__version__),
+        "threads": args.threads,
+        "train_loop_seconds": round(train_seconds, 1),
     }
     state = {k: v.to(torch.float32).clone() for k, v in net.state_dict().items()}
     args.model.parent.mkdir(parents=True, exist_ok=True)
@@ -524,6 +527,10 @@ def write_docs(args: argparse.Namespace, meta: dict) -> None:
     else:  # a model file written before the coverage set
         wehi_text = f"{n.get('train_other_sources', 0)} of them from the WEHI set"
     n_templates = len(TEMPLATES)
+    train_time = ""
+    if "train_loop_seconds" in meta:
+        train_time = (f" ({meta['train_loop_seconds'] / 60:.0f} min training loop with "
+                      f"{meta.get('threads', '?')} torch threads)")
 
     def kept(begin: str, end: str, placeholder: str) -> str:
         if begin in old and end in old:
@@ -736,11 +743,13 @@ against a mean AM1-BCC dipole of {dip['mean_am1bcc_magnitude_debye']:.2f} D.
     export PATH=/path/to/venv/bin:$PATH        # antechamber and sqm
     nice -n 10 python scripts/make_charge_labels.py --out labels/am1bcc_labels.jsonl --workers 2  # resumable
     nice -n 10 python scripts/make_charge_labels.py --out labels/am1bcc_labels.jsonl --source wehi --limit 399
-    nice -n 10 python scripts/make_charge_labels.py --out labels/am1bcc_labels.jsonl --source wehi-all \
+    nice -n 10 python scripts/make_charge_labels.py --out labels/am1bcc_labels.jsonl --source wehi-all \\
         --charged-first --workers 2
+    nice -n 10 python scripts/make_charge_labels.py --out labels/am1bcc_labels.jsonl --source coverage \\
+        --workers 2
     python scripts/make_charge_labels.py --out labels/am1bcc_labels.jsonl \\
         --pack hybridff/resources/am1bcc_labels.jsonl.gz
-    python scripts/train_charge_model.py      # writes the model file and this page (~40 min, 2 threads)
+    python scripts/train_charge_model.py      # writes the model file and this page{train_time}
     python scripts/train_charge_model.py --reevaluate   # recompute metrics of the model file
     python benchmarks/bench_charges.py --n 100
     python scripts/charge_dipole_check.py --write-docs     # needs pyscf
