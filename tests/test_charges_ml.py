@@ -53,13 +53,13 @@ REFERENCE_SMILES = ["CCO", "CC(=O)[O-]", "C[NH3+]", "[NH3+]CC(=O)[O-]", "CC(=O)N
                     "O=S(=O)([O-])c1ccccc1", "NC(N)=[NH2+]", "FC(F)(F)c1ccc(Cl)cc1Br", "CP(=O)(O)O"]
 #: RMSE limits (e) for the shipped model: each is the level the model measured on that sample
 #: plus a small margin, so a regression shows (the goal is 0.02 e; docs/charges.md has the
-#: full-set numbers). The 50-molecule sample of the NCI test set measured 0.0191 e (whole test
-#: set: 0.0211 e, 0.0166 e on the 596 of 597 molecules without an applicability warning).
-HELD_OUT_RMSE_LIMIT = 0.021
-#: all 113 charged molecules of the NCI test set: measured 0.0230 e
-CHARGED_HELD_OUT_RMSE_LIMIT = 0.025
-#: 100 molecules of the external test set (WEHI, scaffolds new to NCI): measured 0.0140 e
-EXTERNAL_RMSE_LIMIT = 0.016
+#: full-set numbers). The 50-molecule sample of the NCI test set measured 0.0160 e (whole test
+#: set: 0.0154 e).
+HELD_OUT_RMSE_LIMIT = 0.0175
+#: all 113 charged molecules of the NCI test set: measured 0.0211 e
+CHARGED_HELD_OUT_RMSE_LIMIT = 0.0225
+#: 100 molecules of the external test set (WEHI, scaffolds new to NCI): measured 0.0131 e
+EXTERNAL_RMSE_LIMIT = 0.0145
 
 
 @pytest.mark.parametrize(
@@ -259,11 +259,11 @@ def test_hydrogen_count_and_valence_features_see_explicit_hydrogens():
 
 
 def test_applicability_warning_names_the_atom():
-    # the hypervalent phosphorane of the held-out set: P with five neighbours, one of them H
-    mol = load_molecule("Oc1ccc(O)c([PH](c2ccccc2)(c2ccccc2)c2ccccc2)c1", conformer=False)
-    p_index = next(a.GetIdx() for a in mol.GetAtoms() if a.GetSymbol() == "P")
-    with pytest.warns(ChargeModelApplicabilityWarning, match=rf"atom {p_index} \(.*P\): P with 5 "
-                      r"neighbours \(1 H\), valence 5.*never occurs.*--method am1bcc"):
+    # an aryl iodine(V) tetrafluoride: I with five neighbours, in no training source
+    mol = load_molecule("FI(F)(F)(F)c1ccc(C)cc1", conformer=False)
+    i_index = next(a.GetIdx() for a in mol.GetAtoms() if a.GetSymbol() == "I")
+    with pytest.warns(ChargeModelApplicabilityWarning, match=rf"atom {i_index} \(.*I\): I with 5 "
+                      r"neighbours \(0 H\), valence 5.*never occurs.*--method am1bcc"):
         q = ml_charges(mol)
     assert q.sum() == pytest.approx(0.0, abs=1e-9)
 
