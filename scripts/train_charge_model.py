@@ -7,10 +7,12 @@ Seeded (split, initialization, batch order); the float sums in training depend o
 and on ``--threads``, so a rerun elsewhere gives a model of the same accuracy, not bit-identical
 weights. The NCI molecules are split by Bemis-Murcko scaffold (all protonation variants of one
 NCI molecule share a group) into train/validation/test; molecules from other sources
-(``WEHI-...`` keys: drug-like molecules of RDKit's WEHI set) are left out when their scaffold
-is in the validation or test set, form an external test set when their scaffold group is new
-to the NCI set (``--external-fraction`` of them), and otherwise add to training. K ensemble members (``--members``) train together from independent
-initializations; each keeps the weights of its best epoch on the validation RMSE. The test set
+(drug-like molecules of RDKit's WEHI set; generated ``COV-...`` coverage molecules,
+scripts/charge_coverage_set.py) are left out when their scaffold is in the validation or test
+set; WEHI scaffold groups new to the NCI set form an external test set (``--external-fraction``
+of them; coverage molecules on those scaffolds are left out too); the rest adds to training.
+K ensemble members (``--members``) train together from independent initializations; each
+keeps the weights of its best epoch on the validation RMSE. The test set
 is only used for the metrics written into the model file and the docs.
 """
 
@@ -436,8 +438,6 @@ def train(args: argparse.Namespace) -> None:
         "n_molecules": {"train": len(tr), "val": len(va), "test": len(te), "left_out": len(left_out),
                         "external_test": len(ext),
                         "train_other_sources": sum(not is_nci(records[i]["key"]) for i in tr),
-                        "train_wehi": sum(not is_nci(records[i]["key"])
-                                          and not is_coverage(records[i]["key"]) for i in tr),
                         "train_coverage": sum(is_coverage(records[i]["key"]) for i in tr)},
         "training_environments": environments,
         "seed": args.seed,
@@ -522,8 +522,8 @@ def write_docs(args: argparse.Namespace, meta: dict) -> None:
     old = args.docs.read_text() if args.docs.exists() else ""
     n = meta["n_molecules"]
     if "train_coverage" in n:
-        wehi_text = (f"{n['train_wehi']} of them from the WEHI set, {n['train_coverage']} from the "
-                     "coverage set")
+        wehi_text = (f"{n['train_other_sources'] - n['train_coverage']} of them from the WEHI set, "
+                     f"{n['train_coverage']} from the coverage set")
     else:  # a model file written before the coverage set
         wehi_text = f"{n.get('train_other_sources', 0)} of them from the WEHI set"
     n_templates = len(TEMPLATES)

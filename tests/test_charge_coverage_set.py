@@ -26,7 +26,7 @@ def molecules() -> list[tuple[str, str]]:
 def _centre(template: str) -> Chem.Mol:
     """The template with every slot any atom, as a SMARTS query on explicit-H molecules (H
     counts in brackets dropped: a slot filled with H adds to them)."""
-    smarts = re.sub(r"\[([A-Za-z]+)H\d?", r"[\1", template.format(*["*"] * template.count("{")))
+    smarts = re.sub(r"\[([A-Za-z]+)H\d?", r"[\1", template.format(*["*"] * cov._slots(template)))
     query = Chem.MolFromSmarts(smarts)
     assert query is not None, template
     return query
