@@ -69,13 +69,28 @@ BASE_SMARTS = (
 SOURCES = ("nci", "wehi", "wehi-all", "coverage")
 
 #: aromatic bases, most basic kind first: SMARTS whose first atom is the ring N to protonate
-#: (``wehi-all`` only, variant ``arcation``, so that charged aromatic rings are learned too)
+#: (``wehi-all`` only, variants ``arcation`` and ``armethyl``, so that charged aromatic rings
+#: are learned too)
 AROMATIC_BASE_SMARTS = (
     "[nX2;+0]:[c,n]-[NX3;H2,H1,H0;+0;!$(N[#6]=[#8,#16]);!$(N[!#6;!#1])]",  # 2-aminopyridine-like
     "[nX2;+0;r5]:[c,n]:[nX3;r5]",  # imidazole-like
     "[nX2;+0;r6]",  # pyridine-like
 )
+#: weak acids, most acidic kind first: SMARTS whose first atom carries the H to remove
+#: (``wehi-all`` only, variant ``weakanion``, so that anions other than the oxyacids' are
+#: learned too: tetrazolates, sulfonamide and imide anions, enolates, phenolates, thiolates)
+WEAK_ACID_SMARTS = (
+    "[nX3H1;r5]:[n]:[n]:[n,c]",  # tetrazole / 1,2,3-triazole N-H
+    "[NX3H1]([SX4](=[OX1])=[OX1])[CX3]=[OX1]",  # acyl sulfonamide
+    "[OX2H1][CX3]=[CX3][CX3]=[OX1]",  # vinylogous acid (enol of a 1,3-dicarbonyl)
+    "[OX2H1][NX3][CX3]=[OX1]",  # hydroxamic acid
+    "[#7X3H1]([#6]=[OX1])[#6]=[OX1]",  # imide (also uracil-like ring N-H)
+    "[NX3;H1,H2][SX4](=[OX1])=[OX1]",  # sulfonamide
+    "[OX2H1]c",  # phenol
+    "[SX2H1]",  # thiol
+)
 ACID_PATTERNS = [Chem.MolFromSmarts(s) for s in ACID_SMARTS]
+WEAK_ACID_PATTERNS = [Chem.MolFromSmarts(s) for s in WEAK_ACID_SMARTS]
 AROMATIC_BASE_PATTERNS = [Chem.MolFromSmarts(s) for s in AROMATIC_BASE_SMARTS]
 BASE_PATTERNS = [Chem.MolFromSmarts(s) for s in BASE_SMARTS]
 
@@ -139,8 +154,8 @@ def _charged(mol: Chem.Mol, acids: list[int], bases: list[int]) -> Chem.Mol | No
     for i in acids:
         atom = rw.GetAtomWithIdx(i)
         atom.SetFormalCharge(-1)
+        atom.SetNumExplicitHs(atom.GetTotalNumHs() - 1)
         atom.SetNoImplicit(True)
-        atom.SetNumExplicitHs(0)
     for i in bases:
         atom = rw.GetAtomWithIdx(i)
         atom.SetFormalCharge(+1)
@@ -154,9 +169,23 @@ def _charged(mol: Chem.Mol, acids: list[int], bases: list[int]) -> Chem.Mol | No
     return Chem.MolFromSmiles(Chem.MolToSmiles(out))
 
 
-def _first_aromatic_base(mol: Chem.Mol) -> int | None:
-    """The ring N of the most basic kind in :data:`AROMATIC_BASE_SMARTS` (first in atom order)."""
-    for pattern in AROMATIC_BASE_PATTERNS:
+def _methylated(mol: Chem.Mol, i: int) -> Chem.Mol | None:
+    """``mol`` with a methyl group on atom ``i``, which becomes a cation (None if invalid)."""
+    rw = Chem.RWMol(mol)
+    c = rw.AddAtom(Chem.Atom(6))
+    rw.AddBond(i, c, Chem.BondType.SINGLE)
+    rw.GetAtomWithIdx(i).SetFormalCharge(+1)
+    out = rw.GetMol()
+    try:
+        Chem.SanitizeMol(out)
+    except Exception:  # e.g. an N that already has three neighbours
+        return None
+    return Chem.MolFromSmiles(Chem.MolToSmiles(out))
+
+
+def _first_match(mol: Chem.Mol, patterns: list[Chem.Mol]) -> int | None:
+    """The first atom of a match of the earliest pattern that matches (first in atom order)."""
+    for pattern in patterns:
         found = sorted(match[0] for match in mol.GetSubstructMatches(pattern))
         if found:
             return found[0]
@@ -166,14 +195,17 @@ def _first_aromatic_base(mol: Chem.Mol) -> int | None:
 def variants(mol: Chem.Mol, aromatic_bases: bool = False) -> dict[str, Chem.Mol]:
     """The molecule as given plus rule-based protonation states (name -> molecule).
 
-    ``aromatic_bases`` adds ``arcation``: one aromatic ring N protonated (pyridinium,
-    imidazolium, ...).
+    ``aromatic_bases`` adds ``arcation``, one aromatic ring N protonated (pyridinium,
+    imidazolium, ...; :data:`AROMATIC_BASE_SMARTS`), ``armethyl``, the same N methylated
+    (N-alkyl heteroaromatic cations, which have no N-H), and ``weakanion``, one weak acid
+    deprotonated (:data:`WEAK_ACID_SMARTS`) when the molecule has none of the stronger acids
+    of :data:`ACID_SMARTS`.
     """
     out = {"input": mol}
     if Chem.GetFormalCharge(mol) != 0:
         return out
     if aromatic_bases:
-        ring_n = _first_aromatic_base(mol)
+        ring_n = _first_match(mol, AROMATIC_BASE_PATTERNS)
         if ring_n is not None:
             v = _charged(mol, [], [ring_n])
             if v is not None:
@@ -195,6 +227,12 @@ def variants(mol: Chem.Mol, aromatic_bases: bool = False) -> dict[str, Chem.Mol]
         v = _charged(mol, a, b)
         if v is not None:
             out[name] = v
+    if aromatic_bases:  # added after the others, so the variants labelled before keep their keys
+        weak_acid = None if acids else _first_match(mol, WEAK_ACID_PATTERNS)
+        for name, v in (("armethyl", None if ring_n is None else _methylated(mol, ring_n)),
+                        ("weakanion", None if weak_acid is None else _charged(mol, [weak_acid], []))):
+            if v is not None:
+                out[name] = v
     return out
 
 
@@ -227,7 +265,7 @@ def build_jobs(max_heavy: int, source: str = "nci") -> list[tuple[int, str, str]
         prefix = f"NCI{mol_id}" if source == "nci" else mol_id
         for name, v in variants(mol, aromatic_bases=source == "wehi-all").items():
             can = Chem.MolToSmiles(v)
-            if can in seen:
+            if can in seen or v.GetNumHeavyAtoms() > max_heavy:  # armethyl adds an atom
                 continue
             seen.add(can)
             jobs.append((v.GetNumHeavyAtoms(), f"{prefix}:{name}", can))

@@ -677,8 +677,11 @@ amines and amidines/guanidines -> cations, both -> zwitterions, up to two sites)
 to training: the molecules of RDKit's WEHI screening set (`rdkit/Data/Pains/test_data/wehi_mols.csv`,
 10,000 drug-like molecules; first those with P, I, Br or uncommon S, `--source wehi`, then
 all, `--source wehi-all`) with the same protonation variants plus one aromatic ring N
-protonated (`arcation`: 2-aminopyridine-like, then imidazole-like, then pyridine-like N), charged variants
-first and then smallest first; they only add to training, and are left out when their
+protonated (`arcation`: 2-aminopyridine-like, then imidazole-like, then pyridine-like N) or
+methylated (`armethyl`: the same N, an N-alkyl heteroaromatic cation), and one weak acid
+deprotonated when the molecule has no carboxylic, sulfonic or phosphonic acid (`weakanion`:
+tetrazole, acyl sulfonamide, enol of a 1,3-dicarbonyl, hydroxamic acid, imide, sulfonamide,
+phenol, thiol, the first kind found), charged variants first and then smallest first; they only add to training, and are left out when their
 scaffold is in the validation or test set. Also added to training: a generated
 chemistry-coverage set (`--source coverage`, `scripts/charge_coverage_set.py`): small
 molecules that put bonding situations those libraries lack or rarely hold (phosphines,

@@ -66,6 +66,46 @@ def test_aromatic_base_variant(labels, smiles, protonated):
     assert "arcation" not in _variants(labels, smiles, aromatic=False)
 
 
+@pytest.mark.parametrize(
+    "smiles, methylated",
+    [
+        ("Nc1ccccn1", "C[n+]1ccccc1N"),  # the same ring N as arcation, now without an N-H
+        ("Cn1ccnc1", "Cn1cc[n+](C)c1"),
+        ("c1ccc2ncccc2c1", "C[n+]1cccc2ccccc21"),
+    ],
+)
+def test_methylated_aromatic_base_variant(labels, smiles, methylated):
+    got = _variants(labels, smiles, aromatic=True)
+    assert got["armethyl"] == Chem.MolToSmiles(Chem.MolFromSmiles(methylated))
+    assert "armethyl" not in _variants(labels, smiles, aromatic=False)
+    assert "armethyl" not in _variants(labels, "c1ccccc1N", aromatic=True)  # no aromatic base
+
+
+@pytest.mark.parametrize(
+    "smiles, anion",
+    [
+        ("Cc1nn[nH]n1", "Cc1nn[n-]n1"),  # tetrazole, before ...
+        ("Oc1ccc(cc1)-c1nn[nH]n1", "Oc1ccc(-c2nn[n-]n2)cc1"),  # ... a phenol
+        ("CC(=O)NS(=O)(=O)c1ccccc1", "CC(=O)[N-]S(=O)(=O)c1ccccc1"),  # acyl sulfonamide
+        ("NS(=O)(=O)c1ccccc1", "[NH-]S(=O)(=O)c1ccccc1"),  # primary sulfonamide keeps one H
+        ("O=C1NC(=O)c2ccccc21", "O=C1[N-]C(=O)c2ccccc21"),  # imide
+        ("CC(=O)C=C(O)C", "CC(=O)C=C(C)[O-]"),  # enol of a 1,3-dicarbonyl
+        ("CC(=O)NO", "CC(=O)N[O-]"),  # hydroxamic acid
+        ("Cc1ccc(O)cc1", "Cc1ccc([O-])cc1"),  # phenol
+        ("NCCS", "NCC[S-]"),  # thiol
+    ],
+)
+def test_weak_acid_variant(labels, smiles, anion):
+    got = _variants(labels, smiles, aromatic=True)
+    assert got["weakanion"] == Chem.MolToSmiles(Chem.MolFromSmiles(anion))
+    assert "weakanion" not in _variants(labels, smiles, aromatic=False)
+
+
+def test_weak_acid_variant_needs_no_stronger_acid(labels):
+    got = _variants(labels, "Oc1ccccc1C(=O)O", aromatic=True)  # salicylic acid: the carboxylate
+    assert "weakanion" not in got and got["anion"] == "O=C([O-])c1ccccc1O"
+
+
 def test_charged_input_gets_no_variants(labels):
     assert list(_variants(labels, "C[NH3+]", aromatic=True)) == ["input"]
     assert list(_variants(labels, "c1cc[nH+]cc1", aromatic=True)) == ["input"]
@@ -76,7 +116,8 @@ def test_sources(labels):
     everything = labels.build_jobs(12, "wehi-all")
     keys = {k for _, k, _ in everything}
     assert {k for _, k, _ in wehi} < keys  # the rare-chemistry keys are kept, so not redone
-    assert any(k.endswith(":arcation") for k in keys)
+    for variant in ("arcation", "armethyl", "weakanion"):
+        assert any(k.endswith(f":{variant}") for k in keys)
     assert all(k.startswith("WEHI-") for k in keys)
     assert all(h <= 12 for h, _, _ in everything)
     smiles = [s for _, _, s in everything]
