@@ -107,7 +107,8 @@ def split_with_extras(
 ) -> tuple[list[int], list[int], list[int], list[int], list[int]]:
     """Indices of train/val/test/left out/external test.
 
-    The NCI records are split by :func:`scaffold_split` (unchanged by the presence of other
+    Every record counts with its parent's scaffold (:func:`parent_scaffolds`). The NCI records
+    are split by :func:`scaffold_split` (unchanged by the presence of other
     records). Other records whose scaffold is one of the NCI validation or test scaffolds are
     left out. Of the remaining WEHI records (every key but ``NCI...`` and ``COV-...``), whole
     scaffold groups (variants with their parent) whose ring scaffold occurs nowhere in the NCI
@@ -115,7 +116,7 @@ def split_with_extras(
     coverage records (``COV-...``) on an external scaffold are left out; everything else goes
     to training.
     """
-    scaffolds = [scaffold_of(m) for m in mols]
+    scaffolds = parent_scaffolds(records, [scaffold_of(m) for m in mols])
     nci = [i for i, r in enumerate(records) if is_nci(r["key"])]
     tr, va, te = scaffold_split([records[i] for i in nci], [scaffolds[i] for i in nci], seed)
     tr, va, te = [nci[i] for i in tr], [nci[i] for i in va], [nci[i] for i in te]
@@ -143,6 +144,16 @@ def split_with_extras(
         blocked = is_coverage(records[i]["key"]) and scaffolds[i] in external_scaffolds
         (left_out if blocked else tr).append(i)
     return sorted(tr), va, te, sorted(left_out), sorted(external)
+
+
+def parent_scaffolds(records: list[dict], scaffolds: list[str]) -> list[str]:
+    """Each record's scaffold replaced by its parent's (the ``:input`` record of the same
+    molecule, when labelled). A variant can have a scaffold of its own where the neutralizer
+    cannot undo its charge (an N-methylated ring N stays [n+]); it must still be held out, or
+    be external, with its parent."""
+    own = {rec["key"]: scaffold for rec, scaffold in zip(records, scaffolds, strict=True)}
+    return [own.get(rec["key"].split(":")[0] + ":input", scaffold)
+            for rec, scaffold in zip(records, scaffolds, strict=True)]
 
 
 def _parent_scaffold_groups(records: list[dict], scaffolds: list[str]) -> dict[str, list[int]]:

@@ -121,3 +121,26 @@ def test_coverage_records_never_external(trainer):
     assert {i for i in cov_idx if scaffold[i] in blocked} == {i for i in cov_idx if i in left_out}
     assert {i for i in cov_idx if scaffold[i] not in blocked} == {i for i in cov_idx if i in tr}
     assert not {scaffold[i] for i in tr} & blocked
+
+
+def test_variants_go_with_their_parent(trainer):
+    """A variant whose own scaffold differs from its parent's (an N-methylated pyridine stays
+    [n+] after neutralizing) is held out, external or trained on with its parent."""
+    pyridines = [f"c1ccncc1{'C' * chain}C2{'C' * (b - 2)}C2" for b in range(3, 9) for chain in range(3)]
+    records = _records("NCI", _scaffolds()[:40] + pyridines)
+    wehi = []
+    for i, smi in enumerate(pyridines + _scaffolds()[40:]):
+        wehi.append({"key": f"WEHI-{i}:input", "smiles": smi + "CO"})
+        if smi.startswith("c1ccncc1"):
+            wehi.append({"key": f"WEHI-{i}:armethyl", "smiles": "C[n+]1ccc(cc1)" + smi[8:] + "CO"})
+    records += wehi
+    mols = [Chem.MolFromSmiles(r["smiles"]) for r in records]
+    own = [trainer.scaffold_of(m) for m in mols]
+    parts = trainer.split_with_extras(records, mols, seed=3, external_fraction=0.3)
+    where = {i: n for n, part in enumerate(parts) for i in part}
+    index = {r["key"]: i for i, r in enumerate(records)}
+    methylated = [i for i, r in enumerate(records) if r["key"].endswith(":armethyl")]
+    assert all(own[i] != own[index[records[i]["key"].split(":")[0] + ":input"]] for i in methylated)
+    assert {where[i] for i in methylated} >= {0, 3}  # some train, some left out (held-out parent)
+    for i in methylated:
+        assert where[i] == where[index[records[i]["key"].split(":")[0] + ":input"]]
