@@ -147,27 +147,24 @@ def split_with_extras(
 
 
 def parent_scaffolds(records: list[dict], scaffolds: list[str]) -> list[str]:
-    """Each record's scaffold replaced by its parent's (the ``:input`` record of the same
-    molecule, when labelled). A variant can have a scaffold of its own where the neutralizer
-    cannot undo its charge (an N-methylated ring N stays [n+]); it must still be held out, or
-    be external, with its parent."""
-    own = {rec["key"]: scaffold for rec, scaffold in zip(records, scaffolds, strict=True)}
-    return [own.get(rec["key"].split(":")[0] + ":input", scaffold)
-            for rec, scaffold in zip(records, scaffolds, strict=True)]
+    """Each record's scaffold replaced by its parent's: that of the ``:input`` record of the
+    same molecule when labelled, else that of the molecule's first record. A variant can have
+    a scaffold of its own where the neutralizer cannot undo its charge (an N-methylated ring N
+    stays [n+]); it must still be held out, or be external, with its parent."""
+    parent: dict[str, str] = {}
+    for rec, scaffold in zip(records, scaffolds, strict=True):
+        molecule = rec["key"].split(":")[0]
+        if molecule not in parent or rec["key"].endswith(":input"):
+            parent[molecule] = scaffold
+    return [parent[rec["key"].split(":")[0]] for rec in records]
 
 
 def _parent_scaffold_groups(records: list[dict], scaffolds: list[str]) -> dict[str, list[int]]:
-    """Record indices grouped by the scaffold (:func:`scaffold_of`, one per record) of their
-    parent molecule (its ``:input`` variant when labelled), so that all protonation variants of
-    one molecule share a group."""
-    parent_scaffold: dict[str, str] = {}
-    for rec, scaffold in zip(records, scaffolds, strict=True):
-        parent = rec["key"].split(":")[0]
-        if parent not in parent_scaffold or rec["key"].endswith(":input"):
-            parent_scaffold[parent] = scaffold
+    """Record indices grouped by their parent's scaffold (:func:`parent_scaffolds`), so that
+    all protonation variants of one molecule share a group."""
     groups: dict[str, list[int]] = defaultdict(list)
-    for i, rec in enumerate(records):
-        groups[parent_scaffold[rec["key"].split(":")[0]]].append(i)
+    for i, scaffold in enumerate(parent_scaffolds(records, scaffolds)):
+        groups[scaffold].append(i)
     return groups
 
 
@@ -692,8 +689,9 @@ protonated (`arcation`: 2-aminopyridine-like, then imidazole-like, then pyridine
 methylated (`armethyl`: the same N, an N-alkyl heteroaromatic cation), and one weak acid
 deprotonated when the molecule has no carboxylic, sulfonic or phosphonic acid (`weakanion`:
 tetrazole, acyl sulfonamide, enol of a 1,3-dicarbonyl, hydroxamic acid, imide, sulfonamide,
-phenol, thiol, the first kind found), charged variants first and then smallest first; they only add to training, and are left out when their
-scaffold is in the validation or test set. Also added to training: a generated
+phenol, thiol, the first kind found), charged variants first and then smallest first;
+they only add to training, and are left out when their scaffold is in the validation or test
+set. Also added to training: a generated
 chemistry-coverage set (`--source coverage`, `scripts/charge_coverage_set.py`): small
 molecules that put bonding situations those libraries lack or rarely hold (phosphines,
 phosphonium ions, phosphoranes, ylides, sulfonium ions, sulfoximines, SF5, hypervalent and

@@ -144,3 +144,13 @@ def test_variants_go_with_their_parent(trainer):
     assert {where[i] for i in methylated} >= {0, 3}  # some train, some left out (held-out parent)
     for i in methylated:
         assert where[i] == where[index[records[i]["key"].split(":")[0] + ":input"]]
+
+
+def test_parent_scaffold_without_input_record(trainer):
+    """The parent's scaffold is its ``:input`` record's, wherever that record sits; a molecule
+    whose ``:input`` failed to label takes its first record's scaffold for every variant."""
+    records = [{"key": k} for k in ("A:cation", "A:input", "A:armethyl", "B:anion", "B:armethyl", "C:anion")]
+    scaffolds = ["a-cation", "a", "a-methyl", "b-anion", "b-methyl", "c"]
+    assert trainer.parent_scaffolds(records, scaffolds) == ["a", "a", "a", "b-anion", "b-anion", "c"]
+    groups = trainer._parent_scaffold_groups(records, scaffolds)
+    assert dict(groups) == {"a": [0, 1, 2], "b-anion": [3, 4], "c": [5]}

@@ -53,13 +53,14 @@ REFERENCE_SMILES = ["CCO", "CC(=O)[O-]", "C[NH3+]", "[NH3+]CC(=O)[O-]", "CC(=O)N
                     "O=S(=O)([O-])c1ccccc1", "NC(N)=[NH2+]", "FC(F)(F)c1ccc(Cl)cc1Br", "CP(=O)(O)O"]
 #: RMSE limits (e) for the shipped model: each is the level the model measured on that sample
 #: plus a small margin, so a regression shows (the goal is 0.02 e; docs/charges.md has the
-#: full-set numbers). The 50-molecule sample of the NCI test set measured 0.0160 e (whole test
-#: set: 0.0154 e).
-HELD_OUT_RMSE_LIMIT = 0.0175
-#: all 113 charged molecules of the NCI test set: measured 0.0211 e
-CHARGED_HELD_OUT_RMSE_LIMIT = 0.0225
-#: 100 molecules of the external test set (WEHI, scaffolds new to NCI): measured 0.0131 e
-EXTERNAL_RMSE_LIMIT = 0.0145
+#: full-set numbers). The 50-molecule sample of the NCI test set measured 0.0150 e (whole test
+#: set: 0.0141 e).
+HELD_OUT_RMSE_LIMIT = 0.0165
+#: all 113 charged molecules of the NCI test set: measured 0.0188 e; the limit is the goal
+CHARGED_HELD_OUT_RMSE_LIMIT = 0.0200
+#: 100 molecules of the external test set (WEHI, scaffolds new to NCI): measured 0.0148 e
+#: (whole external set: 0.0135 e)
+EXTERNAL_RMSE_LIMIT = 0.0160
 
 
 @pytest.mark.parametrize(
