@@ -149,7 +149,18 @@ def _matches(mol: Chem.Mol, patterns: list[Chem.Mol], limit: int) -> list[int]:
     return sorted(found)[:limit]
 
 
+def _sanitized(rw: Chem.RWMol) -> Chem.Mol | None:
+    """The edited molecule, sanitized and re-read from canonical SMILES (None if invalid)."""
+    out = rw.GetMol()
+    try:
+        Chem.SanitizeMol(out)
+    except Exception:  # a rule produced an impossible valence: skip the variant
+        return None
+    return Chem.MolFromSmiles(Chem.MolToSmiles(out))
+
+
 def _charged(mol: Chem.Mol, acids: list[int], bases: list[int]) -> Chem.Mol | None:
+    """``mol`` with one H removed from each acid atom and one added to each base atom."""
     rw = Chem.RWMol(mol)
     for i in acids:
         atom = rw.GetAtomWithIdx(i)
@@ -161,26 +172,17 @@ def _charged(mol: Chem.Mol, acids: list[int], bases: list[int]) -> Chem.Mol | No
         atom.SetFormalCharge(+1)
         atom.SetNumExplicitHs(atom.GetTotalNumHs() + 1)
         atom.SetNoImplicit(True)
-    out = rw.GetMol()
-    try:
-        Chem.SanitizeMol(out)
-    except Exception:  # a rule produced an impossible valence: skip the variant
-        return None
-    return Chem.MolFromSmiles(Chem.MolToSmiles(out))
+    return _sanitized(rw)
 
 
 def _methylated(mol: Chem.Mol, i: int) -> Chem.Mol | None:
-    """``mol`` with a methyl group on atom ``i``, which becomes a cation (None if invalid)."""
+    """``mol`` with a methyl group on atom ``i``, which becomes a cation (None if invalid,
+    e.g. an N that already has three neighbours)."""
     rw = Chem.RWMol(mol)
     c = rw.AddAtom(Chem.Atom(6))
     rw.AddBond(i, c, Chem.BondType.SINGLE)
     rw.GetAtomWithIdx(i).SetFormalCharge(+1)
-    out = rw.GetMol()
-    try:
-        Chem.SanitizeMol(out)
-    except Exception:  # e.g. an N that already has three neighbours
-        return None
-    return Chem.MolFromSmiles(Chem.MolToSmiles(out))
+    return _sanitized(rw)
 
 
 def _first_match(mol: Chem.Mol, patterns: list[Chem.Mol]) -> int | None:
