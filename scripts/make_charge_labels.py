@@ -8,9 +8,14 @@ charged at one site per group kind, at most two sites, so totals stay within -2.
 
 Each molecule gets a seeded ETKDG conformer, MMFF94-relaxed (:func:`hybridff.molecule.prepare`),
 and AM1-BCC charges from antechamber/sqm (by default on that conformer, without the AM1
-geometry relaxation: ``--optimize`` for the full recipe). Results are appended to a JSONL file
-(resumable: finished and failed keys are skipped on restart; failures are recorded with the
-error). Smallest molecules go first so that a run cut short still covers the most molecules.
+geometry relaxation: ``--optimize`` for the full recipe, what ``antechamber -c bcc`` does by
+default). Results are appended to a JSONL file (resumable: finished and failed keys are skipped
+on restart; failures, timeouts included, are recorded with the error). Every record names its
+recipe (:data:`RECIPES`); a run, resume or pack refuses a file holding the other recipe's records.
+Smallest molecules go first so that a run cut short still covers the most molecules.
+
+    nohup nice -n 10 python scripts/make_charge_labels.py --optimize --timeout 300 \
+        --source wehi-all --out labels_standard/am1bcc_standard_wehi-all.jsonl > run.log 2>&1 &
 
     nice -n 10 python scripts/make_charge_labels.py --out labels/am1bcc_labels.jsonl --workers 2
     python scripts/make_charge_labels.py --out labels/am1bcc_labels.jsonl --pack \
@@ -65,6 +70,11 @@ BASE_SMARTS = (
     # amidine / guanidine: protonate the imine N
     "[NX2;H1,H0;+0;!$(N[a]);!$(N[!#6;!#1])]=[CX3;!a]([#7X3;!$(N[#6]=[#8,#16])])",
 )
+#: the ``recipe`` field of the records, by ``--optimize``: single point on the MMFF conformer, or
+#: the standard recipe (sqm's default AM1 relaxation first, as ``antechamber -c bcc`` runs it).
+#: Records without the field were all made by the single-point recipe.
+RECIPES = {False: "am1bcc-single-point", True: "am1bcc-standard"}
+
 #: label sources (see :func:`build_jobs`)
 SOURCES = ("nci", "wehi", "wehi-all", "coverage")
 
@@ -283,6 +293,53 @@ def _alarm(signum, frame):  # noqa: ARG001
     raise _Timeout()
 
 
+#: whether this process is a pool worker made a child subreaper by :func:`_worker_init`
+_REAPER = False
+
+
+def _worker_init() -> None:
+    """Pool worker set-up: become a child subreaper (Linux), so that the sqm a timed-out
+    antechamber leaves running is re-parented here and :func:`_end_strays` can end it."""
+    global _REAPER
+    try:
+        import ctypes
+
+        _REAPER = ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        _REAPER = False
+
+
+def _end_strays() -> None:
+    """Kill and reap every process left below this pool worker (an orphaned sqm after a
+    timeout keeps running otherwise, for hours with the AM1 relaxation)."""
+    if not _REAPER:
+        return
+    parent: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    parent[int(entry)] = int(fh.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    below, frontier = set(), {os.getpid()}
+    while frontier:
+        frontier = {pid for pid, ppid in parent.items() if ppid in frontier} - below
+        below |= frontier
+    for pid in below:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                time.sleep(0.05)
+        except ChildProcessError:
+            break
+
+
 def label_one(smiles: str, timeout: float, optimize: bool) -> dict:
     """AM1-BCC charges of one molecule; the returned record has smiles (explicit H) + charges."""
     from hybridff.charges import assign_charges
@@ -302,14 +359,17 @@ def label_one(smiles: str, timeout: float, optimize: bool) -> dict:
 def _job(job: tuple[str, int, str, float, bool]) -> dict:
     """Label one (key, heavy atoms, SMILES, timeout, optimize) job; failures become records."""
     key, heavy, smi, timeout, optimize = job
+    recipe = RECIPES[bool(optimize)]
     t0 = time.perf_counter()
     try:
         rec = label_one(smi, timeout, optimize)
-    except _Timeout:
-        return {"key": key, "input": smi, "error": "timeout"}
-    except Exception as exc:  # record every failure, keep going
-        return {"key": key, "input": smi, "error": f"{type(exc).__name__}: {str(exc)[-300:]}"}
-    return {"key": key, "heavy": heavy, "seconds": round(time.perf_counter() - t0, 2), **rec}
+    except Exception as exc:  # record every failure (timeouts too), keep going
+        _end_strays()
+        error = "timeout" if isinstance(exc, _Timeout) else f"{type(exc).__name__}: {str(exc)[-300:]}"
+        return {"key": key, "input": smi, "recipe": recipe, "error": error,
+                "seconds": round(time.perf_counter() - t0, 2)}
+    return {"key": key, "heavy": heavy, "seconds": round(time.perf_counter() - t0, 2),
+            "recipe": recipe, **rec}
 
 
 def done_keys(*paths: Path) -> set[str]:
@@ -326,8 +386,24 @@ def done_keys(*paths: Path) -> set[str]:
     return keys
 
 
+def recipes_in(*paths: Path) -> set[str]:
+    """The recipes of the records in JSONL files (a record without one: single point)."""
+    found: set[str] = set()
+    for path in paths:
+        if path.exists():
+            with open(path) as fh:
+                for line in fh:
+                    try:
+                        found.add(json.loads(line).get("recipe", RECIPES[False]))
+                    except (json.JSONDecodeError, AttributeError):
+                        continue
+    return found
+
+
 def pack(src: Path, dest: Path) -> int:
     """Write the compressed, compact label file shipped with hybridff; returns the count."""
+    if len(mixed := recipes_in(src)) > 1:
+        raise SystemExit(f"{src} mixes the recipes {sorted(mixed)}; not packed")
     records = {}
     with open(src) as fh:
         for line in fh:
@@ -375,16 +451,21 @@ def main(argv: list[str] | None = None) -> int:
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     failures = args.out.with_name(args.out.stem + ".failures.jsonl")
+    other = recipes_in(args.out, failures) - {RECIPES[args.optimize]}
+    if other:
+        parser.error(f"{args.out} (or its failures file) holds {sorted(other)} records, this run "
+                     f"makes {RECIPES[args.optimize]!r} ones: use another --out, or {'drop' if args.optimize else 'add'} --optimize")
     skip = done_keys(args.out, failures)
     jobs = [j for j in build_jobs(args.max_heavy, args.source) if j[1] not in skip]
     if args.charged_first:
         jobs.sort(key=lambda j: (j[1].endswith(":input"), j[0], j[1]))
     jobs = jobs[: args.limit] if args.limit else jobs
-    print(f"{len(skip)} done before, {len(jobs)} to do", flush=True)
+    print(f"recipe {RECIPES[args.optimize]}, timeout {args.timeout:g} s per molecule: "
+          f"{len(skip)} done before, {len(jobs)} to do", flush=True)
     n_ok = n_fail = 0
     work = [(key, heavy, smi, args.timeout, args.optimize) for heavy, key, smi in jobs]
     with open(args.out, "a") as out, open(failures, "a") as bad, \
-            multiprocessing.Pool(max(1, args.workers)) as pool:
+            multiprocessing.Pool(max(1, args.workers), initializer=_worker_init) as pool:
         bar = tqdm(pool.imap_unordered(_job, work), total=len(work), mininterval=10, file=sys.stdout)
         for rec in bar:
             if "error" in rec:
