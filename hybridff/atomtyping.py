@@ -22,6 +22,7 @@ from pathlib import Path
 from rdkit import Chem
 
 from hybridff.exceptions import AtomTypingError, ForceFieldNotFoundError
+from hybridff.mm.signature import DEFAULT_PAIR_ORDER, PAIR_ORDERS
 from hybridff.molecule import atom_label
 
 TYPING_TAG = "HybridFFAtomTyping"
@@ -31,7 +32,6 @@ SOURCE_XML = Path(__file__).resolve().parents[1] / "scripts" / "forcefield_sourc
 LABEL_AR1 = 1
 LABEL_PLANAR = 2
 
-PAIR_ORDERS = ("index", "canonical")
 
 _MACRO = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -83,7 +83,7 @@ class AtomTyper:
         rules: list[TypingRule],
         pairs: dict[str, str],
         source: str = "",
-        pair_order: str = "index",
+        pair_order: str = DEFAULT_PAIR_ORDER,
     ) -> None:
         if pair_order not in PAIR_ORDERS:
             raise ValueError(f"pair_order must be one of {PAIR_ORDERS}, not {pair_order!r}")
@@ -93,12 +93,13 @@ class AtomTyper:
         self.pair_order = pair_order
 
     @classmethod
-    def from_xml(cls, path: str | Path | None = None, pair_order: str = "index") -> AtomTyper:
+    def from_xml(cls, path: str | Path | None = None, pair_order: str = DEFAULT_PAIR_ORDER) -> AtomTyper:
         """Read and compile the typing rules of a force-field XML file.
 
-        ``pair_order``: ``"index"`` (default) labels conjugated pairs as antechamber does,
-        which depends on atom order for the cc/cd choice (never for the parameters);
-        ``"canonical"`` makes every label independent of atom order.
+        ``pair_order``: ``"canonical"`` (default) makes every label independent of atom order;
+        ``"index"`` labels conjugated pairs as antechamber does, which depends on the atom
+        order for the cc/cd choice (and, since GAFF2 fits cc- and cd- terms apart, for the
+        parameters).
         """
         path = Path(path) if path is not None else _default_xml()
         elem = find_typing_element(path)
@@ -281,7 +282,7 @@ _TYPERS: dict[str, AtomTyper] = {}
 
 
 def assign_atom_types(
-    mol: Chem.Mol, xml_path: str | Path | None = None, pair_order: str = "index"
+    mol: Chem.Mol, xml_path: str | Path | None = None, pair_order: str = DEFAULT_PAIR_ORDER
 ) -> list[str]:
     """GAFF2 types of ``mol`` with the rules of ``xml_path`` (default: shipped force field)."""
     key = f"{xml_path or ''}|{pair_order}"

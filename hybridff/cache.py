@@ -1,7 +1,9 @@
 """On-disk cache of parameterized molecules: content-keyed, atomic writes, file locks.
 
-Key: SHA-256 of (canonical isomeric SMILES, force-field file hash, charge method, hybridff
-version). Entries are JSON files written to a temporary file and renamed into place under a
+Key: SHA-256 of (canonical isomeric SMILES, the MM signature: force-field file hash, typing,
+pair labelling, charge method with all its options, charge model or user charges' hash, any
+refit; hybridff version); every entry stores its signature and is only used when it is the
+one asked for. Entries are JSON files written to a temporary file and renamed into place under a
 lock, so concurrent runs never see a half-written entry. A corrupt entry (unreadable, not
 finite, or not the molecule and settings of its key) is reported and recomputed, never
 trusted. A cache that cannot be written or locked is reported and skipped: the molecule is
@@ -11,7 +13,6 @@ parameterized without it.
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import logging
 import os
@@ -25,19 +26,20 @@ from rdkit import Chem
 
 from hybridff import __version__
 from hybridff.fileio import atomic_write_text
+from hybridff.mm.signature import MMSignature
 from hybridff.molecule import prepare
-from hybridff.parameters import FilledTerm, ParameterizedMolecule
+from hybridff.parameters import FilledTerm, ParameterizedMolecule, parameters_key
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_CACHE_DIR = Path(os.environ.get("HYBRIDFF_CACHE", Path.home() / ".cache" / "hybridff"))
+def default_cache_dir() -> Path:
+    """``$HYBRIDFF_CACHE``, else ``~/.cache/hybridff`` (read when a cache is made, not at import)."""
+    return Path(os.environ.get("HYBRIDFF_CACHE", Path.home() / ".cache" / "hybridff"))
 
 
-def cache_key(smiles: str, forcefield_sha256: str, charge_method: str,
-              pair_order: str = "canonical") -> str:
-    """Content hash identifying one parameterization."""
-    text = json.dumps([smiles, forcefield_sha256, charge_method, pair_order, __version__])
-    return hashlib.sha256(text.encode()).hexdigest()
+def cache_key(smiles: str, signature: MMSignature) -> str:
+    """Content hash identifying one parameterization (molecule + MM signature + version)."""
+    return parameters_key(smiles, signature)
 
 
 def _serialize(pm: ParameterizedMolecule) -> str:
@@ -51,10 +53,7 @@ def _serialize(pm: ParameterizedMolecule) -> str:
         "names": pm.names,
         "atom_types": pm.atom_types,
         "charges": [float(q) for q in pm.charges],
-        "charge_method": pm.charge_method,
-        "pair_order": pm.pair_order,
-        "forcefield": pm.forcefield,
-        "forcefield_sha256": pm.forcefield_sha256,
+        "mm_signature": pm.signature.to_dict(),
         "filled_terms": [asdict(t) for t in pm.filled_terms],
     })
 
@@ -75,10 +74,11 @@ def _deserialize(text: str) -> ParameterizedMolecule:
         raise ValueError(f"non-finite charge on atom {int(np.argmin(np.isfinite(charges)))}")
     for atom, name in zip(mol.GetAtoms(), d["names"], strict=True):
         atom.SetProp("_hybridff_name", name)
+    if "mm_signature" not in d:
+        raise ValueError("written by an older hybridff: no MM signature")
     return ParameterizedMolecule(
         mol=mol, names=d["names"], atom_types=d["atom_types"], charges=charges,
-        charge_method=d["charge_method"], pair_order=d["pair_order"], forcefield=d["forcefield"],
-        forcefield_sha256=d["forcefield_sha256"],
+        signature=MMSignature.from_dict(d["mm_signature"], where="cache entry"),
         filled_terms=[FilledTerm(t["kind"], tuple(t["classes"]), t["values"], t["source"])
                       for t in d["filled_terms"]])
 
@@ -87,7 +87,7 @@ class ParameterCache:
     """A folder of parameterized molecules keyed by content hash."""
 
     def __init__(self, directory: str | os.PathLike | None = None, lock_timeout_s: float = 600.0):
-        self.directory = Path(directory) if directory is not None else DEFAULT_CACHE_DIR
+        self.directory = Path(directory) if directory is not None else default_cache_dir()
         self.lock_timeout_s = float(lock_timeout_s)
 
     def path(self, key: str) -> Path:
@@ -100,9 +100,9 @@ class ParameterCache:
             return None
         try:
             pm = _deserialize(path.read_text())
-            found = cache_key(pm.smiles, pm.forcefield_sha256, pm.charge_method, pm.pair_order)
+            found = cache_key(pm.smiles, pm.signature)
             if found != key:
-                raise ValueError(f"it holds {pm.smiles} ({pm.charge_method} charges), not the "
+                raise ValueError(f"it holds {pm.smiles} ({pm.signature.describe()}), not the "
                                  "molecule and settings of its key")
         except Exception as exc:  # any damage: recompute, never trust it
             logger.warning("ignoring corrupt cache entry %s (%s); it will be recomputed and "

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
@@ -23,6 +24,12 @@ class ForceFieldTables:
     bonds: frozenset[tuple[str, str]]
     angles: frozenset[tuple[str, str, str]]
     propers: frozenset[tuple[str, str, str, str]]  # '' is a wildcard
+    #: atom-type name -> attributes of its <Type> (class, element, mass)
+    type_attributes: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    #: atom-type name -> attributes of its <NonbondedForce><Atom> (sigma, epsilon)
+    nonbonded_atoms: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    #: attributes of the <NonbondedForce> element (1-4 scales)
+    nonbonded_attributes: Mapping[str, str] = field(default_factory=dict)
 
     def has_bond(self, a: str, b: str) -> bool:
         return (a, b) in self.bonds or (b, a) in self.bonds
@@ -69,4 +76,9 @@ def load_tables(name: str = "hybridff-gaff2.xml") -> ForceFieldTables:
         bonds=tuples("Bond", 2),
         angles=tuples("Angle", 3),
         propers=tuples("Proper", 4),
+        type_attributes={t.get("name"): dict(t.attrib) for t in types},
+        nonbonded_atoms={a.get("type"): dict(a.attrib)
+                         for a in root.findall("./NonbondedForce/Atom") if a.get("type")},
+        nonbonded_attributes=dict(nb.attrib) if (nb := root.find("./NonbondedForce")) is not None
+        else {},
     )

@@ -10,6 +10,7 @@ so the drop-in XML route and the Python route give the same System.
 from __future__ import annotations
 
 import hashlib
+import io
 import itertools
 import json
 import logging
@@ -19,12 +20,20 @@ from typing import Any
 from xml.etree import ElementTree as ET
 
 import numpy as np
+from openmm import unit
 from rdkit import Chem
 
 from hybridff import __version__, units
 from hybridff.charges import assign_charges
 from hybridff.exceptions import MissingParameterError
 from hybridff.forcefield_tables import ForceFieldTables, load_tables
+from hybridff.mm.graph import MoleculeGraph, symmetry_classes
+from hybridff.mm.signature import (
+    DEFAULT_PAIR_ORDER,
+    MMSignature,
+    canonical_atom_order,
+    make_signature,
+)
 from hybridff.molecule import atom_label, atom_names, canonical_smiles, formal_charge, load_molecule
 
 logger = logging.getLogger(__name__)
@@ -47,20 +56,39 @@ class FilledTerm:
 
 @dataclass
 class ParameterizedMolecule:
-    """A molecule with everything OpenMM needs: names, GAFF2 types, charges, extra terms."""
+    """A molecule with everything OpenMM needs: names, GAFF2 types, charges, extra terms.
+
+    ``signature`` is its MM identity (:class:`~hybridff.mm.signature.MMSignature`): what
+    decided these parameters, the key of the parameter cache and what trained models record.
+    """
 
     mol: Chem.Mol
     names: list[str]
     atom_types: list[str]
     charges: np.ndarray
-    charge_method: str
-    forcefield: str
-    forcefield_sha256: str
+    signature: MMSignature
     residue_name: str = "MOL"
     filled_terms: list[FilledTerm] = field(default_factory=list)
-    pair_order: str = "index"
-    #: SHA256 of the ML charge model file when charge_method is "ml"
-    charge_model_sha256: str | None = None
+
+    @property
+    def forcefield(self) -> str:
+        return self.signature.forcefield
+
+    @property
+    def forcefield_sha256(self) -> str:
+        return self.signature.forcefield_sha256
+
+    @property
+    def charge_method(self) -> str:
+        return self.signature.charge_method
+
+    @property
+    def pair_order(self) -> str:
+        return self.signature.pair_order
+
+    @property
+    def charge_model_sha256(self) -> str | None:
+        return self.signature.charge_model_sha256
 
     @property
     def smiles(self) -> str:
@@ -70,34 +98,174 @@ class ParameterizedMolecule:
     def net_charge(self) -> int:
         return formal_charge(self.mol)
 
-    def mm_signature(self) -> dict[str, str | None]:
-        """What a delta-learned correction depends on: force field and charges (file hashes)."""
-        return {"forcefield": self.forcefield, "forcefield_hash": self.forcefield_sha256,
-                "charge_method": self.charge_method, "charge_model_hash": self.charge_model_sha256}
+    @property
+    def graph(self) -> MoleculeGraph:
+        """Elements and bonds, in this molecule's atom order."""
+        return MoleculeGraph.from_rdkit(self.mol)
+
+    def mm_signature(self) -> MMSignature:
+        """The MM identity of these parameters (what a delta-learned correction depends on)."""
+        return self.signature
+
+    def in_atom_order_of(self, mol: Chem.Mol) -> ParameterizedMolecule:
+        """The same parameters for ``mol``, the same molecule in another atom order.
+
+        Types, charges and names follow the atoms (names from ``mol`` where it has them).
+        """
+        if mol.GetNumAtoms() != self.mol.GetNumAtoms() or canonical_smiles(mol) != self.smiles:
+            raise ValueError(f"{canonical_smiles(mol)} is not the parameterized molecule "
+                             f"{self.smiles}")
+        match = self.mol.GetSubstructMatch(mol)  # match[i]: our atom for mol's atom i
+        if len(match) != mol.GetNumAtoms():
+            raise ValueError(f"could not map the atoms of {self.smiles} onto each other")
+        if list(match) == list(range(mol.GetNumAtoms())):
+            return self
+        names = atom_names(mol)
+        return ParameterizedMolecule(
+            mol=mol, names=names, atom_types=[self.atom_types[k] for k in match],
+            charges=self.charges[list(match)], signature=self.signature,
+            residue_name=self.residue_name, filled_terms=self.filled_terms)
 
     def to_ffxml(self, names: list[str] | None = None, residue_name: str | None = None) -> str:
         """Per-molecule ForceField XML; load it after the shipped force-field file.
 
         ``names`` renames the atoms (same order) to match a topology's residue.
+
+        With canonical pair labelling (the default) the System it gives does not depend on the
+        atom order of the topology. OpenMM orders the atoms of an improper torsion by template
+        index where two share a type, and reuses the first order it found for every later
+        improper of the same types, so with shared GAFF2 types the result would follow the
+        topology's atom order. Here each atom gets a type and class of its own (with its GAFF2
+        type's mass and Lennard-Jones parameters) and every bonded term is written for its
+        atoms' types, with the parameters and atom order OpenMM gives the molecule in
+        canonical atom order, averaged over symmetry-equivalent atoms: the file is
+        self-contained and gives the same System for any input order.
+        The antechamber-compatible ``"index"`` labelling writes GAFF2 types (plus the terms
+        filled by analogy) and leaves the order to OpenMM, as tleap does.
         """
-        tables = load_tables(self.forcefield)
         names = list(names) if names is not None else self.names
+        resname = residue_name or self.residue_name
+        if self.pair_order != "canonical":
+            return self._class_typed_ffxml(names, resname, range(self.mol.GetNumAtoms()))
+        tables = load_tables(self.forcefield)
+        order = canonical_atom_order(self.mol)
+        prefix = f"{resname}-{self.content_hash()[:8]}-"
+        own_type = {i: f"{prefix}{rank}" for rank, i in enumerate(order)}
+        root = self._xml_header()
+        atom_types = ET.SubElement(root, "AtomTypes")
+        for i in order:
+            gaff = tables.type_attributes[tables.type_name(self.atom_types[i])]
+            # a class of its own too, so that no class-based term of the shipped file applies
+            # to it even when both files are loaded in one call
+            ET.SubElement(atom_types, "Type", {"name": own_type[i], "class": own_type[i],
+                                               "element": gaff["element"], "mass": gaff["mass"]})
+        self._residue_xml(root, names, resname, order, own_type)
+        terms = self._canonical_terms(order)
+
+        def typed(atoms: tuple[int, ...]) -> dict[str, str]:
+            return {f"type{k + 1}": own_type[a] for k, a in enumerate(atoms)}
+
+        bonds = ET.SubElement(root, "HarmonicBondForce")
+        for atoms, (length, k) in terms["bonds"].items():
+            ET.SubElement(bonds, "Bond", {**typed(atoms), "length": repr(length), "k": repr(k)})
+        angles = ET.SubElement(root, "HarmonicAngleForce")
+        for atoms, (angle, k) in terms["angles"].items():
+            ET.SubElement(angles, "Angle", {**typed(atoms), "angle": repr(angle), "k": repr(k)})
+        torsions = ET.SubElement(root, "PeriodicTorsionForce", {"ordering": "amber"})
+        for kind in ("Proper", "Improper"):
+            for atoms, parts in terms[kind].items():
+                # OpenMM lists an improper's centre first; the System (amber order) third
+                attrs = typed(atoms if kind == "Proper" else (atoms[2], atoms[0], atoms[1], atoms[3]))
+                for j, (periodicity, phase, k) in enumerate(parts, start=1):
+                    attrs.update({f"periodicity{j}": str(periodicity), f"phase{j}": repr(phase),
+                                  f"k{j}": repr(k)})
+                ET.SubElement(torsions, kind, attrs)
+        nonbonded = ET.SubElement(root, "NonbondedForce", dict(tables.nonbonded_attributes))
+        ET.SubElement(nonbonded, "UseAttributeFromResidue", {"name": "charge"})
+        for i in order:
+            lj = tables.nonbonded_atoms[tables.type_name(self.atom_types[i])]
+            ET.SubElement(nonbonded, "Atom", {"type": own_type[i], "sigma": lj["sigma"],
+                                              "epsilon": lj["epsilon"]})
+        ET.indent(root, space=" ")
+        return ET.tostring(root, encoding="unicode")
+
+    def _xml_header(self) -> ET.Element:
         root = ET.Element("ForceField")
         info = ET.SubElement(root, "Info")
         ET.SubElement(info, "Source").text = (
             f"hybridff {__version__}; force field {self.forcefield} (sha256 "
-            f"{self.forcefield_sha256[:12]}); charges {self.charge_method}; {self.smiles}")
+            f"{self.forcefield_sha256[:12]}); charges {self.charge_method}; {self.smiles}; "
+            f"MM signature {self.signature.key()}")
+        return root
+
+    def _residue_xml(self, root: ET.Element, names: list[str], resname: str, order: Any,
+                     type_of: dict[int, str]) -> None:
         residues = ET.SubElement(root, "Residues")
-        res = ET.SubElement(residues, "Residue", {"name": residue_name or self.residue_name})
-        for name, t, q in zip(names, self.atom_types, self.charges, strict=True):
-            ET.SubElement(res, "Atom", {"name": name, "type": tables.type_name(t),
-                                        "charge": format(float(q), ".10f")})
+        res = ET.SubElement(residues, "Residue", {"name": resname})
+        for i in order:
+            ET.SubElement(res, "Atom", {"name": names[i], "type": type_of[i],
+                                        "charge": format(float(self.charges[i]), ".10f")})
         for b in self.mol.GetBonds():
             ET.SubElement(res, "Bond", {"atomName1": names[b.GetBeginAtomIdx()],
                                         "atomName2": names[b.GetEndAtomIdx()]})
+
+    def _class_typed_ffxml(self, names: list[str], resname: str, order: Any) -> str:
+        """The template with GAFF2's own types (OpenMM orders impropers itself)."""
+        tables = load_tables(self.forcefield)
+        root = self._xml_header()
+        self._residue_xml(root, names, resname, order,
+                          {i: tables.type_name(t) for i, t in enumerate(self.atom_types)})
         _filled_terms_xml(root, self.filled_terms)
         ET.indent(root, space=" ")
         return ET.tostring(root, encoding="unicode")
+
+    def _canonical_terms(self, order: list[int]) -> dict[str, dict[tuple[int, ...], Any]]:
+        """Bonded terms OpenMM gives this molecule in canonical atom order (GAFF2 types, the
+        terms filled by analogy), in this molecule's atom indices: ``bonds`` (i, j) -> (nm,
+        kJ/mol/nm2); ``angles`` (i, j, k) -> (rad, kJ/mol/rad2); ``Proper`` / ``Improper``
+        (a, b, c, d) -> [(periodicity, phase rad, k kJ/mol), ...] (impropers centred on c)."""
+        import openmm
+        from openmm import app
+
+        tables = load_tables(self.forcefield)
+        xml = self._class_typed_ffxml([f"A{k}" for k in range(len(order))], "CANONICAL", order)
+        forcefield = app.ForceField(str(tables.path), io.StringIO(xml))
+        topology = app.Topology()
+        residue = topology.addResidue("CANONICAL", topology.addChain())
+        position = {i: k for k, i in enumerate(order)}
+        atoms = [topology.addAtom(f"A{i}", app.Element.getByAtomicNumber(
+            self.mol.GetAtomWithIdx(i).GetAtomicNum()), residue) for i in order]
+        bonded = set()
+        # bonds in canonical order too: OpenMM lists each atom's neighbours in bond order
+        pairs = sorted(tuple(sorted((position[b.GetBeginAtomIdx()], position[b.GetEndAtomIdx()])))
+                       for b in self.mol.GetBonds())
+        for p, q in pairs:
+            topology.addBond(atoms[p], atoms[q])
+            bonded |= {(order[p], order[q]), (order[q], order[p])}
+        system = forcefield.createSystem(topology)
+        out: dict[str, dict[tuple[int, ...], Any]] = {
+            "bonds": {}, "angles": {}, "Proper": {}, "Improper": {}}
+        nm, rad, kj = unit.nanometer, unit.radian, unit.kilojoule_per_mole
+        for force in system.getForces():
+            if isinstance(force, openmm.HarmonicBondForce):
+                for t in range(force.getNumBonds()):
+                    i, j, length, k = force.getBondParameters(t)
+                    out["bonds"][(order[i], order[j])] = (length.value_in_unit(nm),
+                                                          k.value_in_unit(kj / nm**2))
+            elif isinstance(force, openmm.HarmonicAngleForce):
+                for t in range(force.getNumAngles()):
+                    i, j, k_, theta, k = force.getAngleParameters(t)
+                    out["angles"][(order[i], order[j], order[k_])] = (
+                        theta.value_in_unit(rad), k.value_in_unit(kj / rad**2))
+            elif isinstance(force, openmm.PeriodicTorsionForce):
+                for t in range(force.getNumTorsions()):
+                    *four, periodicity, phase, k = force.getTorsionParameters(t)
+                    a, b, c, d = (order[x] for x in four)
+                    proper = (a, b) in bonded and (b, c) in bonded and (c, d) in bonded
+                    key = min((a, b, c, d), (d, c, b, a)) if proper else (a, b, c, d)
+                    out["Proper" if proper else "Improper"].setdefault(key, []).append(
+                        (int(periodicity), phase.value_in_unit(rad), k.value_in_unit(kj)))
+        return _symmetrized(out, symmetry_classes(self.mol))
 
     def report(self) -> dict[str, Any]:
         """JSON-able summary: atoms (name, element, type, charge), filled terms, provenance."""
@@ -110,6 +278,7 @@ class ParameterizedMolecule:
             "forcefield_sha256": self.forcefield_sha256,
             "charge_method": self.charge_method,
             "pair_order": self.pair_order,
+            "mm_signature": self.signature.to_dict(),
             "atoms": [
                 {"index": i, "name": n, "element": a.GetSymbol(), "type": t, "charge": float(q)}
                 for i, (a, n, t, q) in enumerate(
@@ -119,10 +288,14 @@ class ParameterizedMolecule:
         }
 
     def content_hash(self) -> str:
-        """Hash of everything that determines the parameters (for caches and provenance)."""
-        key = json.dumps([self.smiles, self.forcefield_sha256, self.charge_method,
-                          self.pair_order, __version__])
-        return hashlib.sha256(key.encode()).hexdigest()
+        """Hash of the molecule and its MM signature (cache key, template names)."""
+        return parameters_key(self.smiles, self.signature)
+
+
+def parameters_key(smiles: str, signature: MMSignature) -> str:
+    """Content hash of one parameterization: molecule, MM signature, hybridff version."""
+    text = json.dumps([smiles, signature.key(), __version__])
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _filled_terms_xml(root: ET.Element, terms: list[FilledTerm]) -> None:
@@ -161,6 +334,38 @@ def _filled_terms_xml(root: ET.Element, terms: list[FilledTerm]) -> None:
                 "class1": c, "class2": a, "class3": b, "class4": d,
                 "periodicity1": str(abs(int(round(pn)))), "phase1": repr(math.radians(phase)),
                 "k1": repr(pk * units.KCAL_TO_KJ)})
+
+
+def _symmetrized(terms: dict[str, dict[tuple[int, ...], Any]], classes: list[int]
+                 ) -> dict[str, dict[tuple[int, ...], Any]]:
+    """Bonds, angles and proper torsions with parameters averaged over symmetry-equivalent
+    atoms (``classes``), so that which of two equivalent atoms got which label (GAFF2's ce/cf
+    on the two halves of a symmetric molecule) cannot depend on the atom order. Impropers are
+    kept: the order of their atoms is a choice between symmetric images (docs/forcefield.md)."""
+    def key(atoms: tuple[int, ...]) -> tuple[int, ...]:
+        c = tuple(classes[a] for a in atoms)
+        return min(c, c[::-1])
+
+    out: dict[str, dict[tuple[int, ...], Any]] = {"Improper": terms["Improper"]}
+    for kind in ("bonds", "angles"):
+        groups: dict[tuple[int, ...], list[tuple[float, float]]] = {}
+        for atoms, values in terms[kind].items():
+            groups.setdefault(key(atoms), []).append(values)
+        out[kind] = {atoms: tuple(float(v) for v in np.mean(groups[key(atoms)], axis=0))
+                     for atoms in terms[kind]}
+    members: dict[tuple[int, ...], list[tuple[int, ...]]] = {}
+    for atoms in terms["Proper"]:
+        members.setdefault(key(atoms), []).append(atoms)
+    out["Proper"] = {}
+    for atoms in terms["Proper"]:
+        group = members[key(atoms)]
+        k_sum: dict[tuple[int, float], float] = {}
+        for other in group:
+            for periodicity, phase, k in terms["Proper"][other]:
+                k_sum[(periodicity, round(phase, 9))] = k_sum.get((periodicity, round(phase, 9)), 0.0) + k
+        out["Proper"][atoms] = [(n, phase, k / len(group)) for (n, phase), k in sorted(k_sum.items())
+                                if k != 0.0]
+    return out
 
 
 def missing_terms(mol: Chem.Mol, atom_types: list[str], tables: ForceFieldTables
@@ -280,7 +485,7 @@ def _matches_wild(classes: tuple[str, ...], wanted: tuple[str, ...]) -> bool:
 def parameterize(molecule: Any, charge_method: str = DEFAULT_CHARGE_METHOD,
                  forcefield: str = "hybridff-gaff2.xml", atom_types: list[str] | None = None,
                  residue_name: str = "MOL", charges: np.ndarray | None = None,
-                 pair_order: str = "index", **charge_options: Any) -> ParameterizedMolecule:
+                 pair_order: str = DEFAULT_PAIR_ORDER, **charge_options: Any) -> ParameterizedMolecule:
     """Type, charge and complete the parameters of one molecule.
 
     Parameters
@@ -294,16 +499,18 @@ def parameterize(molecule: Any, charge_method: str = DEFAULT_CHARGE_METHOD,
     charges
         Explicit charges (e), short for ``charge_method="file", charges=...``.
     pair_order
-        How conjugated pair types (cc/cd, ce/cf, nc/nd, ...) are labelled: ``"index"``
-        walks from the lowest atom index, as antechamber does, so types equal antechamber's
-        for the same input; ``"canonical"`` walks in RDKit's canonical atom order, so the
-        parameters do not depend on the input atom order. GAFF2 2.2 fits cc- and cd-
-        parameters separately (e.g. angle ca-na-cc 117.3 deg vs ca-na-cd 108.8 deg), so the
-        two can differ in energy; see docs/atom-typing.md.
+        How conjugated pair types (cc/cd, ce/cf, nc/nd, ...) are labelled: ``"canonical"``
+        (default) walks in RDKit's canonical atom order, so the parameters do not depend on
+        the input atom order; ``"index"`` walks from the lowest atom index, as antechamber
+        does, so types equal antechamber's for the same input (a compatibility option,
+        recorded in the MM signature). GAFF2 2.2 fits cc- and cd- parameters separately
+        (e.g. angle ca-na-cc 117.3 deg vs ca-na-cd 108.8 deg), so the two can differ in
+        energy; see docs/atom-typing.md.
     """
     mol = load_molecule(molecule)
     tables = load_tables(forcefield)
     names = atom_names(mol)
+    given_types = None if atom_types is None else list(atom_types)
     if atom_types is None:
         from hybridff.atomtyping import assign_atom_types
 
@@ -317,14 +524,9 @@ def parameterize(molecule: Any, charge_method: str = DEFAULT_CHARGE_METHOD,
     if charges is not None:
         charge_method, charge_options = "file", {**charge_options, "charges": charges}
     q = assign_charges(mol, charge_method, **charge_options)
-    charge_model_hash = None
-    if charge_method == "ml":
-        from hybridff.charges.ml import charge_model_sha256
-
-        charge_model_hash = charge_model_sha256(charge_options.get("model"))
+    signature = make_signature(mol, tables.name, tables.sha256, charge_method, charge_options,
+                               pair_order=pair_order, atom_types=given_types, charges=q)
     filled = fill_by_analogy(mol, names, list(atom_types), tables)
     return ParameterizedMolecule(mol=mol, names=names, atom_types=list(atom_types), charges=q,
-                                 charge_method=charge_method, forcefield=tables.name,
-                                 forcefield_sha256=tables.sha256, residue_name=residue_name,
-                                 filled_terms=filled, pair_order=pair_order,
-                                 charge_model_sha256=charge_model_hash)
+                                 signature=signature, residue_name=residue_name,
+                                 filled_terms=filled)

@@ -152,7 +152,7 @@ def check_positions(positions: Any, topology: app.Topology, what: str) -> None:
 
 def prepare_system(
     molecule: Any,
-    charge_method: str = DEFAULT_CHARGE_METHOD,
+    charge_method: str | None = None,
     solvent: str = "tip3p",
     box_nm: float = 3.0,
     ionic_strength_molar: float = 0.15,
@@ -163,17 +163,45 @@ def prepare_system(
     forcefield: str = "hybridff-gaff2.xml",
     cache: str | os.PathLike | bool | None = None,
     residue_name: str = "MOL",
+    pair_order: str | None = None,
+    charge_options: dict[str, Any] | None = None,
+    remove_cmmotion: bool = True,
 ) -> PreparedSystem:
     """Build the System of ``molecule`` (path, SMILES, RDKit Mol) alone or in a TIP3P box.
 
+    The one route to a molecule's MM System: ``hybridff label``, ``train``, ``evaluate`` and
+    ``simulate`` all build it here (through the template generator, as a plain
+    ``openmm.app.ForceField`` user would), so what is evaluated is what is simulated.
+
     Solvated: cubic box of edge ``box_nm``, PME, LJ switching 0.9/1.0 nm, neutralizing Na+/Cl-
     plus ``ionic_strength_molar`` of salt (Modeller). Vacuum (``solvent="none"``): NoCutoff.
-    ``model``: a trained correction file (or loaded ``ModelFile``) added on the molecule.
-    ``cache``: the template generator's parameter cache (``False`` turns it off).
+    ``model``: a trained correction file (or loaded ``ModelFile``) added on the molecule; the
+    MM is then built with the settings the model was trained against (charge method, its
+    options, pair labelling) unless given here, and checked against them.
+    ``charge_method`` / ``pair_order`` / ``charge_options``: default the model's, else
+    hybridff's defaults. ``cache``: the template generator's parameter cache (``False`` off).
     """
     from hybridff.forcefield_files import forcefield_path
+    from hybridff.mm.signature import DEFAULT_PAIR_ORDER, trained_build_options
     from hybridff.molecule import load_molecule
     from hybridff.templates import HybridTemplateGenerator
+
+    if model is not None:
+        from hybridff.ml.modelfile import ModelFile, load_model
+
+        model_path = None
+        if not isinstance(model, ModelFile):
+            model_path = str(Path(model).resolve())
+            model = load_model(model)
+        trained = trained_build_options(model.metadata.get("mm"))
+        trained_method, trained_order = trained.pop("charge_method", None), trained.pop("pair_order")
+        if trained_method is not None and charge_method in (None, trained_method):
+            charge_method = trained_method
+            if charge_options is None:
+                charge_options = trained
+        pair_order = pair_order or trained_order
+    charge_method = charge_method or DEFAULT_CHARGE_METHOD
+    pair_order = pair_order or DEFAULT_PAIR_ORDER
 
     if solvent not in SOLVENTS:
         raise UnknownNameError(f"unknown solvent {solvent!r}; known: {', '.join(SOLVENTS)}")
@@ -184,7 +212,8 @@ def prepare_system(
                                f"{', '.join(str(k) for k in constraint_map if k)}")
     mol = load_molecule(molecule)  # missing file, unreadable record, NaN coordinates: clear errors
     generator = HybridTemplateGenerator([mol], charge_method=charge_method, forcefield=forcefield,
-                                        cache=cache)
+                                        cache=cache, pair_order=pair_order,
+                                        **(charge_options or {}))
     pm = generator.parameterize_molecule(generator.molecules[0])
     topology, positions = _solute_topology(mol, residue_name)
     check_positions(positions, topology, "input molecule")
@@ -195,7 +224,8 @@ def prepare_system(
     ff = app.ForceField(*files)
     ff.registerTemplateGenerator(generator.generator)
     info: dict[str, Any] = {"solute_atoms": topology.getNumAtoms(), "solute_charge": pm.net_charge,
-                            "charge_method": pm.charge_method, "smiles": pm.smiles}
+                            "charge_method": pm.charge_method, "smiles": pm.smiles,
+                            "mm_signature": pm.signature.to_dict()}
     if spec is None:
         method = "NoCutoff"
     else:
@@ -229,7 +259,7 @@ def prepare_system(
                     waters=counts.get("HOH", 0), na=counts.get("NA", 0), cl=counts.get("CL", 0))
     hmass = None if hydrogen_mass_amu is None else hydrogen_mass_amu * unit.amu
     system = build_system(ff, topology, method, constraints=constraint_map[constraints],
-                          remove_cmmotion=True, hydrogen_mass=hmass)
+                          remove_cmmotion=remove_cmmotion, hydrogen_mass=hmass)
     info["net_charge"] = round(net_charge(system), 6)
     if spec is not None and abs(info["net_charge"]) > 1e-3:
         raise SimulationError(f"the solvated system carries {info['net_charge']:+.4f} e after "
@@ -238,6 +268,8 @@ def prepare_system(
     prepared = PreparedSystem(system, topology, positions, solute, pm, solvent, info=info)
     if model is not None:
         add_model(prepared, model, backend=ml_backend)
+        prepared.model_path = model_path
+        prepared.info["ml_model"] = model_path
     return prepared
 
 

@@ -14,44 +14,26 @@ from __future__ import annotations
 
 import io
 import logging
-from collections import Counter
+import weakref
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import networkx as nx
-from networkx.algorithms import isomorphism
 from openmm import app
 from rdkit import Chem
 
 from hybridff.cache import ParameterCache, cache_key
 from hybridff.forcefield_tables import load_tables
+from hybridff.mm.graph import MoleculeGraph
+from hybridff.mm.signature import DEFAULT_PAIR_ORDER, MMSignature, make_signature
 from hybridff.molecule import canonical_smiles, load_molecules
 from hybridff.parameters import DEFAULT_CHARGE_METHOD, ParameterizedMolecule, parameterize
 
+#: the generators alive in this process, so that ``add_ml_correction`` can check the MM of a
+#: System built through one without being handed it (weak: nothing is kept alive by this)
+_LIVE_GENERATORS: weakref.WeakSet[HybridTemplateGenerator] = weakref.WeakSet()
+
 logger = logging.getLogger(__name__)
-
-
-def _mol_graph(mol: Chem.Mol) -> nx.Graph:
-    g = nx.Graph()
-    for a in mol.GetAtoms():
-        g.add_node(a.GetIdx(), element=a.GetAtomicNum())
-    g.add_edges_from((b.GetBeginAtomIdx(), b.GetEndAtomIdx()) for b in mol.GetBonds())
-    return g
-
-
-def _residue_graph(residue: app.topology.Residue) -> tuple[nx.Graph, list]:
-    atoms = list(residue.atoms())
-    index = {a: i for i, a in enumerate(atoms)}
-    g = nx.Graph()
-    for i, a in enumerate(atoms):
-        g.add_node(i, element=a.element.atomic_number if a.element is not None else 0)
-    g.add_edges_from((index[a], index[b]) for a, b in residue.internal_bonds())
-    return g, atoms
-
-
-def _formula(g: nx.Graph) -> tuple:
-    return tuple(sorted(Counter(nx.get_node_attributes(g, "element").values()).items()))
 
 
 class HybridTemplateGenerator:
@@ -71,39 +53,52 @@ class HybridTemplateGenerator:
         Folder of the on-disk cache (``~/.cache/hybridff`` or ``$HYBRIDFF_CACHE`` by default);
         ``False`` turns caching off.
     pair_order
-        Labelling of conjugated pair types (see :func:`hybridff.parameters.parameterize`).
-        ``"canonical"`` by default here: a molecule gets the same parameters whatever atom
-        order it arrives in, which the content-keyed cache relies on.
+        Labelling of conjugated pair types (see :func:`hybridff.parameters.parameterize`);
+        ``"canonical"`` (default): a molecule gets the same parameters whatever atom order it
+        arrives in.
+
+    The MM signature of every molecule it parameterized is kept (:meth:`signatures`), so
+    :func:`hybridff.add_ml_correction` checks a correction against it with no extra argument.
     """
 
     def __init__(self, molecules: Any = None, charge_method: str = DEFAULT_CHARGE_METHOD,
                  forcefield: str = "hybridff-gaff2.xml", cache: str | Path | bool | None = None,
-                 pair_order: str = "canonical", **charge_options: Any):
+                 pair_order: str = DEFAULT_PAIR_ORDER, **charge_options: Any):
         self.charge_method = charge_method
         self.forcefield = forcefield
         self.charge_options = charge_options
         self.pair_order = pair_order
         self.tables = load_tables(forcefield)
         self.cache = None if cache is False else ParameterCache(None if cache in (None, True) else cache)
-        self._molecules: list[tuple[Chem.Mol, nx.Graph, tuple]] = []
+        self._molecules: list[tuple[Chem.Mol, MoleculeGraph]] = []
         self.parameterized: dict[str, ParameterizedMolecule] = {}
         if molecules is not None:
             self.add_molecules(molecules)
+        _LIVE_GENERATORS.add(self)
 
     def add_molecules(self, molecules: Any) -> None:
         """Register more molecules (any input :func:`hybridff.molecule.load_molecules` takes)."""
         if not isinstance(molecules, (list, tuple)):
             molecules = [molecules]
         for mol in load_molecules(list(molecules)):
-            g = _mol_graph(mol)
-            self._molecules.append((mol, g, _formula(g)))
+            self._molecules.append((mol, MoleculeGraph.from_rdkit(mol)))
+
+    def expected_signature(self, mol: Chem.Mol) -> MMSignature:
+        """The MM signature this generator gives ``mol`` (computed without parameterizing)."""
+        charges = None
+        if self.charge_method == "file":
+            from hybridff.charges import assign_charges
+
+            charges = assign_charges(mol, "file", **self.charge_options)
+        return make_signature(mol, self.tables.name, self.tables.sha256, self.charge_method,
+                              self.charge_options, pair_order=self.pair_order, charges=charges)
 
     def parameterize_molecule(self, mol: Chem.Mol) -> ParameterizedMolecule:
-        """Parameters of ``mol`` (from the cache when present)."""
+        """Parameters of ``mol`` (from the cache when present), in ``mol``'s atom order."""
         smiles = canonical_smiles(mol)
-        key = cache_key(smiles, self.tables.sha256, self.charge_method, self.pair_order)
+        key = cache_key(smiles, self.expected_signature(mol))
         if key in self.parameterized:
-            return self.parameterized[key]
+            return self.parameterized[key].in_atom_order_of(mol)
 
         def create() -> ParameterizedMolecule:
             logger.info("parameterizing %s (charges: %s)", smiles, self.charge_method)
@@ -111,19 +106,23 @@ class HybridTemplateGenerator:
                                 pair_order=self.pair_order, **self.charge_options)
 
         pm = self.cache.get_or_create(key, create) if self.cache is not None else create()
+        if pm.content_hash() != key:
+            raise RuntimeError(f"parameters of {smiles} do not carry the MM signature they were "
+                               "asked for; clear the parameter cache and report it")
         self.parameterized[key] = pm
-        return pm
+        return pm.in_atom_order_of(mol)
+
+    def signatures(self, smiles: str | None = None) -> list[MMSignature]:
+        """MM signatures of the molecules parameterized so far (of ``smiles`` only if given)."""
+        return [pm.signature for pm in self.parameterized.values()
+                if smiles is None or pm.smiles == smiles]
 
     def _match(self, residue) -> tuple[Chem.Mol, dict[int, int], list] | None:
-        rg, atoms = _residue_graph(residue)
-        formula = _formula(rg)
-        for mol, g, f in self._molecules:
-            if f != formula or g.number_of_edges() != rg.number_of_edges():
-                continue
-            matcher = isomorphism.GraphMatcher(
-                g, rg, node_match=isomorphism.categorical_node_match("element", None))
-            if matcher.is_isomorphic():
-                return mol, dict(matcher.mapping), atoms  # mol index -> residue index
+        rg = MoleculeGraph.from_residue(residue)
+        for mol, g in self._molecules:
+            mapping = g.mapping_to(rg)
+            if mapping is not None:
+                return mol, mapping, list(residue.atoms())  # mol index -> residue index
         return None
 
     def generator(self, forcefield: app.ForceField, residue) -> bool:
@@ -136,13 +135,8 @@ class HybridTemplateGenerator:
                          residue.name, len(self._molecules))
             return False
         mol, mapping, atoms = found
-        pm = self.parameterize_molecule(mol)
-        # the cached molecule may order its atoms differently from ``mol``: map through it
-        if canonical_smiles(pm.mol) != canonical_smiles(mol) or pm.mol.GetNumAtoms() != mol.GetNumAtoms():
-            raise RuntimeError("cache entry does not match the molecule")
-        match = mol.GetSubstructMatch(pm.mol)
-        pm_to_residue = {i: mapping[j] for i, j in enumerate(match)}
-        names = [atoms[pm_to_residue[i]].name for i in range(pm.mol.GetNumAtoms())]
+        pm = self.parameterize_molecule(mol)  # in mol's atom order
+        names = [atoms[mapping[i]].name for i in range(pm.mol.GetNumAtoms())]
         template_name = f"{residue.name}-{pm.content_hash()[:8]}"
         forcefield.loadFile(io.StringIO(pm.to_ffxml(names=names, residue_name=template_name)))
         logger.info("loaded template %s for residue %s", template_name, residue.name)
@@ -150,4 +144,15 @@ class HybridTemplateGenerator:
 
     @property
     def molecules(self) -> Iterable[Chem.Mol]:
-        return [m for m, _, _ in self._molecules]
+        return [m for m, _ in self._molecules]
+
+
+def live_signatures(smiles: str) -> list[MMSignature]:
+    """Distinct MM signatures that the template generators alive in this process gave the
+    molecule ``smiles`` (canonical SMILES)."""
+    found: list[MMSignature] = []
+    for generator in list(_LIVE_GENERATORS):
+        for signature in generator.signatures(smiles):
+            if signature not in found:
+                found.append(signature)
+    return found

@@ -21,6 +21,19 @@ from hybridff.parameters import ParameterizedMolecule, parameterize
 from hybridff.system import make_forcefield
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_parameter_cache(tmp_path_factory):
+    """Every test's default parameter cache is a fresh folder, never the user's
+    ``~/.cache/hybridff`` (entries written there by other code must not decide a test)."""
+    before = os.environ.get("HYBRIDFF_CACHE")
+    os.environ["HYBRIDFF_CACHE"] = str(tmp_path_factory.mktemp("hybridff-cache"))
+    yield
+    if before is None:
+        os.environ.pop("HYBRIDFF_CACHE", None)
+    else:
+        os.environ["HYBRIDFF_CACHE"] = before
+
+
 @pytest.fixture(scope="module")
 def torch_single_thread():
     """Run a module's torch work on one thread (OpenMM's CPU threads share the 2 cores);
@@ -61,10 +74,11 @@ def hybridff_typer() -> Callable | None:
 def parameterized(smiles: str, charge_method: str = "gasteiger") -> ParameterizedMolecule:
     """``smiles`` parameterized once per session: hybridff's typer, else antechamber's types.
 
-    The returned object is shared between tests: do not modify it.
+    The returned object is shared between tests: do not modify it. Pairs are labelled as
+    antechamber does (``pair_order="index"``), since the solvated case is compared with tleap.
     """
     if hybridff_typer() is not None:
-        return parameterize(smiles, charge_method)
+        return parameterize(smiles, charge_method, pair_order="index")
     if not have_program("antechamber"):
         pytest.skip("neither hybridff.atomtyping nor antechamber is available to type atoms")
     from amber_reference import antechamber_types
@@ -72,7 +86,7 @@ def parameterized(smiles: str, charge_method: str = "gasteiger") -> Parameterize
     mol = load_molecule(smiles)
     with tempfile.TemporaryDirectory(prefix="hybridff-test-") as tmp:
         types = antechamber_types(mol, Path(tmp))
-    return parameterize(mol, charge_method, atom_types=types)
+    return parameterize(mol, charge_method, atom_types=types, pair_order="index")
 
 
 @dataclass

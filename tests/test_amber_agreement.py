@@ -119,13 +119,15 @@ class Case:
 def _build_case(name: str) -> Case:
     smiles = MOLECULES[name]
     if hybridff_typer() is not None:
-        pm = parameterize(smiles, "gasteiger")
+        # the Amber route labels pairs and orders impropers by input atom order: compare with
+        # hybridff's antechamber-compatible mode (the default is input-order independent)
+        pm = parameterize(smiles, "gasteiger", pair_order="index")
         typed_by = "hybridff"
     else:
         mol = load_molecule(smiles)
         with tempfile.TemporaryDirectory(prefix="hybridff-test-") as tmp:
             types = antechamber_types(mol, Path(tmp))
-        pm = parameterize(mol, "gasteiger", atom_types=types)
+        pm = parameterize(mol, "gasteiger", atom_types=types, pair_order="index")
         typed_by = "antechamber"
     return Case(name, pm, amber_reference(pm.mol, pm.charges), typed_by)
 

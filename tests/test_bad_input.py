@@ -583,7 +583,7 @@ def test_corrupt_cache_entry_is_recomputed(damage, tmp_path, caplog) -> None:
     """Valid JSON that is still wrong (the cut-JSON case is in test_templates): warned about,
     recomputed, rewritten; never used."""
     pm = _cached(tmp_path)
-    key = cache_key(pm.smiles, pm.forcefield_sha256, "gasteiger", pm.pair_order)
+    key = cache_key(pm.smiles, pm.signature)
     path = ParameterCache(tmp_path).path(key)
     other = _cached(tmp_path / "other", "CCN")
     other_entry = next((tmp_path / "other").glob("*.json")).read_text()
@@ -592,8 +592,7 @@ def test_corrupt_cache_entry_is_recomputed(damage, tmp_path, caplog) -> None:
         again = _cached(tmp_path)
     assert f"ignoring corrupt cache entry {path}" in caplog.text
     assert "it will be recomputed and rewritten" in caplog.text
-    assert {"another molecule": "it holds CCN (gasteiger charges), not the molecule and "
-                                "settings of its key",
+    assert {"another molecule": "it holds CCN (hybridff-gaff2.xml (",
             "non-finite charge": "non-finite charge on atom 2",
             "garbled molecule": "ignoring corrupt"}[damage] in caplog.text
     assert again.smiles == pm.smiles != other.smiles
@@ -628,7 +627,7 @@ def test_unusable_cache_warns_and_parameterizes_without_it(problem, tmp_path, ca
 
     directory = tmp_path / "cache"
     pm = parameterized("CCO")
-    key = cache_key(pm.smiles, pm.forcefield_sha256, "gasteiger", pm.pair_order)
+    key = cache_key(pm.smiles, pm.signature)
     if problem == "not a folder":
         directory.write_text("a file where the cache folder should be")
         cache, held = ParameterCache(directory), None

@@ -166,18 +166,27 @@ def test_refuses_mm_mismatch() -> None:
 
 def test_refuses_a_model_trained_with_another_ml_charge_model(caplog) -> None:
     pm = parameterize("CCO", charge_method="ml")
-    signature = pm.mm_signature()
-    assert len(signature["charge_model_hash"]) == 64  # the shipped charge model's SHA256
-    trained = {**signature, "charge_model_hash": "0" * 64}
+    signature = pm.mm_signature().to_dict()
+    assert len(signature["charge_model_sha256"]) == 64  # the shipped charge model's SHA256
+    trained = {**signature, "charge_model_sha256": "0" * 64}
     system, top, _ = make_system()
-    with pytest.raises(ModelCompatibilityError, match="charge_model_hash"):
+    with pytest.raises(ModelCompatibilityError, match="charge_model_sha256='0000"):
         add_ml_correction(system, top, make_model_file(mm=trained), mm_signature=pm)
     add_ml_correction(system, top, make_model_file(mm=signature), mm_signature=pm)
-    # a model from before the hash was recorded: accepted, with a warning
-    older = {k: v for k, v in signature.items() if k != "charge_model_hash"}
-    with caplog.at_level("WARNING", logger="hybridff.ml.backend"):
+    # a full signature with a field missing is refused, never taken as "matches"
+    holed = {k: v for k, v in signature.items() if k != "charge_model_sha256"}
+    with pytest.raises(DataFormatError, match="missing.*charge_model_sha256"):
+        add_ml_correction(system, top, make_model_file(mm=holed), mm_signature=pm)
+    # a model of an older hybridff (legacy keys, no charge-model hash, pairs by input order):
+    # accepted on an index-labelled MM, with a warning naming what could not be checked
+    legacy_pm = parameterize("CCO", charge_method="ml", pair_order="index")
+    older = {"forcefield": pm.forcefield, "forcefield_hash": pm.forcefield_sha256,
+             "charge_method": "ml"}
+    with caplog.at_level("WARNING", logger="hybridff.mm.signature"):
+        add_ml_correction(system, top, make_model_file(mm=older), mm_signature=legacy_pm)
+    assert "could not check charge_model_sha256" in caplog.text
+    with pytest.raises(ModelCompatibilityError, match="pair_order='index'"):
         add_ml_correction(system, top, make_model_file(mm=older), mm_signature=pm)
-    assert "does not record which ML charge model" in caplog.text
 
 
 def test_refuses_ml_only_model() -> None:

@@ -6,6 +6,7 @@ import json
 import multiprocessing
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -88,14 +89,14 @@ def test_unknown_residue_is_not_claimed():
 def test_cache_hit_corrupt_entry_and_key(tmp_path, caplog):
     gen = HybridTemplateGenerator("CCO", charge_method="gasteiger", cache=tmp_path)
     pm = gen.parameterize_molecule(gen.molecules[0])
-    key = cache_key(pm.smiles, pm.forcefield_sha256, "gasteiger", "canonical")
+    key = cache_key(pm.smiles, pm.signature)
     path = ParameterCache(tmp_path).path(key)
     assert path.is_file()
     again = HybridTemplateGenerator("OCC", charge_method="gasteiger", cache=tmp_path)
     hit = again.parameterize_molecule(again.molecules[0])
     np.testing.assert_allclose(sorted(hit.charges), sorted(pm.charges))
-    assert cache_key(pm.smiles, pm.forcefield_sha256, "am1bcc", "canonical") != key
-    assert cache_key(pm.smiles, pm.forcefield_sha256, "gasteiger", "index") != key
+    assert cache_key(pm.smiles, replace(pm.signature, charge_method="am1bcc")) != key
+    assert cache_key(pm.smiles, replace(pm.signature, pair_order="index")) != key
     path.write_text("{ truncated")
     third = HybridTemplateGenerator("CCO", charge_method="gasteiger", cache=tmp_path)
     third.parameterize_molecule(third.molecules[0])

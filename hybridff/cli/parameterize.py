@@ -22,16 +22,19 @@ logger = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from hybridff.mm.signature import DEFAULT_PAIR_ORDER, PAIR_ORDERS
+
     parser.add_argument("molecules", type=Path, help="SDF, MOL, mol2 or SMI file (one or more molecules)")
     parser.add_argument("--charges", default=DEFAULT_CHARGE_METHOD, choices=available_charge_methods(),
                         help=f"charge method (default: {DEFAULT_CHARGE_METHOD})")
     parser.add_argument("-o", "--output", type=Path, required=True, help="output ForceField XML")
     parser.add_argument("--report", type=Path, help="write a JSON report (types, charges, filled terms)")
     parser.add_argument("--forcefield", default="hybridff-gaff2.xml", help="hybridff force-field file")
-    parser.add_argument("--pair-order", choices=("index", "canonical"), default="index",
-                        help="labelling of conjugated pair types (cc/cd, ...): 'index' as "
-                             "antechamber does for this input order (default), 'canonical' "
-                             "independent of the input atom order")
+    parser.add_argument("--pair-order", choices=PAIR_ORDERS, default=DEFAULT_PAIR_ORDER,
+                        help="labelling of conjugated pair types (cc/cd, ...): 'canonical' "
+                             "independent of the input atom order (default, as every other "
+                             "command and the template generator), 'index' as antechamber "
+                             "does for this input order (recorded in the MM signature)")
     parser.add_argument("--residue-name", default=None,
                         help="residue name of the template(s) (default: MOL, MOL2, ...)")
 

@@ -82,12 +82,7 @@ def run(args: argparse.Namespace) -> int:
         raise MoleculeInputError("give the molecule to simulate (SDF/mol2 file or SMILES), or "
                                  "--resume to continue the run in the output folder")
     molecule = str(args.molecule)
-    charges = args.charges or DEFAULT_CHARGE_METHOD
-    if args.model is not None and args.charges is None:
-        from hybridff.ml.modelfile import load_model
-
-        charges = (load_model(args.model).metadata.get("mm") or {}).get("charge_method", charges)
-    prepared = prepare_system(molecule, charge_method=charges, solvent=args.solvent,
+    prepared = prepare_system(molecule, charge_method=args.charges, solvent=args.solvent,
                               box_nm=args.box, ionic_strength_molar=args.ionic_strength,
                               model=args.model, ml_backend=args.ml_backend)
     info = prepared.info

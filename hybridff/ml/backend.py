@@ -31,6 +31,8 @@ from hybridff.elements import SYMBOL
 from hybridff.exceptions import ModelCompatibilityError, UnknownNameError
 from hybridff.ml.model import inference_module
 from hybridff.ml.modelfile import ModelFile, load_model
+from hybridff.mm.graph import MoleculeGraph, residues_matching
+from hybridff.mm.signature import MMSignature, check_trained_against
 
 logger = logging.getLogger(__name__)
 
@@ -48,21 +50,68 @@ def _atom_text(atom: app.topology.Atom) -> str:
     return f"atom {atom.index} ({atom.name}, residue {res.name} {res.id})"
 
 
-def select_ml_atoms(topology: app.Topology, atoms: Any = None) -> list[int]:
+def model_molecule(model: ModelFile) -> tuple[str, MoleculeGraph] | None:
+    """The molecule a correction was trained on: (canonical SMILES, graph), or None when the
+    model file does not say (files written by an older hybridff record only the SMILES, from
+    which the graph is rebuilt)."""
+    record = model.metadata.get("molecule")
+    if record:
+        return str(record["smiles"]), MoleculeGraph.from_dict(record)
+    smiles = (model.metadata.get("mm") or {}).get("smiles")
+    if not smiles:
+        return None
+    from rdkit import Chem
+
+    mol = Chem.MolFromSmiles(smiles)
+    if mol is None:
+        return None
+    return smiles, MoleculeGraph.from_rdkit(Chem.AddHs(mol))
+
+
+def _residue_text(res: app.topology.Residue) -> str:
+    return f"{res.name} {res.id} ({MoleculeGraph.from_residue(res).formula})"
+
+
+def select_ml_atoms(topology: app.Topology, atoms: Any = None,
+                    molecule: tuple[str, MoleculeGraph] | None = None) -> list[int]:
     """Indices of the ML region.
 
-    ``atoms``: ``None`` (every atom of residues that are neither water nor single-atom ions),
-    a residue name (all residues of that name), or a sequence of atom indices.
+    ``atoms``: ``None`` (the residue that is the model's ``molecule``; an error if none or
+    several are), a residue name (all residues of that name), or a sequence of atom indices.
+    A selection that is not the model's molecule is refused, naming both. Without a
+    ``molecule`` (models of older hybridff versions), ``None`` selects every residue that is
+    neither water, an ion, an amino acid nor a nucleotide, with a warning.
     """
     n_atoms = topology.getNumAtoms()
+    if atoms is None and molecule is not None:
+        smiles, graph = molecule
+        found = list(residues_matching(topology, graph))
+        if len(found) == 1:
+            return [a.index for a in found[0].atoms()]
+        others = [_residue_text(r) for r in topology.residues()
+                  if r.name.upper() not in WATER_RESIDUES and len(r) > 1][:8]
+        if not found:
+            raise ModelCompatibilityError(
+                f"no residue of the topology is the molecule the ML model was trained on "
+                f"({smiles}, {graph.formula}); residues present: {others or 'water and ions only'}; "
+                "add that molecule, or pass atoms= to choose the ML region")
+        raise ModelCompatibilityError(
+            f"{len(found)} residues are the model's molecule {smiles}: "
+            f"{', '.join(_residue_text(r) for r in found[:8])}; one correction covers one "
+            "molecule: pass atoms= (the atom indices of one of them)")
     if atoms is None:
         picked = [
             a.index
             for res in topology.residues()
-            if res.name.upper() not in WATER_RESIDUES and len(list(res.atoms())) > 1
+            if res.name.upper() not in WATER_RESIDUES and len(res) > 1
+            and res.name.upper() not in app.PDBFile._standardResidues  # noqa: SLF001
             for a in res.atoms()
         ]
-        what = "non-water, non-ion residues"
+        what = "non-water, non-ion, non-polymer residues"
+        logger.warning("the ML model does not record the molecule it was trained on (made by "
+                       "an older hybridff): its region is every residue that is not water, an "
+                       "ion, an amino acid or a nucleotide (%d atoms); pass atoms= to be sure",
+                       len(picked))
     elif isinstance(atoms, str):
         picked = [a.index for res in topology.residues() if res.name == atoms for a in res.atoms()]
         what = f"residues named {atoms!r}"
@@ -83,6 +132,15 @@ def select_ml_atoms(topology: app.Topology, atoms: Any = None) -> list[int]:
             raise ModelCompatibilityError("ML atom indices contain duplicates")
     if not picked:
         raise ModelCompatibilityError(f"the ML region ({what}) is empty; pass atoms=...")
+    if molecule is not None:
+        smiles, graph = molecule
+        selected = MoleculeGraph.from_topology(topology, picked)
+        if not selected.same_molecule(graph):
+            raise ModelCompatibilityError(
+                f"the ML region ({what}: {selected.formula}, {len(picked)} atoms) is not the "
+                f"molecule the ML model was trained on ({smiles}, {graph.formula}); a "
+                "per-molecule correction only applies to its own molecule: train one for "
+                "this molecule (hybridff train)")
     return picked
 
 
@@ -90,14 +148,15 @@ def check_compatibility(
     model: ModelFile,
     topology: app.Topology,
     indices: Sequence[int],
-    mm_signature: dict[str, Any] | None = None,
+    mm_signature: MMSignature | dict[str, Any] | None = None,
     box_vectors: Any = None,
 ) -> list[int]:
     """Species indices of the selected atoms; raise :class:`ModelCompatibilityError` on a misfit.
 
     Checks: the model is a correction (not ML-only); every selected element is covered; the
-    MM force field / charge method / hash the model was trained against equal
-    ``mm_signature`` (where both name them); the model cutoff fits in the periodic box.
+    System's MM signature is the one the model was trained against
+    (:func:`hybridff.mm.signature.check_trained_against`); the model cutoff fits in the
+    periodic box.
     """
     if model.metadata.get("kind", "correction") != "correction":
         raise ModelCompatibilityError(
@@ -121,19 +180,17 @@ def check_compatibility(
             )
         species.append(elements.index(z))
     trained = model.metadata.get("mm") or {}
-    signature = mm_signature or {}
-    if (signature.get("charge_model_hash") and trained.get("charge_method") == "ml"
-            and "charge_model_hash" not in trained):
-        logger.warning(
-            "the ML model does not record which ML charge model its MM baseline used (made by an "
-            "older hybridff); if the shipped charge model changed since, retrain the correction")
-    for key, value in signature.items():
-        if key in trained and value is not None and trained[key] != value:
-            raise ModelCompatibilityError(
-                f"the ML model was trained against MM {key}={trained[key]!r}, but this System "
-                f"uses {key}={value!r}; a delta-learned correction only fits the MM it was "
-                "trained on: retrain it (hybridff train) for this force field / charges"
-            )
+    if isinstance(mm_signature, MMSignature):
+        check_trained_against(trained, mm_signature)
+    elif isinstance(mm_signature, dict):  # a partial description given by hand
+        legacy = {"forcefield_hash": "forcefield_sha256", "charge_model_hash": "charge_model_sha256"}
+        for key, value in mm_signature.items():
+            stored = trained.get(key, trained.get(legacy.get(key, key)))
+            if stored is not None and value is not None and stored != value:
+                raise ModelCompatibilityError(
+                    f"the ML model was trained against MM {key}={stored!r}, but this System "
+                    f"uses {key}={value!r}; a delta-learned correction only fits the MM it was "
+                    "trained on: retrain it (hybridff train) for this force field / charges")
     if box_vectors is not None:
         box = np.array([[float(c) for c in v.value_in_unit(unit.nanometer)] for v in box_vectors])
         heights = np.array([box[0, 0], box[1, 1], box[2, 2]])
@@ -146,14 +203,50 @@ def check_compatibility(
     return species
 
 
-def mm_signature_of(source: Any) -> dict[str, Any] | None:
-    """The MM description to check a model against, from a dict or a ParameterizedMolecule."""
-    if source is None or isinstance(source, dict):
+def mm_signature_of(source: Any, model: ModelFile | None = None
+                    ) -> MMSignature | dict[str, Any] | None:
+    """The MM description to check a model against.
+
+    ``source``: an :class:`MMSignature`, a ParameterizedMolecule, a HybridTemplateGenerator
+    (the signature it gave the model's molecule), a dict (a full signature, or a partial
+    description checked key by key), or None: then the template generators alive in this
+    process are asked for the model's molecule; when none parameterized it, a warning says the
+    MM could not be checked.
+    """
+    from hybridff.templates import HybridTemplateGenerator, live_signatures
+
+    molecule = model_molecule(model) if model is not None else None
+    smiles = molecule[0] if molecule is not None else None
+    if isinstance(source, MMSignature):
         return source
+    if isinstance(source, dict):
+        return MMSignature.from_dict(source) if "schema" in source else source
     if hasattr(source, "mm_signature"):
         return source.mm_signature()
+    if isinstance(source, HybridTemplateGenerator) or source is None:
+        found = (source.signatures(smiles) if source is not None else live_signatures(smiles)
+                 ) if smiles is not None else []
+        if len(found) == 1:
+            return found[0]
+        if len(found) > 1:
+            raise ModelCompatibilityError(
+                f"{smiles} was parameterized with {len(found)} different MM settings in this "
+                f"process ({'; '.join(s.describe() for s in found)}); pass mm_signature= (the "
+                "generator or ParameterizedMolecule the System was built with)")
+        if source is not None:
+            raise ModelCompatibilityError(
+                f"the template generator has not parameterized the model's molecule {smiles}; "
+                "build the System with it first")
+        if model is not None and model.metadata.get("mm"):
+            logger.warning(
+                "the MM of this System could not be checked against the one the ML model was "
+                "trained on (%s): it was not built by a hybridff template generator in this "
+                "process; pass mm_signature= (the ParameterizedMolecule or generator it was "
+                "built with)", smiles or "molecule not recorded")
+        return None
     raise ModelCompatibilityError(
-        f"mm_signature must be a dict or a ParameterizedMolecule, not {type(source).__name__}"
+        f"mm_signature must be an MMSignature, a ParameterizedMolecule, a HybridTemplateGenerator "
+        f"or a dict, not {type(source).__name__}"
     )
 
 
@@ -322,9 +415,10 @@ def add_ml_correction(
     """Add the trained ML correction to ``system`` and return the new Force.
 
     ``model``: a model file path or a loaded :class:`ModelFile`. ``atoms``: the ML region
-    (see :func:`select_ml_atoms`). ``mm_signature``: the System's MM description, a dict
-    (``forcefield``, ``forcefield_hash``, ``charge_method``) or the ParameterizedMolecule the
-    System was built from; checked against what the model was trained on.
+    (default: the residue that is the model's molecule; see :func:`select_ml_atoms`).
+    ``mm_signature``: the System's MM identity (see :func:`mm_signature_of`; by default the
+    signature the template generator gave the molecule), checked against the one the model
+    was trained on.
     ``force_group``: default the lowest group no other Force uses.
     """
     factory = get_backend(backend)
@@ -335,10 +429,11 @@ def add_ml_correction(
             f"System has {system.getNumParticles()} particles but the topology "
             f"{topology.getNumAtoms()} atoms; pass the topology the System was built from"
         )
-    indices = select_ml_atoms(topology, atoms)
+    indices = select_ml_atoms(topology, atoms, model_molecule(model))
     periodic = system.usesPeriodicBoundaryConditions()
     box = system.getDefaultPeriodicBoxVectors() if periodic else None
-    species = check_compatibility(model, topology, indices, mm_signature_of(mm_signature), box)
+    species = check_compatibility(model, topology, indices, mm_signature_of(mm_signature, model),
+                                  box)
     if force_group is None:
         force_group = _free_force_group(system)
     elif not 0 <= int(force_group) <= 31:

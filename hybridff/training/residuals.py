@@ -1,7 +1,7 @@
 """QM-minus-MM residuals: the MM energy and forces of every labelled frame, from OpenMM.
 
-The MM System is the one simulations use (:func:`hybridff.system.create_system` in vacuum),
-evaluated frame by frame on the Reference platform (deterministic, float64).
+The MM System is the one simulations use (:func:`hybridff.simulation.prepare_system` in
+vacuum), evaluated frame by frame on the Reference platform (deterministic, float64).
 """
 
 from __future__ import annotations
@@ -14,42 +14,50 @@ import openmm
 from openmm import app, unit
 
 from hybridff.data import LabelledFrames, check_atom_order
+from hybridff.mm.signature import MMSignature
 
 
 @dataclass
 class MMSetup:
-    """The MM side of the hybrid for one molecule."""
+    """The MM side of the hybrid for one molecule (atoms in the input molecule's order)."""
 
     system: openmm.System
     topology: app.Topology
     positions: np.ndarray  # (N, 3) nm, the input conformer
     numbers: np.ndarray  # atomic numbers, molecule order
-    signature: dict[str, Any]  # ParameterizedMolecule.mm_signature() and smiles
-    parameterized: Any = None  # the ParameterizedMolecule
+    signature: MMSignature  # the MM identity of these parameters
+    parameterized: Any = None  # the ParameterizedMolecule, in the input atom order
 
     @property
     def bonds(self) -> list[tuple[int, int]]:
         """Bonded atom pairs (molecule order): label files are checked against them."""
         return [(b[0].index, b[1].index) for b in self.topology.bonds()]
 
+    def molecule_record(self) -> dict[str, Any]:
+        """What a trained model stores about its molecule: canonical SMILES and graph."""
+        return {"smiles": self.parameterized.smiles, **self.parameterized.graph.to_dict()}
+
 
 def build_mm(
-    molecule: Any, charge_method: str | None = None, **parameterize_options: Any
+    molecule: Any, charge_method: str | None = None, pair_order: str | None = None,
+    cache: Any = None, **charge_options: Any,
 ) -> MMSetup:
-    """Parameterize ``molecule`` (path, SMILES, RDKit Mol) and build its vacuum MM System.
+    """The vacuum MM System of ``molecule`` (path, SMILES, RDKit Mol), built by the route
+    ``hybridff simulate`` uses (:func:`hybridff.simulation.prepare_system`), so residuals are
+    taken against exactly the MM that runs.
 
-    ``charge_method``: default the project's (``hybridff.parameters.DEFAULT_CHARGE_METHOD``).
+    ``charge_method`` / ``pair_order``: default hybridff's (``ml``, ``canonical``).
     """
-    from hybridff.parameters import DEFAULT_CHARGE_METHOD, parameterize
-    from hybridff.system import create_system
+    from hybridff.simulation import prepare_system
 
-    charge_method = charge_method or DEFAULT_CHARGE_METHOD
-    pm = parameterize(molecule, charge_method=charge_method, **parameterize_options)
-    system, topology, positions = create_system(pm, nonbonded_method="NoCutoff")
-    numbers = np.array([a.GetAtomicNum() for a in pm.mol.GetAtoms()], dtype=int)
-    signature = {**pm.mm_signature(), "smiles": pm.smiles}
-    return MMSetup(system, topology, positions.value_in_unit(unit.nanometer), numbers,
-                   signature, pm)
+    prepared = prepare_system(molecule, charge_method=charge_method, solvent="none",
+                              constraints=None, cache=cache, pair_order=pair_order,
+                              charge_options=charge_options or None, remove_cmmotion=False)
+    pm = prepared.parameterized
+    numbers = np.array([a.element.atomic_number for a in prepared.topology.atoms()], dtype=int)
+    return MMSetup(prepared.system, prepared.topology,
+                   np.asarray(prepared.positions.value_in_unit(unit.nanometer)), numbers,
+                   pm.signature, pm)
 
 
 def mm_energies_forces(

@@ -23,6 +23,7 @@ import openmm
 from hybridff import units
 from hybridff.data import file_sha256, read_extxyz, write_extxyz
 from hybridff.exceptions import ModelCompatibilityError
+from hybridff.mm.signature import trained_build_options
 from hybridff.training.residuals import MMSetup, build_mm, mm_energies_forces
 
 logger = logging.getLogger(__name__)
@@ -137,13 +138,21 @@ def train(
     config: Any = None,
     charge_method: str | None = None,
     ml_only: bool = False,
+    pair_order: str | None = None,
+    charge_options: dict[str, Any] | None = None,
+    cache: Any = None,
 ) -> dict[str, Any]:
-    """Train a correction (or, with ``ml_only``, a model of QM itself); returns its metadata."""
+    """Train a correction (or, with ``ml_only``, a model of QM itself); returns its metadata.
+
+    The model records the MM signature it was trained against (``mm``) and its molecule
+    (``molecule``: canonical SMILES and graph), both checked wherever it is used.
+    """
     from hybridff.ml.modelfile import build_metadata, save_model
     from hybridff.training.trainer import TrainConfig, train_correction
 
     config = config or TrainConfig()
-    mm = build_mm(molecule, charge_method=charge_method)
+    mm = build_mm(molecule, charge_method=charge_method, pair_order=pair_order, cache=cache,
+                  **(charge_options or {}))
     frames = read_extxyz(data, mm.numbers, bonds=mm.bonds)
     e_mm, f_mm = mm_energies_forces(mm.system, frames.positions)
     if ml_only:
@@ -157,7 +166,8 @@ def train(
     metadata = build_metadata(
         result.model, result.spec,
         kind="ml_only" if ml_only else "correction",
-        mm=mm.signature,
+        mm=mm.signature.to_dict(),
+        molecule=mm.molecule_record(),
         qm=qm,
         training_set=str(Path(data).name),
         training_set_sha256=file_sha256(data),
@@ -186,8 +196,9 @@ def _train_ml_only_like(
     known = TrainConfig.__dataclass_fields__
     config = TrainConfig(**{k: v for k, v in settings.items() if k in known})
     out = Path(tempfile.mkdtemp(prefix="hybridff-mlonly-")) / "ml_only.pt"
-    charge_method = (metadata.get("mm") or {}).get("charge_method")
-    train(molecule, data, out, config, charge_method=charge_method, ml_only=True)
+    options = trained_build_options(metadata.get("mm"))
+    train(molecule, data, out, config, charge_method=options.pop("charge_method", None),
+          pair_order=options.pop("pair_order"), charge_options=options, ml_only=True)
     return out
 
 
@@ -195,8 +206,7 @@ def _hybrid_system(mm: MMSetup, model: Any) -> tuple[openmm.System, int]:
     from hybridff.ml.backend import add_ml_correction
 
     system = copy.deepcopy(mm.system)
-    force = add_ml_correction(system, mm.topology, model,
-                              mm_signature=mm.parameterized.mm_signature())
+    force = add_ml_correction(system, mm.topology, model, mm_signature=mm.signature)
     return system, force.getForceGroup()
 
 
@@ -226,6 +236,7 @@ def evaluate(
     ml_only_path: str | os.PathLike | None = None,
     frames_subset: str = "all",
     return_frames: bool = False,
+    cache: Any = None,
 ) -> dict[str, Any] | tuple[dict[str, Any], EvaluatedFrames]:
     """Errors vs QM of MM alone, the hybrid and (optionally) an ML-only model.
 
@@ -242,8 +253,9 @@ def evaluate(
     from hybridff.training.trainer import error_metrics, species_of
 
     model = load_model(model_path)
-    trained_mm = model.metadata.get("mm") or {}
-    mm = build_mm(molecule, charge_method=trained_mm.get("charge_method"))
+    options = trained_build_options(model.metadata.get("mm"))
+    mm = build_mm(molecule, charge_method=options.pop("charge_method", None),
+                  pair_order=options.pop("pair_order"), cache=cache, **options)
     frames = read_extxyz(data, mm.numbers, bonds=mm.bonds)
     report: dict[str, Any] = {"data": str(data), "model": str(model_path), "frames": "all"}
     frame_index = np.arange(len(frames))
