@@ -54,6 +54,7 @@ def _serialize(pm: ParameterizedMolecule) -> str:
         "atom_types": pm.atom_types,
         "charges": [float(q) for q in pm.charges],
         "mm_signature": pm.signature.to_dict(),
+        "refit": pm.refit,
         "filled_terms": [asdict(t) for t in pm.filled_terms],
     })
 
@@ -79,6 +80,7 @@ def _deserialize(text: str) -> ParameterizedMolecule:
     return ParameterizedMolecule(
         mol=mol, names=d["names"], atom_types=d["atom_types"], charges=charges,
         signature=MMSignature.from_dict(d["mm_signature"], where="cache entry"),
+        refit=d.get("refit"),
         filled_terms=[FilledTerm(t["kind"], tuple(t["classes"]), t["values"], t["source"])
                       for t in d["filled_terms"]])
 

@@ -69,6 +69,8 @@ class ParameterizedMolecule:
     signature: MMSignature
     residue_name: str = "MOL"
     filled_terms: list[FilledTerm] = field(default_factory=list)
+    #: a bespoke refit of the bonded terms (:mod:`hybridff.mm.bespoke` record), or None
+    refit: dict[str, Any] | None = None
 
     @property
     def forcefield(self) -> str:
@@ -124,7 +126,7 @@ class ParameterizedMolecule:
         return ParameterizedMolecule(
             mol=mol, names=names, atom_types=[self.atom_types[k] for k in match],
             charges=self.charges[list(match)], signature=self.signature,
-            residue_name=self.residue_name, filled_terms=self.filled_terms)
+            residue_name=self.residue_name, filled_terms=self.filled_terms, refit=self.refit)
 
     def to_ffxml(self, names: list[str] | None = None, residue_name: str | None = None) -> str:
         """Per-molecule ForceField XML; load it after the shipped force-field file.
@@ -161,16 +163,33 @@ class ParameterizedMolecule:
                                                "element": gaff["element"], "mass": gaff["mass"]})
         self._residue_xml(root, names, resname, order, own_type)
         terms = self._canonical_terms(order)
+        if self.refit is not None:
+            from hybridff.mm.bespoke import record_in_atom_order
+
+            terms.update(record_in_atom_order(self.refit, self.mol))
 
         def typed(atoms: tuple[int, ...]) -> dict[str, str]:
             return {f"type{k + 1}": own_type[a] for k, a in enumerate(atoms)}
 
         bonds = ET.SubElement(root, "HarmonicBondForce")
-        for atoms, (length, k) in terms["bonds"].items():
+        for atoms, (length, k, *_) in terms["bonds"].items():
             ET.SubElement(bonds, "Bond", {**typed(atoms), "length": repr(length), "k": repr(k)})
         angles = ET.SubElement(root, "HarmonicAngleForce")
-        for atoms, (angle, k) in terms["angles"].items():
+        for atoms, (angle, k, *_) in terms["angles"].items():
             ET.SubElement(angles, "Angle", {**typed(atoms), "angle": repr(angle), "k": repr(k)})
+        # anharmonic terms of a refit: c3 d^3 + c4 d^4 about the harmonic term's minimum
+        for tag, term, variable, table in (("CustomBondForce", "Bond", "r", terms["bonds"]),
+                                           ("CustomAngleForce", "Angle", "theta", terms["angles"])):
+            anharmonic = {a: v for a, v in table.items() if len(v) == 4 and (v[2] or v[3])}
+            if not anharmonic:
+                continue
+            element = ET.SubElement(root, tag, {
+                "energy": f"c3*({variable}-x0)^3 + c4*({variable}-x0)^4"})
+            for name in ("x0", "c3", "c4"):
+                ET.SubElement(element, f"Per{term}Parameter", {"name": name})
+            for atoms, (x0, _, c3, c4) in anharmonic.items():
+                ET.SubElement(element, term, {**typed(atoms), "x0": repr(x0), "c3": repr(c3),
+                                              "c4": repr(c4)})
         torsions = ET.SubElement(root, "PeriodicTorsionForce", {"ordering": "amber"})
         for kind in ("Proper", "Improper"):
             for atoms, parts in terms[kind].items():
@@ -265,7 +284,11 @@ class ParameterizedMolecule:
                     key = min((a, b, c, d), (d, c, b, a)) if proper else (a, b, c, d)
                     out["Proper" if proper else "Improper"].setdefault(key, []).append(
                         (int(periodicity), phase.value_in_unit(rad), k.value_in_unit(kj)))
-        return _symmetrized(out, symmetry_classes(self.mol))
+        classes = symmetry_classes(self.mol)
+        rank = {i: k for k, i in enumerate(order)}
+        out["Improper"] = {_oriented(atoms, self.atom_types, self.mol, classes, rank): parts
+                           for atoms, parts in out["Improper"].items()}
+        return _symmetrized(out, classes)
 
     def report(self) -> dict[str, Any]:
         """JSON-able summary: atoms (name, element, type, charge), filled terms, provenance."""
@@ -336,34 +359,95 @@ def _filled_terms_xml(root: ET.Element, terms: list[FilledTerm]) -> None:
                 "k1": repr(pk * units.KCAL_TO_KJ)})
 
 
+def _oriented(atoms: tuple[int, ...], types: list[str], mol: Chem.Mol, classes: list[int],
+              rank: dict[int, int]) -> tuple[int, ...]:
+    """An improper (a, b, centre, d) with its outer atoms ordered the same way on every
+    symmetric image of the molecule.
+
+    OpenMM orders outer atoms that share a type (and, for wildcard terms, the first two
+    whatever their types) by template index, i.e. by canonical rank here; canonical ranks of
+    two symmetric halves need not run the same way, so the order is taken by symmetry class
+    first and rank only between equivalent atoms (which two equivalent neighbours of one
+    centre come first stays a choice; docs/forcefield.md).
+    """
+    a, b, centre, d = atoms
+    outer = [a, b, d]
+
+    def key(i: int) -> tuple[int, int]:
+        return classes[i], rank[i]
+
+    def tied(i: int, j: int) -> bool:
+        return types[i] == types[j]
+
+    # the pairs OpenMM may reorder, in its order: (a, d), (b, d) by type; (a, b) by type or,
+    # for wildcard terms, always (same element then, for GAFF2's generic impropers)
+    same_element = (mol.GetAtomWithIdx(outer[0]).GetAtomicNum()
+                    == mol.GetAtomWithIdx(outer[1]).GetAtomicNum())
+    for p, q, ok in ((0, 2, tied(outer[0], outer[2])), (1, 2, tied(outer[1], outer[2])),
+                     (0, 1, tied(outer[0], outer[1]) or same_element)):
+        if ok and key(outer[p]) > key(outer[q]):
+            outer[p], outer[q] = outer[q], outer[p]
+    return outer[0], outer[1], centre, outer[2]
+
+
+def _canonical_copy(mol: Chem.Mol, order: list[int]) -> Chem.Mol:
+    """``mol`` with atoms in ``order``, bonds sorted by atom and placeholder coordinates: the
+    same file for parmchk2 whatever the input order (its first-come choices follow the atom
+    and bond order of its input, and Kekule bond orders follow the bond order)."""
+    position = {i: k for k, i in enumerate(order)}
+    copy = Chem.RWMol()
+    for i in order:
+        source = mol.GetAtomWithIdx(i)
+        atom = Chem.Atom(source.GetAtomicNum())
+        atom.SetFormalCharge(source.GetFormalCharge())
+        atom.SetNoImplicit(True)
+        atom.SetNumExplicitHs(0)
+        copy.AddAtom(atom)
+    bonds = sorted((min(position[b.GetBeginAtomIdx()], position[b.GetEndAtomIdx()]),
+                    max(position[b.GetBeginAtomIdx()], position[b.GetEndAtomIdx()]),
+                    b.GetBondType()) for b in mol.GetBonds())
+    for p, q, bond_type in bonds:
+        copy.AddBond(p, q, bond_type)
+    canonical = copy.GetMol()
+    Chem.SanitizeMol(canonical)
+    conformer = Chem.Conformer(canonical.GetNumAtoms())
+    for k in range(canonical.GetNumAtoms()):
+        conformer.SetAtomPosition(k, (1.5 * k, 0.7 * (k % 3), 0.9 * (k % 5)))
+    canonical.AddConformer(conformer, assignId=True)
+    return canonical
+
+
 def _symmetrized(terms: dict[str, dict[tuple[int, ...], Any]], classes: list[int]
                  ) -> dict[str, dict[tuple[int, ...], Any]]:
-    """Bonds, angles and proper torsions with parameters averaged over symmetry-equivalent
-    atoms (``classes``), so that which of two equivalent atoms got which label (GAFF2's ce/cf
-    on the two halves of a symmetric molecule) cannot depend on the atom order. Impropers are
-    kept: the order of their atoms is a choice between symmetric images (docs/forcefield.md)."""
+    """Bonded terms with parameters averaged over symmetry-equivalent atoms (``classes``), so
+    that which of two equivalent atoms got which label (GAFF2's ce/cf on the two halves of a
+    symmetric molecule, or parmchk2's first-come improper of a class tuple) cannot depend on
+    the atom order. Impropers are grouped by their oriented class tuple (:func:`_oriented`)."""
     def key(atoms: tuple[int, ...]) -> tuple[int, ...]:
         c = tuple(classes[a] for a in atoms)
         return min(c, c[::-1])
 
-    out: dict[str, dict[tuple[int, ...], Any]] = {"Improper": terms["Improper"]}
+    out: dict[str, dict[tuple[int, ...], Any]] = {}
     for kind in ("bonds", "angles"):
         groups: dict[tuple[int, ...], list[tuple[float, float]]] = {}
         for atoms, values in terms[kind].items():
             groups.setdefault(key(atoms), []).append(values)
         out[kind] = {atoms: tuple(float(v) for v in np.mean(groups[key(atoms)], axis=0))
                      for atoms in terms[kind]}
-    members: dict[tuple[int, ...], list[tuple[int, ...]]] = {}
-    for atoms in terms["Proper"]:
-        members.setdefault(key(atoms), []).append(atoms)
-    out["Proper"] = {}
-    for atoms in terms["Proper"]:
-        group = members[key(atoms)]
-        k_sum: dict[tuple[int, float], float] = {}
-        for other in group:
-            for periodicity, phase, k in terms["Proper"][other]:
-                k_sum[(periodicity, round(phase, 9))] = k_sum.get((periodicity, round(phase, 9)), 0.0) + k
-        out["Proper"][atoms] = [(n, phase, k / len(group)) for (n, phase), k in sorted(k_sum.items())
+    for kind, group_key in (("Proper", key),
+                            ("Improper", lambda atoms: tuple(classes[a] for a in atoms))):
+        members: dict[tuple[int, ...], list[tuple[int, ...]]] = {}
+        for atoms in terms[kind]:
+            members.setdefault(group_key(atoms), []).append(atoms)
+        out[kind] = {}
+        for atoms in terms[kind]:
+            group = members[group_key(atoms)]
+            k_sum: dict[tuple[int, float], float] = {}
+            for other in group:
+                for periodicity, phase, k in terms[kind][other]:
+                    slot = (periodicity, round(phase, 9))
+                    k_sum[slot] = k_sum.get(slot, 0.0) + k
+            out[kind][atoms] = [(n, phase, k / len(group)) for (n, phase), k in sorted(k_sum.items())
                                 if k != 0.0]
     return out
 
@@ -485,7 +569,8 @@ def _matches_wild(classes: tuple[str, ...], wanted: tuple[str, ...]) -> bool:
 def parameterize(molecule: Any, charge_method: str = DEFAULT_CHARGE_METHOD,
                  forcefield: str = "hybridff-gaff2.xml", atom_types: list[str] | None = None,
                  residue_name: str = "MOL", charges: np.ndarray | None = None,
-                 pair_order: str = DEFAULT_PAIR_ORDER, **charge_options: Any) -> ParameterizedMolecule:
+                 pair_order: str = DEFAULT_PAIR_ORDER, refit: dict[str, Any] | None = None,
+                 **charge_options: Any) -> ParameterizedMolecule:
     """Type, charge and complete the parameters of one molecule.
 
     Parameters
@@ -506,6 +591,9 @@ def parameterize(molecule: Any, charge_method: str = DEFAULT_CHARGE_METHOD,
         recorded in the MM signature). GAFF2 2.2 fits cc- and cd- parameters separately
         (e.g. angle ca-na-cc 117.3 deg vs ca-na-cd 108.8 deg), so the two can differ in
         energy; see docs/atom-typing.md.
+    refit
+        A bespoke refit of the bonded terms (:mod:`hybridff.mm.bespoke` record, e.g. from a
+        trained model's ``metadata["mm_refit"]``); recorded in the MM signature.
     """
     mol = load_molecule(molecule)
     tables = load_tables(forcefield)
@@ -524,9 +612,25 @@ def parameterize(molecule: Any, charge_method: str = DEFAULT_CHARGE_METHOD,
     if charges is not None:
         charge_method, charge_options = "file", {**charge_options, "charges": charges}
     q = assign_charges(mol, charge_method, **charge_options)
+    refit_hash = None
+    if refit is not None:
+        from hybridff.mm.bespoke import record_in_atom_order, refit_sha256
+
+        if pair_order != "canonical":
+            raise ValueError("a bespoke refit needs canonical pair labelling (pair_order='canonical')")
+        record_in_atom_order(refit, mol)  # refuses a record of another molecule or version
+        refit_hash = refit_sha256(refit)
     signature = make_signature(mol, tables.name, tables.sha256, charge_method, charge_options,
-                               pair_order=pair_order, atom_types=given_types, charges=q)
-    filled = fill_by_analogy(mol, names, list(atom_types), tables)
+                               pair_order=pair_order, atom_types=given_types, charges=q,
+                               refit=refit_hash)
+    if pair_order == "canonical":  # parmchk2's choices follow its input order: give it one
+        order = canonical_atom_order(mol)
+        canonical = _canonical_copy(mol, order)
+        filled = fill_by_analogy(canonical, [f"{a.GetSymbol()}{k}" for k, a in
+                                             enumerate(canonical.GetAtoms())],
+                                 [atom_types[i] for i in order], tables)
+    else:
+        filled = fill_by_analogy(mol, names, list(atom_types), tables)
     return ParameterizedMolecule(mol=mol, names=names, atom_types=list(atom_types), charges=q,
                                  signature=signature, residue_name=residue_name,
-                                 filled_terms=filled)
+                                 filled_terms=filled, refit=refit)

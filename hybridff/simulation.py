@@ -166,6 +166,7 @@ def prepare_system(
     pair_order: str | None = None,
     charge_options: dict[str, Any] | None = None,
     remove_cmmotion: bool = True,
+    refit: dict[str, Any] | None = None,
 ) -> PreparedSystem:
     """Build the System of ``molecule`` (path, SMILES, RDKit Mol) alone or in a TIP3P box.
 
@@ -178,8 +179,9 @@ def prepare_system(
     ``model``: a trained correction file (or loaded ``ModelFile``) added on the molecule; the
     MM is then built with the settings the model was trained against (charge method, its
     options, pair labelling) unless given here, and checked against them.
-    ``charge_method`` / ``pair_order`` / ``charge_options``: default the model's, else
-    hybridff's defaults. ``cache``: the template generator's parameter cache (``False`` off).
+    ``charge_method`` / ``pair_order`` / ``charge_options`` / ``refit`` (a bespoke refit
+    record): default the model's, else hybridff's defaults (GAFF2 as shipped). ``cache``: the
+    template generator's parameter cache (``False`` off).
     """
     from hybridff.forcefield_files import forcefield_path
     from hybridff.mm.signature import DEFAULT_PAIR_ORDER, trained_build_options
@@ -193,8 +195,10 @@ def prepare_system(
         if not isinstance(model, ModelFile):
             model_path = str(Path(model).resolve())
             model = load_model(model)
-        trained = trained_build_options(model.metadata.get("mm"))
+        trained = trained_build_options(model.metadata.get("mm"), model.metadata.get("mm_refit"))
         trained_method, trained_order = trained.pop("charge_method", None), trained.pop("pair_order")
+        trained_refit = trained.pop("refit", None)
+        refit = refit if refit is not None else trained_refit
         if trained_method is not None and charge_method in (None, trained_method):
             charge_method = trained_method
             if charge_options is None:
@@ -212,7 +216,7 @@ def prepare_system(
                                f"{', '.join(str(k) for k in constraint_map if k)}")
     mol = load_molecule(molecule)  # missing file, unreadable record, NaN coordinates: clear errors
     generator = HybridTemplateGenerator([mol], charge_method=charge_method, forcefield=forcefield,
-                                        cache=cache, pair_order=pair_order,
+                                        cache=cache, pair_order=pair_order, refit=refit,
                                         **(charge_options or {}))
     pm = generator.parameterize_molecule(generator.molecules[0])
     topology, positions = _solute_topology(mol, residue_name)

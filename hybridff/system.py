@@ -36,6 +36,8 @@ FORCE_GROUPS: dict[str, int] = {
     "NonbondedForce": 3,
     "CMMotionRemover": 5,
     "MonteCarloBarostat": 6,
+    "CustomBondForce": 8,  # anharmonic bond terms of a bespoke refit
+    "CustomAngleForce": 9,  # anharmonic angle terms of a bespoke refit
 }
 #: Group of the ML correction (used by hybridff.ml.backend).
 ML_FORCE_GROUP = 4

@@ -63,11 +63,14 @@ class HybridTemplateGenerator:
 
     def __init__(self, molecules: Any = None, charge_method: str = DEFAULT_CHARGE_METHOD,
                  forcefield: str = "hybridff-gaff2.xml", cache: str | Path | bool | None = None,
-                 pair_order: str = DEFAULT_PAIR_ORDER, **charge_options: Any):
+                 pair_order: str = DEFAULT_PAIR_ORDER, refit: dict[str, Any] | None = None,
+                 **charge_options: Any):
         self.charge_method = charge_method
         self.forcefield = forcefield
         self.charge_options = charge_options
         self.pair_order = pair_order
+        #: a bespoke refit (:mod:`hybridff.mm.bespoke` record), used for its own molecule
+        self.refit = refit
         self.tables = load_tables(forcefield)
         self.cache = None if cache is False else ParameterCache(None if cache in (None, True) else cache)
         self._molecules: list[tuple[Chem.Mol, MoleculeGraph]] = []
@@ -90,8 +93,19 @@ class HybridTemplateGenerator:
             from hybridff.charges import assign_charges
 
             charges = assign_charges(mol, "file", **self.charge_options)
+        refit = self._refit_for(mol)
+        if refit is not None:
+            from hybridff.mm.bespoke import refit_sha256
+
+            refit = refit_sha256(refit)
         return make_signature(mol, self.tables.name, self.tables.sha256, self.charge_method,
-                              self.charge_options, pair_order=self.pair_order, charges=charges)
+                              self.charge_options, pair_order=self.pair_order, charges=charges,
+                              refit=refit)
+
+    def _refit_for(self, mol: Chem.Mol) -> dict[str, Any] | None:
+        if self.refit is not None and self.refit.get("smiles") == canonical_smiles(mol):
+            return self.refit
+        return None
 
     def parameterize_molecule(self, mol: Chem.Mol) -> ParameterizedMolecule:
         """Parameters of ``mol`` (from the cache when present), in ``mol``'s atom order."""
@@ -103,7 +117,8 @@ class HybridTemplateGenerator:
         def create() -> ParameterizedMolecule:
             logger.info("parameterizing %s (charges: %s)", smiles, self.charge_method)
             return parameterize(mol, self.charge_method, self.forcefield,
-                                pair_order=self.pair_order, **self.charge_options)
+                                pair_order=self.pair_order, refit=self._refit_for(mol),
+                                **self.charge_options)
 
         pm = self.cache.get_or_create(key, create) if self.cache is not None else create()
         if pm.content_hash() != key:
@@ -139,7 +154,7 @@ class HybridTemplateGenerator:
         names = [atoms[mapping[i]].name for i in range(pm.mol.GetNumAtoms())]
         template_name = f"{residue.name}-{pm.content_hash()[:8]}"
         forcefield.loadFile(io.StringIO(pm.to_ffxml(names=names, residue_name=template_name)))
-        logger.info("loaded template %s for residue %s", template_name, residue.name)
+        logger.debug("loaded template %s for residue %s", template_name, residue.name)
         return True
 
     @property

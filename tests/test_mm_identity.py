@@ -134,7 +134,9 @@ def cli_xml_system(mol: Chem.Mol) -> tuple[openmm.System, np.ndarray]:
 
 
 #: what choosing between symmetry-equivalent atoms may move an improper energy (kJ/mol)
-SYMMETRIC_IMPROPER_TOL = 0.5
+SYMMETRIC_IMPROPER_TOL = 0.2
+#: the differences seen on such molecules (printed by the NCI tests)
+SYMMETRIC_SEEN: list[float] = []
 
 
 def compare(name: str, reference: dict[str, float], got: dict[str, float], what: str,
@@ -145,6 +147,8 @@ def compare(name: str, reference: dict[str, float], got: dict[str, float], what:
         tol = RTOL * max(abs(e_ref), 1.0)
         if term == "impropers" and symmetric:
             tol = SYMMETRIC_IMPROPER_TOL
+            if e is not None:
+                SYMMETRIC_SEEN.append(abs(e - e_ref))
         if e is None or abs(e - e_ref) > tol:
             bad.append(f"{name} {what}: {term} {e} vs {e_ref} kJ/mol")
     return bad
@@ -211,6 +215,10 @@ def check_nci(n: int) -> None:
             skipped.append(f"{name}: {str(exc)[:80]}")
             continue
         checked += 1
+    seen = np.array(SYMMETRIC_SEEN or [0.0])
+    print(f"{checked} NCI molecules; improper energy moved by the choice between symmetry-"
+          f"equivalent atoms: median {np.median(seen):.2g}, max {seen.max():.2g} kJ/mol over "
+          f"{len(SYMMETRIC_SEEN)} route evaluations")
     assert checked == n, f"only {checked} molecules could be parameterized: {skipped[:5]}"
     assert not bad, f"{len(bad)} differences, e.g. " + "; ".join(bad[:5])
 

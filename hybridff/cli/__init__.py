@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "parameterize": ("hybridff.cli.parameterize", "write an OpenMM ForceField XML for molecules"),
     "charges": ("hybridff.cli.charges", "compute partial charges (ml, am1bcc, gasteiger, file)"),
     "label": ("hybridff.cli.label", "sample conformations and compute QM energies/forces"),
+    "fit": ("hybridff.cli.fit", "refit a molecule's bonded terms to its QM frames (bespoke MM XML)"),
     "train": ("hybridff.cli.train", "train the ML correction on QM-minus-MM residuals"),
     "evaluate": ("hybridff.cli.evaluate", "compare MM and hybrid against QM on labelled frames"),
     "simulate": ("hybridff.cli.simulate", "run MM or hybrid molecular dynamics"),

@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
                                  args.frames, return_frames=True)
     print(f"{report['n_frames']} frames ({report['frames']}) of {args.data}")
     print(f"{'':10s} {'E RMSE':>9s} {'E MAE':>9s} {'F RMSE':>9s}   (kcal/mol, kcal/mol/A)")
-    for key in ("mm", "hybrid", "ml_only"):
+    for key in ("mm", "mm_refit", "hybrid", "ml_only"):
         if key in report:
             m = report[key]
             print(f"{key:10s} {m['energy_rmse_kcal_mol']:9.3f} {m['energy_mae_kcal_mol']:9.3f} "

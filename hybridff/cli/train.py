@@ -39,6 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="MM charge method (default: the project default, ml)")
     parser.add_argument("--ml-only", action="store_true",
                         help="fit QM itself instead of QM - MM (a baseline for evaluate)")
+    parser.add_argument("--no-refit", action="store_true",
+                        help="train on QM - GAFF2 as shipped, without first refitting the "
+                             "molecule's bonded terms (bespoke MM) to the training frames")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--no-progress", action="store_true")
 
@@ -60,14 +63,21 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from hybridff.training.workflow import train
+    from hybridff.units import KJ_PER_MOL_NM_TO_KCAL_PER_MOL_ANGSTROM as FORCE_TO_KCAL_A
 
     torch.set_num_threads(args.threads)
     config = config_from_args(args)
     meta = train(args.molecule, args.data, args.output, config, charge_method=args.charges,
-                 ml_only=args.ml_only)
-    what = "QM - MM residual" if not args.ml_only else "QM (ML-only)"
+                 ml_only=args.ml_only, refit=not args.no_refit)
+    what = ("QM (ML-only)" if args.ml_only else "QM - bespoke MM residual" if meta.get("mm_refit")
+            else "QM - MM residual")
     print(f"{args.output}: {meta['kind']} model, target {what}, {meta['n_frames']} frames, "
           f"K={meta['ensemble_size']}")
+    if meta.get("mm_refit"):
+        m = meta["mm_refit"]["metrics"]
+        print(f"  bespoke MM (bonded terms refitted on the training frames): bonded-target force "
+              f"RMSE {m['force_rmse_gaff2'] * FORCE_TO_KCAL_A:.3f} -> "
+              f"{m['force_rmse_refit'] * FORCE_TO_KCAL_A:.3f} kcal/mol/A")
     for split in ("train", "validation"):
         m = meta["metrics"].get(split)
         if not m:

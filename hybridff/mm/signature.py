@@ -204,16 +204,27 @@ def is_legacy(trained: dict[str, Any] | None) -> bool:
     return not trained or "schema" not in trained
 
 
-def trained_build_options(trained: dict[str, Any] | None) -> dict[str, Any]:
+def trained_build_options(trained: dict[str, Any] | None,
+                          refit: dict[str, Any] | None = None) -> dict[str, Any]:
     """The settings that rebuild the MM a model was trained against: ``charge_method``,
-    ``pair_order`` and the charge options (for ``parameterize``/``prepare_system``)."""
+    ``pair_order``, ``refit`` (the record ``refit``, a model's ``metadata["mm_refit"]``, when
+    its signature names one) and the charge options (for ``parameterize``/``prepare_system``)."""
     trained = trained or {}
+    if trained.get("refit"):
+        from hybridff.mm.bespoke import refit_sha256
+
+        if refit is None or refit_sha256(refit) != trained["refit"]:
+            raise DataFormatError(
+                "the model was trained against a bespoke refit of the bonded terms, but it does "
+                "not carry that refit (metadata 'mm_refit' missing or altered); retrain it")
     if is_legacy(trained):
         options: dict[str, Any] = {"pair_order": LEGACY_PAIR_ORDER}
         if trained.get("charge_method"):
             options["charge_method"] = trained["charge_method"]
         return options
     options = {"pair_order": trained["pair_order"], "charge_method": trained["charge_method"]}
+    if trained.get("refit"):
+        options["refit"] = refit
     options.update(json.loads(trained["charge_options"]))
     return options
 

@@ -40,19 +40,21 @@ class MMSetup:
 
 def build_mm(
     molecule: Any, charge_method: str | None = None, pair_order: str | None = None,
-    cache: Any = None, **charge_options: Any,
+    cache: Any = None, refit: dict[str, Any] | None = None, **charge_options: Any,
 ) -> MMSetup:
     """The vacuum MM System of ``molecule`` (path, SMILES, RDKit Mol), built by the route
     ``hybridff simulate`` uses (:func:`hybridff.simulation.prepare_system`), so residuals are
     taken against exactly the MM that runs.
 
-    ``charge_method`` / ``pair_order``: default hybridff's (``ml``, ``canonical``).
+    ``charge_method`` / ``pair_order``: default hybridff's (``ml``, ``canonical``);
+    ``refit``: a bespoke refit record (:mod:`hybridff.mm.bespoke`), else GAFF2 as shipped.
     """
     from hybridff.simulation import prepare_system
 
     prepared = prepare_system(molecule, charge_method=charge_method, solvent="none",
                               constraints=None, cache=cache, pair_order=pair_order,
-                              charge_options=charge_options or None, remove_cmmotion=False)
+                              charge_options=charge_options or None, remove_cmmotion=False,
+                              refit=refit)
     pm = prepared.parameterized
     numbers = np.array([a.element.atomic_number for a in prepared.topology.atoms()], dtype=int)
     return MMSetup(prepared.system, prepared.topology,

@@ -141,19 +141,33 @@ def train(
     pair_order: str | None = None,
     charge_options: dict[str, Any] | None = None,
     cache: Any = None,
+    refit: bool = True,
+    refit_options: Any = None,
 ) -> dict[str, Any]:
     """Train a correction (or, with ``ml_only``, a model of QM itself); returns its metadata.
 
-    The model records the MM signature it was trained against (``mm``) and its molecule
-    (``molecule``: canonical SMILES and graph), both checked wherever it is used.
+    ``refit`` (default): first refit the molecule's bonded terms to the training frames (the
+    bespoke MM, :mod:`hybridff.mm.bespoke`; validation frames left out), then train the
+    correction on QM minus that MM; ``False``: on QM minus GAFF2 as shipped. The model
+    records the MM signature it was trained against (``mm``), the refit (``mm_refit``) and its
+    molecule (``molecule``: canonical SMILES and graph), all checked wherever it is used.
     """
     from hybridff.ml.modelfile import build_metadata, save_model
-    from hybridff.training.trainer import TrainConfig, train_correction
+    from hybridff.training.trainer import TrainConfig, split_indices, train_correction
 
     config = config or TrainConfig()
-    mm = build_mm(molecule, charge_method=charge_method, pair_order=pair_order, cache=cache,
-                  **(charge_options or {}))
+    options = dict(charge_method=charge_method, pair_order=pair_order, cache=cache,
+                   **(charge_options or {}))
+    mm = build_mm(molecule, **options)
     frames = read_extxyz(data, mm.numbers, bonds=mm.bonds)
+    record = None
+    if refit and not ml_only:
+        from hybridff.mm.bespoke import fit_bespoke
+
+        fit_index, _ = split_indices(len(frames), config.val_fraction, config.seed)
+        fit = frames.subset(fit_index)
+        record = fit_bespoke(mm, fit.positions, fit.energies, fit.forces, refit_options)
+        mm = build_mm(molecule, refit=record, **options)
     e_mm, f_mm = mm_energies_forces(mm.system, frames.positions)
     if ml_only:
         targets_e, targets_f = frames.energies, frames.forces
@@ -167,6 +181,7 @@ def train(
         result.model, result.spec,
         kind="ml_only" if ml_only else "correction",
         mm=mm.signature.to_dict(),
+        mm_refit=record,
         molecule=mm.molecule_record(),
         qm=qm,
         training_set=str(Path(data).name),
@@ -196,7 +211,8 @@ def _train_ml_only_like(
     known = TrainConfig.__dataclass_fields__
     config = TrainConfig(**{k: v for k, v in settings.items() if k in known})
     out = Path(tempfile.mkdtemp(prefix="hybridff-mlonly-")) / "ml_only.pt"
-    options = trained_build_options(metadata.get("mm"))
+    options = trained_build_options(metadata.get("mm"), metadata.get("mm_refit"))
+    options.pop("refit", None)  # an ML-only model subtracts no MM
     train(molecule, data, out, config, charge_method=options.pop("charge_method", None),
           pair_order=options.pop("pair_order"), charge_options=options, ml_only=True)
     return out
@@ -253,9 +269,13 @@ def evaluate(
     from hybridff.training.trainer import error_metrics, species_of
 
     model = load_model(model_path)
-    options = trained_build_options(model.metadata.get("mm"))
-    mm = build_mm(molecule, charge_method=options.pop("charge_method", None),
-                  pair_order=options.pop("pair_order"), cache=cache, **options)
+    options = trained_build_options(model.metadata.get("mm"), model.metadata.get("mm_refit"))
+    refit = options.pop("refit", None)
+    charge_method, pair_order = options.pop("charge_method", None), options.pop("pair_order")
+    mm = build_mm(molecule, charge_method=charge_method, pair_order=pair_order, cache=cache,
+                  refit=refit, **options)
+    gaff2 = mm if refit is None else build_mm(molecule, charge_method=charge_method,
+                                              pair_order=pair_order, cache=cache, **options)
     frames = read_extxyz(data, mm.numbers, bonds=mm.bonds)
     report: dict[str, Any] = {"data": str(data), "model": str(model_path), "frames": "all"}
     frame_index = np.arange(len(frames))
@@ -267,11 +287,14 @@ def evaluate(
         frame_index = np.asarray(model.metadata["validation_frames"], dtype=int)
         frames = frames.subset(frame_index)
         report["frames"] = "held-out"
-    e_mm, f_mm = mm_energies_forces(mm.system, frames.positions)
+    e_mm, f_mm = mm_energies_forces(gaff2.system, frames.positions)
     hybrid, group = _hybrid_system(mm, model)
     e_hy, f_hy = mm_energies_forces(hybrid, frames.positions)
     e_ml_omm, _ = mm_energies_forces(hybrid, frames.positions, groups={group})
     report["mm"] = error_metrics(e_mm, frames.energies, f_mm, frames.forces)
+    if refit is not None:
+        e_refit, f_refit = mm_energies_forces(mm.system, frames.positions)
+        report["mm_refit"] = error_metrics(e_refit, frames.energies, f_refit, frames.forces)
     report["hybrid"] = error_metrics(e_hy, frames.energies, f_hy, frames.forces)
     species = species_of(mm.numbers, tuple(model.elements))
     pos = torch.tensor(frames.positions, dtype=torch.float64)
@@ -301,6 +324,8 @@ def evaluate(
         energies={"qm": frames.energies, "mm": e_mm, "hybrid": e_hy},
         forces={"qm": frames.forces, "mm": f_mm, "hybrid": f_hy},
         mm=mm, hybrid_system=hybrid, model=model)
+    if refit is not None:
+        evaluated.energies["mm_refit"], evaluated.forces["mm_refit"] = e_refit, f_refit
     if ml_only_path is not None:
         if Path(ml_only_path).suffix.lower() in (".xyz", ".extxyz"):
             ml_only_path = _train_ml_only_like(molecule, ml_only_path, model.metadata)

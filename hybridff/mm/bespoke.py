@@ -1,0 +1,108 @@
+"""A molecule's bespoke MM: its bonded terms refitted to its QM frames, as a stored record.
+
+:func:`fit_bespoke` refits the bonds, angles and proper torsions of a molecule's GAFF2 MM
+(:func:`hybridff.mm.refit.fit_bonded`; charges, Lennard-Jones and impropers stay) to QM
+energies and forces. The result travels as a *refit record*: JSON, keyed by canonical atom
+positions so that it applies to the molecule in any atom order, hashed into the MM signature
+(``refit``), written into every model trained on top of it and turned into a drop-in
+ForceField XML by :meth:`hybridff.parameters.ParameterizedMolecule.to_ffxml` (harmonic terms
+at the fitted minimum plus ``CustomBondForce`` / ``CustomAngleForce`` cubic and quartic terms).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import numpy as np
+from rdkit import Chem
+
+from hybridff.exceptions import DataFormatError
+from hybridff.mm.graph import symmetry_classes
+from hybridff.mm.refit import RefitOptions, fit_bonded, periodic_torsion_energy_forces
+from hybridff.mm.signature import canonical_atom_order
+
+#: layout version of a refit record
+RECORD_VERSION = 1
+
+
+def refit_sha256(record: dict[str, Any]) -> str:
+    """Hash of a record's parameters (what the MM signature's ``refit`` field holds)."""
+    payload = {k: record[k] for k in ("version", "smiles", "n_atoms", "bonds", "angles", "propers")}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def record_from_result(result: Any, mol: Chem.Mol) -> dict[str, Any]:
+    """A refit record (canonical atom positions) from a :class:`~hybridff.mm.refit.RefitResult`
+    whose keys are ``mol``'s atom indices."""
+    rank = {i: k for k, i in enumerate(canonical_atom_order(mol))}
+
+    def rows(table: dict) -> list:
+        return sorted([[rank[a] for a in atoms], [float(v) for v in values]]
+                      for atoms, values in table.items())
+
+    from hybridff.molecule import canonical_smiles
+
+    return {
+        "version": RECORD_VERSION,
+        "smiles": canonical_smiles(mol),
+        "n_atoms": mol.GetNumAtoms(),
+        "bonds": rows(result.bonds),
+        "angles": rows(result.angles),
+        "propers": sorted([[rank[a] for a in atoms], [[int(n), float(p), float(k)]
+                                                       for n, p, k in parts]]
+                          for atoms, parts in result.propers.items()),
+        "metrics": {k: float(v) for k, v in result.metrics.items()},
+    }
+
+
+def record_in_atom_order(record: dict[str, Any], mol: Chem.Mol
+                         ) -> dict[str, dict[tuple[int, ...], Any]]:
+    """A record's terms in ``mol``'s atom indices: ``bonds`` / ``angles`` (atoms) -> (x0, k,
+    c3, c4); ``Proper`` (atoms) -> [(periodicity, phase, k), ...]."""
+    from hybridff.molecule import canonical_smiles
+
+    if (int(record.get("version", -1)) != RECORD_VERSION or record.get("n_atoms") != mol.GetNumAtoms()
+            or record.get("smiles") != canonical_smiles(mol)):
+        raise DataFormatError(
+            f"refit record of version {record.get('version')} for {record.get('smiles')} does "
+            f"not fit this hybridff (version {RECORD_VERSION}) or this molecule "
+            f"({canonical_smiles(mol)}); refit it (hybridff fit / hybridff train)")
+    order = canonical_atom_order(mol)
+    return {
+        "bonds": {tuple(order[k] for k in atoms): tuple(values) for atoms, values in record["bonds"]},
+        "angles": {tuple(order[k] for k in atoms): tuple(values)
+                   for atoms, values in record["angles"]},
+        "Proper": {tuple(order[k] for k in atoms): [(int(n), p, k_) for n, p, k_ in parts]
+                   for atoms, parts in record["propers"]},
+    }
+
+
+def kept_terms_energy_forces(mm: Any, positions_nm: np.ndarray
+                             ) -> tuple[np.ndarray, np.ndarray]:
+    """Energy (F,) and forces (F, N, 3) of the MM terms a refit keeps: nonbonded and impropers
+    (``mm``: a :class:`hybridff.training.residuals.MMSetup` of the GAFF2 MM)."""
+    from hybridff.system import FORCE_GROUPS
+    from hybridff.training.residuals import mm_energies_forces
+
+    pm = mm.parameterized
+    terms = pm._canonical_terms(canonical_atom_order(pm.mol))  # noqa: SLF001
+    e_nb, f_nb = mm_energies_forces(mm.system, positions_nm, groups={FORCE_GROUPS["NonbondedForce"]})
+    e_imp, f_imp = periodic_torsion_energy_forces(positions_nm, terms["Improper"])
+    return e_nb + e_imp, f_nb + f_imp
+
+
+def fit_bespoke(mm: Any, positions_nm: np.ndarray, energies: np.ndarray, forces: np.ndarray,
+                options: RefitOptions | None = None) -> dict[str, Any]:
+    """Refit the bonded terms of ``mm`` (a GAFF2 :class:`~hybridff.training.residuals.MMSetup`)
+    to QM ``energies`` (F,) kJ/mol and ``forces`` (F, N, 3) kJ/mol/nm at ``positions_nm``;
+    returns the refit record."""
+    pm = mm.parameterized
+    if pm.signature.refit is not None:
+        raise ValueError("refit the force field's own terms: give the GAFF2 MM, not a refit one")
+    terms = pm._canonical_terms(canonical_atom_order(pm.mol))  # noqa: SLF001
+    e_kept, f_kept = kept_terms_energy_forces(mm, positions_nm)
+    result = fit_bonded(pm.mol, terms, symmetry_classes(pm.mol), positions_nm,
+                        energies - e_kept, forces - f_kept, options)
+    return record_from_result(result, pm.mol)
