@@ -51,13 +51,14 @@ MINIMIZER_TOLERANCE_KJ_MOL_NM = 0.1
 
 #: method key -> (short name, long name, colour) for every figure
 METHODS: dict[str, tuple[str, str, str]] = {
-    "mm": ("MM", "MM alone", "#d95f02"),
+    "mm": ("MM", "MM alone (GAFF2)", "#d95f02"),
+    "mm_refit": ("bespoke MM", "bespoke MM (bonded terms refitted)", "#7570b3"),
     "hybrid": ("hybrid", "hybrid (MM + ML correction)", "#1b63b5"),
     "ml_only": ("ML only", "ML-only model", "#1b9e77"),
     "qm": ("QM", "QM", "black"),
 }
 #: methods compared with QM, in drawing order
-COMPARED = ("mm", "hybrid", "ml_only")
+COMPARED = ("mm", "mm_refit", "hybrid", "ml_only")
 
 # --------------------------------------------------------------------------- torsions
 
@@ -299,8 +300,11 @@ def write_torsion_scan(evaluated: Any, torsion: Torsion, out_dir: Path, step_deg
     mm = evaluated.mm
     mol = mm.parameterized.mol
     start = mm.positions if start_nm is None else start_nm
-    scan = relaxed_scan(mm.system, start, torsion, step_deg)
-    scan.energies["mm"], _ = mm_energies_forces(mm.system, scan.positions)
+    gaff2 = evaluated.gaff2 if evaluated.gaff2 is not None else mm
+    scan = relaxed_scan(gaff2.system, start, torsion, step_deg)  # geometries relaxed in GAFF2
+    scan.energies["mm"], _ = mm_energies_forces(gaff2.system, scan.positions)
+    if gaff2 is not mm:
+        scan.energies["mm_refit"], _ = mm_energies_forces(mm.system, scan.positions)
     scan.energies["hybrid"], _ = mm_energies_forces(evaluated.hybrid_system, scan.positions)
     pos = torch.tensor(scan.positions, dtype=torch.float64)
     ensemble_size = 0

@@ -48,10 +48,11 @@ MM_TERMS = ("HarmonicBondForce", "HarmonicAngleForce", "PeriodicTorsionForce", "
 
 @pytest.fixture(scope="module")
 def indole_model(tmp_path_factory):
-    """GFN2-xTB labels of indole (8 frames) and a correction trained briefly on them."""
+    """GFN2-xTB labels of indole (30 frames) and a correction trained briefly on them, on
+    top of the bespoke MM refitted to them."""
     folder = tmp_path_factory.mktemp("indole")
     data, model = folder / "indole.xyz", folder / "indole.pt"
-    assert main(["label", INDOLE, "--n", "8", "-o", str(data), "--seed", "3",
+    assert main(["label", INDOLE, "--n", "30", "-o", str(data), "--seed", "3",
                  "--no-progress"]) == 0
     assert main(["train", INDOLE, str(data), "-o", str(model), "--epochs", "2",
                  "--charges", "gasteiger", "--no-progress"]) == 0

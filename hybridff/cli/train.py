@@ -75,9 +75,13 @@ def run(args: argparse.Namespace) -> int:
           f"K={meta['ensemble_size']}")
     if meta.get("mm_refit"):
         m = meta["mm_refit"]["metrics"]
-        print(f"  bespoke MM (bonded terms refitted on the training frames): bonded-target force "
+        print(f"  bespoke MM (bonded terms refitted on the training frames): MM force RMSE on "
+              f"the validation frames {m['validation_force_rmse_gaff2_kcal_mol_A']:.3f} (GAFF2) "
+              f"-> {m['validation_force_rmse_refit_kcal_mol_A']:.3f} kcal/mol/A"
+              if "validation_force_rmse_refit_kcal_mol_A" in m else
+              f"  bespoke MM (bonded terms refitted on the training frames): bonded-target force "
               f"RMSE {m['force_rmse_gaff2'] * FORCE_TO_KCAL_A:.3f} -> "
-              f"{m['force_rmse_refit'] * FORCE_TO_KCAL_A:.3f} kcal/mol/A")
+              f"{m['force_rmse_refit'] * FORCE_TO_KCAL_A:.3f} kcal/mol/A (training frames)")
     for split in ("train", "validation"):
         m = meta["metrics"].get(split)
         if not m:

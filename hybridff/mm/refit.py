@@ -57,6 +57,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from rdkit import Chem
 from scipy.optimize import least_squares
+from threadpoolctl import threadpool_limits
 
 #: characteristic displacement of the bounded parametrization (bonds nm, angles rad)
 _LENGTH = {"bond": 0.01, "angle": 0.1}
@@ -405,7 +406,7 @@ def _group_ok(c: np.ndarray, g: _Group, margin: float) -> bool:
 #: rounds of the active set and evaluations of one bounded solve: a refit from a few frames
 #: (many groups the data hardly determine) must not take minutes; see fit_bonded's clamp
 _MAX_ACTIVE_ROUNDS = 3
-_MAX_BOUNDED_EVALUATIONS = 300
+_MAX_BOUNDED_EVALUATIONS = 600
 
 
 def _bounded_solution(groups: list[_Group], matrix: np.ndarray, free_solution: np.ndarray,
@@ -465,9 +466,12 @@ def _solve_active(active: list[_Group], matrix: np.ndarray, free_solution: np.nd
     lower, upper = zip(*(b for t in starts for b in ([_BOX[1]] if len(t) == 1 else _BOX[:len(t)])),
                        strict=True)
     start = np.clip(np.concatenate(starts), lower, upper)
-    result = least_squares(residual, start, jac=jacobian, bounds=(lower, upper), method="trf",
-                           x_scale="jac", xtol=1e-10, ftol=1e-10, gtol=1e-10,
-                           max_nfev=_MAX_BOUNDED_EVALUATIONS)
+    # one BLAS thread: trf's SVD of this small matrix, run multithreaded on a machine whose
+    # cores were busy, stalled for many minutes (0.8 s on one thread)
+    with threadpool_limits(limits=1, user_api="blas"):
+        result = least_squares(residual, start, jac=jacobian, bounds=(lower, upper),
+                               method="trf", x_scale="jac", xtol=1e-10, ftol=1e-10, gtol=1e-10,
+                               max_nfev=_MAX_BOUNDED_EVALUATIONS)
     solution = free_solution.copy()
     a, _ = coefficients(result.x)
     solution[cols] = a
