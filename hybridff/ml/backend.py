@@ -304,12 +304,32 @@ def torch_force_module(
     return torch.jit.script(wrapper)
 
 
+class _SimtkNotice(logging.Filter):
+    """Drops the one log line ``simtk.openmm`` writes when imported (openmm-torch 1.10 imports
+    it; the deprecation is OpenMM's own, not the user's to act on)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "importing 'simtk.openmm' is deprecated" not in record.getMessage()
+
+
+def _import_openmmtorch() -> Any:
+    """``import openmmtorch`` without the simtk deprecation line it makes the root logger print."""
+    root = logging.getLogger()
+    notice = _SimtkNotice()
+    root.addFilter(notice)
+    try:
+        import openmmtorch
+    finally:
+        root.removeFilter(notice)
+    return openmmtorch
+
+
 def _make_torch_force(
     module: Any, indices: list[int], species: list[int], periodic: bool, parameter: str,
     lambda_ml: float,
 ) -> openmm.Force:
     try:
-        import openmmtorch
+        openmmtorch = _import_openmmtorch()
     except ImportError as exc:
         from hybridff.exceptions import OptionalDependencyError
 
