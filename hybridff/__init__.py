@@ -4,6 +4,7 @@ Public API (imported lazily so ``import hybridff`` stays light):
 
 - :func:`parameterize` -> :class:`~hybridff.parameters.ParameterizedMolecule`
 - :func:`create_system` -> ``openmm.System`` for one or more small molecules
+- :func:`ligand_topology` -> OpenMM ``Topology`` and positions of one molecule (file or SMILES)
 - :class:`HybridTemplateGenerator` for ``openmm.app.ForceField.registerTemplateGenerator``
 - :func:`add_ml_correction` adds a trained correction to an existing System
 """
@@ -18,6 +19,7 @@ _LAZY = {
     "parameterize": "hybridff.parameters",
     "ParameterizedMolecule": "hybridff.parameters",
     "create_system": "hybridff.system",
+    "ligand_topology": "hybridff.system",
     "HybridTemplateGenerator": "hybridff.templates",
     "assign_charges": "hybridff.charges",
     "load_molecule": "hybridff.molecule",

@@ -46,6 +46,7 @@ from hybridff.system import (
     FORCE_GROUPS,
     build_system,
     is_ml_force,
+    ligand_topology,
     net_charge,
 )
 from hybridff.units import AVOGADRO, KJ_TO_KCAL
@@ -95,16 +96,6 @@ class PreparedSystem:
     @property
     def periodic(self) -> bool:
         return self.system.usesPeriodicBoundaryConditions()
-
-
-def _solute_topology(mol: Any, residue_name: str) -> tuple[app.Topology, unit.Quantity]:
-    top = app.Topology()
-    residue = top.addResidue(residue_name, top.addChain())
-    atoms = [top.addAtom(a.GetProp("_hybridff_name"), app.Element.getByAtomicNumber(a.GetAtomicNum()),
-                         residue) for a in mol.GetAtoms()]
-    for b in mol.GetBonds():
-        top.addBond(atoms[b.GetBeginAtomIdx()], atoms[b.GetEndAtomIdx()])
-    return top, mol.GetConformer().GetPositions() * 0.1 * unit.nanometer
 
 
 def _orthorhombic_box_nm(topology: app.Topology) -> np.ndarray | None:
@@ -219,7 +210,7 @@ def prepare_system(
                                         cache=cache, pair_order=pair_order, refit=refit,
                                         **(charge_options or {}))
     pm = generator.parameterize_molecule(generator.molecules[0])
-    topology, positions = _solute_topology(mol, residue_name)
+    topology, positions = ligand_topology(mol, residue_name)
     check_positions(positions, topology, "input molecule")
     files = [str(forcefield_path(forcefield))]
     spec = SOLVENTS[solvent]

@@ -161,6 +161,26 @@ def molecules_topology(molecules: Sequence[ParameterizedMolecule]
     return top, np.concatenate(positions)
 
 
+def ligand_topology(molecule: Any, residue_name: str = "MOL") -> tuple[app.Topology, unit.Quantity]:
+    """An OpenMM Topology (one chain, one residue) and positions of one molecule.
+
+    ``molecule``: an SDF/mol2 path, SMILES (a conformer is generated) or RDKit Mol, read as
+    :func:`hybridff.load_molecule` does; atoms keep its order and hybridff's atom names. The
+    usual start of the drop-in route: ``Modeller(*ligand_topology("ligand.sdf"))``.
+    """
+    from hybridff.molecule import load_molecule
+    from hybridff.units import ANGSTROM_TO_NM
+
+    mol = load_molecule(molecule)
+    top = app.Topology()
+    residue = top.addResidue(residue_name, top.addChain())
+    atoms = [top.addAtom(a.GetProp("_hybridff_name"), app.Element.getByAtomicNumber(a.GetAtomicNum()),
+                         residue) for a in mol.GetAtoms()]
+    for b in mol.GetBonds():
+        top.addBond(atoms[b.GetBeginAtomIdx()], atoms[b.GetEndAtomIdx()])
+    return top, mol.GetConformer().GetPositions() * ANGSTROM_TO_NM * unit.nanometer
+
+
 def create_system(molecules: ParameterizedMolecule | Sequence[ParameterizedMolecule],
                   nonbonded_method: Any = "NoCutoff", cutoff: Any = DEFAULT_CUTOFF_NM,
                   switch_distance: Any = DEFAULT_SWITCH_NM, box_vectors: Any = None,
