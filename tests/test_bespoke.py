@@ -4,6 +4,7 @@ part of the MM signature, and is what a correction trained on top of it runs on.
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,9 +26,10 @@ from hybridff.parameters import parameterize
 from hybridff.system import molecules_topology
 from hybridff.training.residuals import build_mm, mm_energies_forces
 
-PARACETAMOL = "examples/data/paracetamol.sdf"
-TRAIN = "examples/data/paracetamol_gfn2xtb_train.xyz"
-TEST = "examples/data/paracetamol_gfn2xtb_test.xyz"
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "data"
+PARACETAMOL = str(EXAMPLES / "paracetamol.sdf")
+TRAIN = str(EXAMPLES / "paracetamol_gfn2xtb_train.xyz")
+TEST = str(EXAMPLES / "paracetamol_gfn2xtb_test.xyz")
 
 
 @pytest.fixture(scope="module")
