@@ -30,6 +30,19 @@ def test_total_beyond_rounding_is_refused():
         enforce_total_charge(np.zeros(7), -1, "broken")
     fixed = enforce_total_charge(np.full(4, 0.25 + 1e-5), 1, "rounded")
     assert fixed.sum() == pytest.approx(1.0, abs=1e-12)
+    with pytest.raises(ChargeAssignmentError, match="more than the 0.001 e of rounding"):
+        enforce_total_charge(np.full(4, 0.251), 1, "rounded")
+
+
+def test_user_charges_off_by_rounding_are_normalized_with_a_warning(caplog):
+    """antechamber's 4-decimal mol2 charges can total a few 0.001 e off: accepted for user
+    charges (up to 0.01 e) with a warning naming the residual; more is refused."""
+    with caplog.at_level("WARNING", logger="hybridff.charges"):
+        fixed = enforce_total_charge(np.full(4, 0.251), 1, "file")
+    assert fixed.sum() == pytest.approx(1.0, abs=1e-12)
+    assert "residual +0.004000 e (rounding) is spread evenly over the 4 atoms" in caplog.text
+    with pytest.raises(ChargeAssignmentError, match="more than the 0.01 e of rounding"):
+        enforce_total_charge(np.full(4, 0.26), 1, "file")
 
 
 def test_file_charges_from_mol2(tmp_path):
