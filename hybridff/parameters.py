@@ -162,7 +162,7 @@ class ParameterizedMolecule:
             ET.SubElement(atom_types, "Type", {"name": own_type[i], "class": own_type[i],
                                                "element": gaff["element"], "mass": gaff["mass"]})
         self._residue_xml(root, names, resname, order, own_type)
-        terms = self._canonical_terms(order)
+        terms = self.canonical_terms()
         if self.refit is not None:
             from hybridff.mm.bespoke import record_in_atom_order
 
@@ -238,15 +238,16 @@ class ParameterizedMolecule:
         ET.indent(root, space=" ")
         return ET.tostring(root, encoding="unicode")
 
-    def _canonical_terms(self, order: list[int]) -> dict[str, dict[tuple[int, ...], Any]]:
+    def canonical_terms(self) -> dict[str, dict[tuple[int, ...], Any]]:
         """Bonded terms OpenMM gives this molecule in canonical atom order (GAFF2 types, the
-        terms filled by analogy), in this molecule's atom indices: ``bonds`` (i, j) -> (nm,
+        terms filled by analogy; no refit), in this molecule's atom indices: ``bonds`` (i, j) -> (nm,
         kJ/mol/nm2); ``angles`` (i, j, k) -> (rad, kJ/mol/rad2); ``Proper`` / ``Improper``
         (a, b, c, d) -> [(periodicity, phase rad, k kJ/mol), ...] (impropers centred on c)."""
         import openmm
         from openmm import app
 
         tables = load_tables(self.forcefield)
+        order = canonical_atom_order(self.mol)
         xml = self._class_typed_ffxml([f"A{k}" for k in range(len(order))], "CANONICAL", order)
         forcefield = app.ForceField(str(tables.path), io.StringIO(xml))
         topology = app.Topology()

@@ -24,6 +24,7 @@ from rdkit import Chem
 
 from hybridff.exceptions import HybridFFError
 from hybridff.forcefield_files import forcefield_path
+from hybridff.mm.graph import symmetry_classes
 from hybridff.molecule import load_molecule
 from hybridff.parameters import parameterize
 from hybridff.system import create_system, molecules_topology
@@ -158,17 +159,9 @@ def has_symmetric_improper(mol: Chem.Mol) -> bool:
     """Whether an atom with three or more neighbours has two that are equivalent for OpenMM's
     template matching, which sees elements and connectivity only (the two O of a nitro group,
     the two H of an amine, the two ortho carbons of a para-substituted ring)."""
-    graph = Chem.RWMol(mol)
-    for atom in graph.GetAtoms():
-        atom.SetFormalCharge(0)
-        atom.SetIsAromatic(False)
-        atom.SetNoImplicit(True)
-    for bond in graph.GetBonds():
-        bond.SetBondType(Chem.BondType.SINGLE)
-        bond.SetIsAromatic(False)
-    ranks = list(Chem.CanonicalRankAtoms(graph, breakTies=False, includeChirality=False))
-    for atom in graph.GetAtoms():
-        neighbours = [ranks[n.GetIdx()] for n in atom.GetNeighbors()]
+    classes = symmetry_classes(mol)
+    for atom in mol.GetAtoms():
+        neighbours = [classes[n.GetIdx()] for n in atom.GetNeighbors()]
         if len(neighbours) >= 3 and len(set(neighbours)) < len(neighbours):
             return True
     return False

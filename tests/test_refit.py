@@ -24,7 +24,6 @@ from hybridff.mm.refit import (
     fit_bonded,
     periodic_torsion_energy_forces,
 )
-from hybridff.mm.signature import canonical_atom_order
 from hybridff.parameters import parameterize
 from hybridff.training.residuals import build_mm, mm_energies_forces
 
@@ -34,7 +33,7 @@ TO_KCAL_A = 0.1 / 4.184
 
 
 def _terms(pm):
-    return pm._canonical_terms(canonical_atom_order(pm.mol))
+    return pm.canonical_terms()
 
 
 def _frames(mol: Chem.Mol, conformers: int, copies: int, sigma_nm: float, seed: int

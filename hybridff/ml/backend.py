@@ -32,7 +32,7 @@ from hybridff.exceptions import ModelCompatibilityError, UnknownNameError
 from hybridff.ml.model import inference_module
 from hybridff.ml.modelfile import ModelFile, load_model
 from hybridff.mm.graph import MoleculeGraph, residues_matching
-from hybridff.mm.signature import MMSignature, check_trained_against
+from hybridff.mm.signature import LEGACY_KEYS, MMSignature, check_trained_against
 
 logger = logging.getLogger(__name__)
 
@@ -183,9 +183,8 @@ def check_compatibility(
     if isinstance(mm_signature, MMSignature):
         check_trained_against(trained, mm_signature)
     elif isinstance(mm_signature, dict):  # a partial description given by hand
-        legacy = {"forcefield_hash": "forcefield_sha256", "charge_model_hash": "charge_model_sha256"}
         for key, value in mm_signature.items():
-            stored = trained.get(key, trained.get(legacy.get(key, key)))
+            stored = trained.get(key, trained.get(LEGACY_KEYS.get(key, key)))
             if stored is not None and value is not None and stored != value:
                 raise ModelCompatibilityError(
                     f"the ML model was trained against MM {key}={stored!r}, but this System "

@@ -79,15 +79,16 @@ def record_in_atom_order(record: dict[str, Any], mol: Chem.Mol
     }
 
 
-def kept_terms_energy_forces(mm: Any, positions_nm: np.ndarray
+def kept_terms_energy_forces(mm: Any, positions_nm: np.ndarray,
+                             terms: dict[str, Any] | None = None
                              ) -> tuple[np.ndarray, np.ndarray]:
     """Energy (F,) and forces (F, N, 3) of the MM terms a refit keeps: nonbonded and impropers
-    (``mm``: a :class:`hybridff.training.residuals.MMSetup` of the GAFF2 MM)."""
+    (``mm``: a :class:`hybridff.training.residuals.MMSetup` of the GAFF2 MM; ``terms``: its
+    ``canonical_terms()``, computed here when not given)."""
     from hybridff.system import FORCE_GROUPS
     from hybridff.training.residuals import mm_energies_forces
 
-    pm = mm.parameterized
-    terms = pm._canonical_terms(canonical_atom_order(pm.mol))  # noqa: SLF001
+    terms = terms if terms is not None else mm.parameterized.canonical_terms()
     e_nb, f_nb = mm_energies_forces(mm.system, positions_nm, groups={FORCE_GROUPS["NonbondedForce"]})
     e_imp, f_imp = periodic_torsion_energy_forces(positions_nm, terms["Improper"])
     return e_nb + e_imp, f_nb + f_imp
@@ -101,8 +102,8 @@ def fit_bespoke(mm: Any, positions_nm: np.ndarray, energies: np.ndarray, forces:
     pm = mm.parameterized
     if pm.signature.refit is not None:
         raise ValueError("refit the force field's own terms: give the GAFF2 MM, not a refit one")
-    terms = pm._canonical_terms(canonical_atom_order(pm.mol))  # noqa: SLF001
-    e_kept, f_kept = kept_terms_energy_forces(mm, positions_nm)
+    terms = pm.canonical_terms()
+    e_kept, f_kept = kept_terms_energy_forces(mm, positions_nm, terms)
     result = fit_bonded(pm.mol, terms, symmetry_classes(pm.mol), positions_nm,
                         energies - e_kept, forces - f_kept, options)
     return record_from_result(result, pm.mol)

@@ -487,7 +487,7 @@ def fit_bonded(mol: Chem.Mol, terms: dict, classes: list[int], positions_nm: np.
                options: RefitOptions | None = None) -> RefitResult:
     """Refit ``mol``'s bonds, angles and proper torsions to labelled frames.
 
-    ``terms``: GAFF2's terms as ``ParameterizedMolecule._canonical_terms`` gives them (``bonds``,
+    ``terms``: GAFF2's terms as ``ParameterizedMolecule.canonical_terms`` gives them (``bonds``,
     ``angles``, ``Proper``; atom indices of ``mol``); ``classes``: a symmetry class per atom
     (:func:`hybridff.mm.graph.symmetry_classes`), terms with equal class tuples share
     parameters. ``positions_nm`` (F, N, 3); targets: QM minus the MM terms that are kept

@@ -195,7 +195,7 @@ def make_signature(
 # ----------------------------------------------------------------- models trained against one
 
 #: legacy model metadata key -> signature field (models written before the signature existed)
-_LEGACY_KEYS = {"forcefield": "forcefield", "forcefield_hash": "forcefield_sha256",
+LEGACY_KEYS = {"forcefield": "forcefield", "forcefield_hash": "forcefield_sha256",
                 "charge_method": "charge_method", "charge_model_hash": "charge_model_sha256"}
 
 
@@ -248,7 +248,7 @@ def check_trained_against(trained: dict[str, Any] | None, actual: MMSignature,
         return
     trained = trained or {}
     have = actual.to_dict()
-    for old, new in _LEGACY_KEYS.items():
+    for old, new in LEGACY_KEYS.items():
         if old in trained and trained[old] is not None and trained[old] != have[new]:
             raise ModelCompatibilityError(
                 f"{what} was trained against MM {old}={trained[old]!r}, but this System uses "
@@ -258,7 +258,7 @@ def check_trained_against(trained: dict[str, Any] | None, actual: MMSignature,
             f"{what} was written by an older hybridff, whose training labelled conjugated pair "
             f"types by input atom order (pair_order='index'), but this System uses "
             f"pair_order={actual.pair_order!r}; build it with pair_order='index' or retrain")
-    unchecked = [new for old, new in _LEGACY_KEYS.items() if old not in trained]
+    unchecked = [new for old, new in LEGACY_KEYS.items() if old not in trained]
     if actual.charge_method != "ml" and "charge_model_sha256" in unchecked:
         unchecked.remove("charge_model_sha256")
     unchecked += ["atom_types", "charge_options", "charges_sha256", "refit"]
