@@ -117,3 +117,38 @@ def test_fit_command_writes_a_loadable_bespoke_xml_and_record(tmp_path, capsys) 
     system = forcefield.createSystem(molecules_topology([pm])[0])
     assert {type(f).__name__ for f in system.getForces()} >= {"CustomBondForce",
                                                               "CustomAngleForce"}
+
+
+def test_fit_command_bad_inputs_give_one_line_errors(tmp_path, capsys) -> None:
+    from hybridff.cli import main
+
+    out = str(tmp_path / "x.xml")
+    assert main(["fit", PARACETAMOL, str(tmp_path / "nope.xyz"), "-o", out]) == 2
+    assert "label file" in capsys.readouterr().err
+    assert main(["fit", "CCO", TRAIN, "-o", out, "--charges", "gasteiger"]) == 2
+    err = capsys.readouterr().err
+    assert "20 atoms, but the molecule has 9" in err and "Traceback" not in err
+
+
+def test_train_keeps_gaff2_when_a_refit_cannot_be_trusted(refit, caplog) -> None:
+    """Too few frames, or a refit that loses to GAFF2 on the validation frames: GAFF2 is
+    used, with a warning saying why."""
+    from hybridff.training.workflow import MIN_REFIT_FRAMES, _bespoke_mm
+
+    mm, _ = refit
+    frames = read_extxyz(TRAIN, mm.numbers, bonds=mm.bonds)
+    options = {"charge_method": "gasteiger", "cache": False}
+    with caplog.at_level("WARNING", logger="hybridff.training.workflow"):
+        record, used = _bespoke_mm(PARACETAMOL, options, mm, frames,
+                                   np.arange(MIN_REFIT_FRAMES - 1), np.arange(200, 240), None)
+    assert record is None and used is mm and "too few to refit" in caplog.text
+    # QM forces and energies turned around: the refit fits nonsense and must lose
+    flipped = read_extxyz(TRAIN, mm.numbers, bonds=mm.bonds)
+    flipped.forces[:200] *= -1.0
+    flipped.energies[:200] *= -1.0
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="hybridff.training.workflow"):
+        record, used = _bespoke_mm(PARACETAMOL, options, mm, flipped, np.arange(200),
+                                   np.arange(200, 240), None)
+    assert record is None and used is mm
+    assert "do worse than GAFF2 on the 40 validation frames" in caplog.text
