@@ -144,7 +144,11 @@ def test_system_xml_round_trip_same_energy(which, solvated_run, tmp_path) -> Non
     e_original = energy(prepared.system, state.getPositions(), box)
     e_reloaded = energy(reloaded, state.getPositions(), box)
     assert math.isfinite(e_original)
-    assert e_reloaded == pytest.approx(e_original, rel=1e-9, abs=1e-6)
+    # Every parameter survives the file exactly; the energies then agree to the noise of
+    # the CPU platform's single-precision PME (its FFT plan may differ between Contexts).
+    assert openmm.XmlSerializer.serialize(reloaded) == \
+        openmm.XmlSerializer.serialize(prepared.system)
+    assert e_reloaded == pytest.approx(e_original, rel=1e-7, abs=1e-6)
 
 
 def test_restart_from_checkpoint_continues_the_same_trajectory(tmp_path) -> None:
