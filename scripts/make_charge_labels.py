@@ -32,6 +32,7 @@ import gzip
 import json
 import multiprocessing
 import os
+import random
 import signal
 import sys
 import time
@@ -437,6 +438,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--charged-first", action="store_true",
                         help="label the charged protonation variants before the molecules as given "
                              "(smallest first within each), so a run cut short covers them")
+    parser.add_argument("--order", choices=("size", "random"), default="size",
+                        help="size: smallest first; random: a seeded shuffle, so a run cut short "
+                             "is a sample of every size (the same order on every resume)")
+    parser.add_argument("--seed", type=int, default=0, help="shuffle seed for --order random")
     parser.add_argument("--workers", type=int, default=1,
                         help="molecules labelled in parallel (one sqm process each)")
     parser.add_argument("--pack", type=Path, default=None, help="only write the packed .jsonl.gz")
@@ -456,7 +461,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{args.out} (or its failures file) holds {sorted(other)} records, this run "
                      f"makes {RECIPES[args.optimize]!r} ones: use another --out, or {'drop' if args.optimize else 'add'} --optimize")
     skip = done_keys(args.out, failures)
-    jobs = [j for j in build_jobs(args.max_heavy, args.source) if j[1] not in skip]
+    jobs = build_jobs(args.max_heavy, args.source)
+    if args.order == "random":
+        random.Random(args.seed).shuffle(jobs)
+    jobs = [j for j in jobs if j[1] not in skip]
     if args.charged_first:
         jobs.sort(key=lambda j: (j[1].endswith(":input"), j[0], j[1]))
     jobs = jobs[: args.limit] if args.limit else jobs
