@@ -20,6 +20,8 @@ from hybridff.molecule import load_molecule
 from hybridff.parameters import ParameterizedMolecule, parameterize
 from hybridff.system import make_forcefield
 
+pytest_plugins = ["strict_skips"]
+
 
 @pytest.fixture(scope="session", autouse=True)
 def private_parameter_cache(tmp_path_factory):
