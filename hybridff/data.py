@@ -424,6 +424,22 @@ def read_extxyz(path: str | os.PathLike, numbers: Sequence[int] | None = None,
     )
 
 
+def reorder_frames(path: str | os.PathLike, order: Sequence[int]) -> None:
+    """Rewrite ``path`` atomically with its complete frames in ``order`` (a permutation of
+    their positions in the file); each frame's text is kept byte for byte."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    layout = _scan(text, path)
+    order = [int(k) for k in order]
+    if sorted(order) != list(range(len(layout.starts))):
+        raise ValueError(f"{path}: order must be a permutation of its {len(layout.starts)} "
+                         f"complete frames, got {len(order)} positions")
+    line_starts = [0, *(i + 1 for i, c in enumerate(text) if c == "\n")]
+    bounds = [*(line_starts[s] for s in layout.starts), layout.complete_chars]
+    blocks = [text[bounds[k]:bounds[k + 1]] for k in range(len(layout.starts))]
+    atomic_write_text(path, "".join(blocks[k] for k in order))
+
+
 def count_frames(path: str | os.PathLike) -> int:
     """Number of frames in an extxyz file (0 when it does not exist)."""
     path = Path(path)

@@ -76,3 +76,11 @@ class OptionalDependencyError(HybridFFError, ImportError):
 
 class SimulationError(HybridFFError, RuntimeError):
     """A simulation could not be set up or became unstable (NaN energies, bad settings)."""
+
+
+class ClusterError(HybridFFError, RuntimeError):
+    """Distributed work cannot go on: no Dask workers left, or the scheduler is unreachable."""
+
+
+class OutputBusyError(HybridFFError, RuntimeError):
+    """Another run is writing the same output file (its lock is held)."""

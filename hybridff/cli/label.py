@@ -3,7 +3,10 @@ forces, appended frame by frame to an extxyz file (eV, Angstrom) in the molecule
 Samplers: md (Langevin MD at --temperature), torsion (MD with every rotatable torsion
 restrained at random angles on the full circle), mixed (md and torsion frames interleaved,
 --torsion-fraction of them torsion frames), normal-modes. Re-running the same command
-continues an interrupted file up to --n frames."""
+continues an interrupted file up to --n frames (each frame carries its sample index; only
+the missing ones are computed). --workers N or --scheduler ADDRESS run one QM task per frame
+on a Dask cluster (docs/scale-out.md); frames whose QM fails are recorded in
+OUTPUT.failed.jsonl and the run goes on."""
 
 from __future__ import annotations
 
@@ -39,6 +42,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="OpenMP/BLAS threads of the QM engine (sets OMP_NUM_THREADS, "
                         "OPENBLAS_NUM_THREADS, MKL_NUM_THREADS unless already set)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=_positive_int, default=None, metavar="N",
+                       help="compute the QM frames on a local Dask cluster of N worker "
+                       "processes (one task per frame, --threads threads each)")
+    where.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                       help="compute the QM frames on the running Dask cluster whose scheduler "
+                       "is at ADDRESS (e.g. tcp://10.0.0.5:8786); see docs/scale-out.md")
+    parser.add_argument("--retry-failed", action="store_true",
+                        help="compute again the frames whose QM failed before (recorded in "
+                        "OUTPUT.failed.jsonl); by default they are skipped")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a whole number is needed, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"at least 1 is needed, got {value}")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
     added = label(args.molecule, args.output, args.n, method=args.method, seed=args.seed,
                   temperature=args.temperature, sampler=args.sampler,
                   charge_method=args.charges, progress=not args.no_progress,
-                  sampler_options=sampler_options, **options)
+                  sampler_options=sampler_options, workers=args.workers,
+                  scheduler=args.scheduler, retry_failed=args.retry_failed,
+                  threads=args.threads if args.workers or args.scheduler else None, **options)
     print(f"{args.output}: added {added} frames ({args.n} wanted)")
     return 0

@@ -1,8 +1,9 @@
 """The label -> train -> evaluate steps behind the CLI, as plain functions.
 
 - :func:`label`: sample conformations under MM (MD, torsion-restrained MD or a mix; seeded),
-  compute QM energies and forces,
-  append them to an extxyz file frame by frame (an interrupted run resumes where it stopped).
+  compute QM energies and forces (in-process, or one task per frame on a Dask cluster),
+  append them to an extxyz file frame by frame (an interrupted run resumes with the samples
+  the file lacks).
 - :func:`train`: QM - MM residuals of a label file -> trained model file with metadata.
 - :func:`evaluate`: MM alone, hybrid (MM + correction, evaluated in OpenMM) and optionally an
   ML-only model against QM on a label file.
@@ -21,7 +22,7 @@ import numpy as np
 import openmm
 
 from hybridff import units
-from hybridff.data import file_sha256, read_extxyz, write_extxyz
+from hybridff.data import file_sha256, read_extxyz
 from hybridff.exceptions import ModelCompatibilityError
 from hybridff.mm.signature import trained_build_options
 from hybridff.training.residuals import MMSetup, build_mm, mm_energies_forces
@@ -42,13 +43,19 @@ def label(
     molecule: str | os.PathLike,
     output: str | os.PathLike,
     n_frames: int,
-    method: str = "xtb",
+    method: Any = "xtb",
     seed: int = 0,
     temperature: float = 500.0,
     sampler: str | None = None,
     charge_method: str | None = None,
     progress: bool = True,
     sampler_options: dict[str, Any] | None = None,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    client: Any = None,
+    threads: int | None = None,
+    retry_failed: bool = False,
+    no_workers_timeout: float | None = None,
     **engine_options: Any,
 ) -> int:
     """Make ``output`` hold ``n_frames`` labelled frames; returns how many were added.
@@ -58,61 +65,102 @@ def label(
     :data:`hybridff.sampling.DEFAULT_SAMPLER`. ``sampler_options``: the sampler's own options,
     checked by :func:`~hybridff.sampling.sample_conformations`; continuing a ``mixed`` file
     with ``mixed``, its recorded ``torsion_fraction`` unless one is given here.
-    All ``n_frames`` frames are sampled from the seed; the ones the file already holds are
-    skipped, with a warning when they are not the frames these settings give.
+    All ``n_frames`` frames are sampled from the seed; the samples the file already holds
+    (known by their index, ``frame``) are skipped, with a warning when they are not the frames
+    these settings give, and so are samples whose QM failed before (recorded in
+    ``OUTPUT.failed.jsonl``) unless ``retry_failed``.
+
+    ``method``: a QM method name (:data:`hybridff.qm.ENGINES`, built with ``engine_options``)
+    or a :class:`~hybridff.qm.QMEngine` object. The QM runs in this process, frame after
+    frame, unless ``workers`` (a local Dask cluster of that many processes), ``scheduler``
+    (the address of a running Dask scheduler) or ``client`` (a ``distributed.Client``) is
+    given: then one task per frame (:mod:`hybridff.labels.distributed`), written as each
+    completes; the file ends in sample order either way. ``threads``: OpenMP/BLAS threads of
+    each QM calculation (``None``: as the environment says).
     """
+    from hybridff.labels.distributed import NO_WORKERS_TIMEOUT_S, log_worker_counts, run_tasks
+    from hybridff.labels.store import LabelStore
+    from hybridff.labels.tasks import FrameTask
     from hybridff.molecule import formal_charge
-    from hybridff.qm import get_engine
+    from hybridff.qm import QMEngine, get_engine
     from hybridff.sampling import DEFAULT_SAMPLER, SAMPLERS, sample_conformations
 
     if sampler is not None and sampler not in SAMPLERS:
         from hybridff.exceptions import UnknownNameError
 
         raise UnknownNameError(f"unknown sampler {sampler!r}; known: {', '.join(SAMPLERS)}")
-    engine = get_engine(method, **engine_options)  # fail early on a missing QM package
+    # fail early on a missing QM package or a bad option
+    engine = method if isinstance(method, QMEngine) else get_engine(method, **engine_options)
+    distributed = any(x is not None for x in (scheduler, workers, client))
     mm = build_mm(molecule, charge_method=charge_method)
     output = Path(output)
-    existing = read_extxyz(output, mm.numbers, bonds=mm.bonds) if output.exists() else None
-    done = len(existing) if existing is not None else 0
-    recorded = existing.info[0] if done and existing.info else {}
-    options = dict(sampler_options or {})
-    if sampler is None:
-        sampler = str(recorded.get("sampler", DEFAULT_SAMPLER))
-        if sampler not in SAMPLERS:
-            sampler = DEFAULT_SAMPLER
-        if done:
-            logger.info("%s: continuing with the %s sampler", output, sampler)
-    if sampler == recorded.get("sampler") and "torsion_fraction" in recorded:
-        options.setdefault("torsion_fraction", float(recorded["torsion_fraction"]))
-    if done >= n_frames:
-        logger.info("%s already holds %d frames (asked for %d): nothing to do", output, done, n_frames)
-        return 0
-    sampled = sample_conformations(sampler, mm.system, mm.positions, n_frames,
-                                   mol=mm.parameterized.mol, temperature=temperature,
-                                   seed=seed, **options)
-    settings = {"seed": seed, "temperature": temperature, "sampler": sampler, **sampled.settings}
-    if existing is not None and done:
-        _warn_other_settings(output, existing, recorded, settings, sampled.positions[:done])
-    charge = formal_charge(mm.parameterized.mol)
-    describe = engine.describe()
-    bar = _progress(n_frames, done, f"{method} labels", progress)
-    for k in range(done, n_frames):
-        frame = sampled.positions[k]
-        result = engine.compute(mm.numbers, frame, charge=charge)
-        info = {"frame": k, **settings, **sampled.info[k],
-                **{f"qm_{key}": str(v) for key, v in describe.items()}}
-        write_extxyz(output, mm.numbers, frame[None], [result.energy], result.forces[None],
-                     info=[info], append=True)
-        if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
-    return n_frames - done
+    with LabelStore(output, mm.numbers, bonds=mm.bonds) as store:
+        existing = store.existing
+        recorded = existing.info[0] if existing is not None and existing.info else {}
+        options = dict(sampler_options or {})
+        if sampler is None:
+            sampler = str(recorded.get("sampler", DEFAULT_SAMPLER))
+            if sampler not in SAMPLERS:
+                sampler = DEFAULT_SAMPLER
+            if store.done:
+                logger.info("%s: continuing with the %s sampler", output, sampler)
+        if sampler == recorded.get("sampler") and "torsion_fraction" in recorded:
+            options.setdefault("torsion_fraction", float(recorded["torsion_fraction"]))
+        missing = store.missing(n_frames, retry_failed)
+        if not missing:
+            skipped = len(set(range(n_frames)) & set(store.failures))
+            logger.info("%s already holds %d frames (asked for %d%s): nothing to do", output,
+                        len(store.done), n_frames,
+                        f"; {skipped} failed before, --retry-failed retries them"
+                        if skipped else "")
+            return 0
+        sampled = sample_conformations(sampler, mm.system, mm.positions, n_frames,
+                                       mol=mm.parameterized.mol, temperature=temperature,
+                                       seed=seed, **options)
+        settings = {"seed": seed, "temperature": temperature, "sampler": sampler,
+                    **sampled.settings}
+        held = store.existing_frames(range(n_frames))
+        if held:
+            _warn_other_settings(output, recorded, settings, held, sampled.positions)
+        charge = formal_charge(mm.parameterized.mol)
+        describe = engine.describe()
+        qm_info = {f"qm_{key}": str(v) for key, v in describe.items()}
+        # serially the engine object is reused; on a cluster each worker builds its own
+        spec = method if distributed and isinstance(method, str) else engine
+        tasks = [FrameTask(k, mm.numbers, sampled.positions[k], charge, spec,
+                           engine_options if isinstance(spec, str) else {}, threads)
+                 for k in missing]
+        bar = _progress(n_frames, n_frames - len(missing), f"{engine.name} labels", progress)
+        outcomes = []
+        added = 0
+        try:
+            for outcome in run_tasks(
+                    tasks, scheduler=scheduler, workers=workers, client=client,
+                    no_workers_timeout=no_workers_timeout or NO_WORKERS_TIMEOUT_S):
+                k = outcome.index
+                info = {**settings, **sampled.info[k], **qm_info}
+                if store.add(outcome, sampled.positions[k], info) and outcome.ok:
+                    added += 1
+                outcomes.append(outcome)
+                if bar is not None:
+                    bar.update(1)
+        finally:
+            if bar is not None:
+                bar.close()
+            if distributed:
+                log_worker_counts(outcomes)
+        failed = [o for o in outcomes if not o.ok]
+        if failed:
+            logger.warning("%s: %d of %d frames failed (recorded in %s; the run went on), "
+                           "e.g. frame %d: %s", output, len(failed), len(outcomes),
+                           store.failed_path, failed[0].index, failed[0].error)
+    return added
 
 
-def _warn_other_settings(output: Path, existing: Any, recorded: dict[str, Any],
-                         settings: dict[str, Any], frames: np.ndarray) -> None:
-    """Warn when the frames ``output`` holds are not the first frames of these settings."""
+def _warn_other_settings(output: Path, recorded: dict[str, Any], settings: dict[str, Any],
+                         held: dict[int, np.ndarray], sampled: np.ndarray) -> None:
+    """Warn when the frames ``output`` holds (sample index -> positions) are not the samples
+    of these settings."""
     def equal(a: Any, b: Any) -> bool:
         try:
             return float(a) == float(b)
@@ -121,7 +169,7 @@ def _warn_other_settings(output: Path, existing: Any, recorded: dict[str, Any],
 
     differ = [key for key, value in settings.items()
               if key in recorded and not equal(recorded[key], value)]
-    same = np.allclose(existing.positions, frames, atol=1e-5)
+    same = all(np.allclose(x, sampled[k], atol=1e-5) for k, x in held.items())
     if differ or not same:
         said = "; ".join(f"{key} {recorded.get(key)} in the file, {settings.get(key)} now"
                          for key in differ) or ("its frames are not the ones these settings "

@@ -1,0 +1,9 @@
+"""QM labels of sampled conformations: the per-frame task, where it runs, and the label file.
+
+- :mod:`hybridff.labels.tasks`: one frame's QM calculation as a plain, picklable task
+  (:func:`~hybridff.labels.tasks.compute_frame`), the same function in-process and on Dask.
+- :mod:`hybridff.labels.store`: the label file a run appends to (resume by sample index,
+  failed frames recorded beside it, one writer at a time).
+- :mod:`hybridff.labels.distributed`: running the tasks serially or on a Dask cluster
+  (local processes or a running scheduler). Dask is imported only when a cluster is asked for.
+"""
