@@ -7,6 +7,7 @@ openff-toolkit ``Molecule`` objects, SMILES strings, and SDF / MOL / mol2 / SMI 
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +25,8 @@ from hybridff.exceptions import (
     UnsupportedChemistryError,
     UnsupportedElementError,
 )
+
+logger = logging.getLogger(__name__)
 
 MOLECULE_SUFFIXES = (".sdf", ".mol", ".mol2", ".smi")
 
@@ -112,15 +115,37 @@ def check_coordinates(
             f"{overlap_advice or advice}")
 
 
+#: lines of RDKit's C++ invariant reports that say nothing to a user (banners, the source
+#: file and expression, the stack trace that follows "Stacktrace:")
+_RDKIT_NOISE = re.compile(r"^(\*{3,}|-{3,}|Violation occurred|Failed Expression|"
+                          r"Pre-condition Violation|Post-condition Violation|Invariant Violation|"
+                          r"Range Error|\d+# )")
+
+
 def _rdkit_errors(capture: Any) -> str:
-    """RDKit's own error lines (without timestamps), joined; '' when it said nothing."""
+    """RDKit's own error lines (without timestamps, C++ file names or stack traces), joined;
+    '' when it said nothing."""
     lines: list[str] = []
     for line in capture.messages.splitlines():
         text = re.sub(r"^\[[0-9:]+\]\s*", "", line).strip()
         text = re.sub(r"^(ERROR|WARNING):\s*", "", text)
-        if text and text not in lines and "moving to the beginning of the next" not in text:
+        if text.startswith("Stacktrace"):
+            break
+        if (text and text not in lines and not _RDKIT_NOISE.match(text)
+                and "moving to the beginning of the next" not in text):
             lines.append(text)
-    return "; ".join(lines)
+    return "; ".join(lines)[:300]
+
+
+def _valence_advice(said: str) -> str:
+    """Advice for RDKit's 'Explicit valence for atom # i N, 4, ...': a charged atom (N+ with
+    four bonds) whose charge the file does not give."""
+    found = re.search(r"valence for atom # ?(\d+) (\w+)", said)
+    if not found:
+        return ""
+    return (f"; atom {found.group(1)} ({found.group(2)}) has more bonds than its neutral "
+            "valence: if it is charged (e.g. N+ with four bonds), give its charge in the file "
+            "(SDF: the 'M  CHG' line or the atom block's charge field)")
 
 
 def _read_sdf(path: Path) -> list[tuple[Chem.Mol, str]]:
@@ -148,7 +173,7 @@ def _read_sdf(path: Path) -> list[tuple[Chem.Mol, str]]:
                 f"{path}: record {i + 1} could not be parsed (it starts at line {line}"
                 + (f"; RDKit: {said}" if said else "")
                 + "): a broken or truncated SDF record, or a valence RDKit rejects (RDKit "
-                "counts atoms from 0); fix or re-export the file"
+                f"counts atoms from 0){_valence_advice(said)}; fix or re-export the file"
             )
         where = f"{path}, record {i + 1} (line {line})"
         out.append((m, where))
@@ -238,6 +263,114 @@ def _check_mol2_record(path: Path, record: int, lines: list[str], first: int,
     return n_atoms, n_bonds
 
 
+#: GAFF/GAFF2 atom types whose element is not their first letter (all others: h*, c*, n*,
+#: o*, s*, p*, f, i are H, C, N, O, S, P, F, I)
+_GAFF_TWO_LETTER_ELEMENTS = {"cl": "Cl", "br": "Br"}
+_GAFF_FIRST_LETTER_ELEMENTS = {"h": "H", "c": "C", "n": "N", "o": "O", "s": "S", "p": "P",
+                               "f": "F", "i": "I"}
+
+
+def gaff_element(atom_type: str) -> str | None:
+    """Element symbol of a GAFF/GAFF2 atom type (``ca`` -> C, ``cl`` -> Cl, ``n4`` -> N,
+    ``hn`` -> H); None for a string that is not one."""
+    t = atom_type.strip()
+    if not t or not t[0].islower() or "." in t:
+        return None
+    if t[:2] in _GAFF_TWO_LETTER_ELEMENTS:
+        return _GAFF_TWO_LETTER_ELEMENTS[t[:2]]
+    return _GAFF_FIRST_LETTER_ELEMENTS.get(t[0])
+
+
+def _mol2_rows(block: list[str], section: str) -> list[tuple[int, list[str]]]:
+    """(index in ``block``, fields) of the data lines of one @<TRIPOS> section."""
+    rows: list[tuple[int, list[str]]] = []
+    inside = False
+    for k, line in enumerate(block):
+        text = line.strip()
+        if text.upper().startswith("@<TRIPOS>"):
+            inside = text.upper() == f"@<TRIPOS>{section}"
+            continue
+        if inside and text and not text.startswith("#"):
+            rows.append((k, text.split()))
+    return rows
+
+
+def _is_gaff_typed(block: list[str]) -> bool:
+    """Whether a mol2 record carries GAFF/GAFF2 (lower-case, antechamber) atom types rather
+    than SYBYL ones (``C.ar``, ``N.am``, ``Cl``)."""
+    types = [fields[5] for _, fields in _mol2_rows(block, "ATOM")]
+    return bool(types) and all(t[0].islower() and "." not in t for t in types)
+
+
+def _read_gaff_mol2_record(block: list[str], first: int, where: str) -> Chem.Mol:
+    """One GAFF-typed mol2 record (antechamber's ``-fo mol2 -at gaff2``) as an RDKit Mol.
+
+    Elements come from the atom types, connectivity from the BOND section; bond orders and
+    formal charges are perceived from the connectivity (RDKit's ``DetermineBondOrders``)
+    with the net charge the charge column sums to, because antechamber's bond types do not
+    say where a charge sits (a carboxylate's C-O bonds are both written as single). The
+    charge column is kept as ``_TriposPartialCharge`` for ``--charges file``.
+    """
+    from rdkit import rdBase
+    from rdkit.Chem import rdDetermineBonds
+    from rdkit.Geometry import Point3D
+
+    header = [line.strip() for line in block[1:5]] + ["", "", "", ""]
+    charge_type = header[3].upper()
+    atoms = _mol2_rows(block, "ATOM")
+    rw = Chem.RWMol()
+    conf = Chem.Conformer(len(atoms))
+    charges: list[float] = []
+    for i, (k, fields) in enumerate(atoms):
+        element = gaff_element(fields[5])
+        if element is None:
+            raise MoleculeInputError(
+                f"{where}, line {first + k}: atom {i} ({fields[1]}) has the atom type "
+                f"{fields[5]!r}, not a GAFF/GAFF2 type; give every atom a GAFF2 type (antechamber "
+                "-at gaff2) or a SYBYL type, or convert the file to SDF")
+        atom = Chem.Atom(element)
+        atom.SetNoImplicit(True)  # a GAFF-typed file lists every hydrogen
+        atom.SetProp("_TriposAtomName", fields[1])
+        atom.SetProp("_TriposAtomType", fields[5])
+        if charge_type != "NO_CHARGES" and len(fields) >= 9:
+            try:
+                charges.append(float(fields[8]))
+            except ValueError:
+                raise MoleculeInputError(
+                    f"{where}, line {first + k}: atom {i} ({fields[1]}): charge {fields[8]!r} is "
+                    "not a number; fix or re-export the file") from None
+            atom.SetDoubleProp("_TriposPartialCharge", charges[-1])
+        rw.AddAtom(atom)
+        conf.SetAtomPosition(i, Point3D(*(float(v) for v in fields[2:5])))
+    for _, fields in _mol2_rows(block, "BOND"):
+        rw.AddBond(int(fields[1]) - 1, int(fields[2]) - 1, Chem.BondType.SINGLE)
+    conf.Set3D(True)
+    rw.AddConformer(conf, assignId=True)
+    bare = rw.GetMol()
+    has_charges = len(charges) == len(atoms) and any(charges)
+    column = round(sum(charges)) if has_charges else None
+    tried = list(dict.fromkeys(([column] if column is not None else []) + [0, 1, -1, 2, -2, 3, -3]))
+    for net in tried:
+        mol = Chem.Mol(bare)
+        try:
+            with rdBase.CaptureErrorLog():
+                rdDetermineBonds.DetermineBondOrders(mol, charge=net, maxIterations=200_000)
+        except Exception:  # RDKit: ValueError / RuntimeError when no assignment fits
+            continue
+        break
+    else:
+        raise MoleculeInputError(
+            f"{where}: no bond orders and formal charges fit the bonds of this GAFF-typed mol2 "
+            f"(net charges {', '.join(f'{q:+d}' for q in tried)} tried); check that every "
+            "hydrogen is listed and every bond is in the BOND section, or convert the file to SDF")
+    if column is not None and net != column:
+        logger.warning("%s: the charge column totals %+.4f e but the structure's net charge is "
+                       "%+d e; --charges file will refuse these charges", where, sum(charges), net)
+    mol.SetProp("_Name", header[0] or "MOL")
+    mol.SetProp("_TriposChargeType", charge_type or "NO_CHARGES")
+    return mol
+
+
 def _read_mol2(path: Path) -> list[tuple[Chem.Mol, str]]:
     from rdkit import rdBase
 
@@ -252,6 +385,9 @@ def _read_mol2(path: Path) -> list[tuple[Chem.Mol, str]]:
         block = lines[start:end]
         n_atoms, n_bonds = _check_mol2_record(path, r + 1, block, start + 1, r + 1 == len(starts))
         where = f"{path}, record {r + 1} (line {start + 1})"
+        if _is_gaff_typed(block):
+            out.append((_read_gaff_mol2_record(block, start + 1, where), where))
+            continue
         with rdBase.CaptureErrorLog() as capture:
             m = Chem.MolFromMol2Block("\n".join(block) + "\n", removeHs=False, sanitize=True)
         if m is None:
@@ -259,8 +395,9 @@ def _read_mol2(path: Path) -> list[tuple[Chem.Mol, str]]:
             raise MoleculeInputError(
                 f"{where}: RDKit could not build a molecule from it"
                 + (f" ({said})" if said else "")
-                + "; RDKit needs SYBYL atom types and bond orders that match them (check the "
-                "atom types and the charges, or convert the file to SDF)")
+                + "; RDKit needs SYBYL atom types and bond orders that match them, hybridff "
+                "also reads GAFF/GAFF2 types (antechamber -fo mol2); check the atom types and "
+                "the charges, or convert the file to SDF")
         if m.GetNumAtoms() != n_atoms or m.GetNumBonds() != n_bonds:
             raise MoleculeInputError(
                 f"{where}: declares {n_atoms} atoms and {n_bonds} bonds, RDKit read "
@@ -273,7 +410,19 @@ def _read_file(path: Path) -> list[tuple[Chem.Mol, str]]:
     """Molecules of a file, each with where it came from ('file, record k (line n)')."""
     if not path.exists():
         raise MoleculeInputError(f"molecule file {str(path)!r} does not exist")
+    if path.is_dir():
+        raise MoleculeInputError(
+            f"{path} is a folder, not a molecule file; give an SDF, MOL, mol2 or SMI file in it "
+            "(or a SMILES string)")
     suffix = path.suffix.lower()
+    try:
+        empty = not path.read_bytes().strip()
+    except OSError as exc:
+        raise MoleculeInputError(f"{path}: cannot read the file ({exc.strerror}); check its "
+                                 "permissions") from None
+    if empty:
+        raise MoleculeInputError(f"{path}: the file is empty; give a file with at least one "
+                                 "molecule (or a SMILES string)")
     if suffix in (".sdf", ".mol"):
         return _read_sdf(path)
     if suffix == ".mol2":
@@ -298,6 +447,54 @@ def _read_file(path: Path) -> list[tuple[Chem.Mol, str]]:
     )
 
 
+def _names_a_file(text: str) -> bool:
+    """Whether a string given as a molecule is a file name rather than a SMILES: it has a
+    molecule file's suffix or names an existing path (a SMILES too long to be a file name,
+    over 255 characters, is no path)."""
+    if not text.strip():
+        return False
+    try:
+        return Path(text).suffix.lower() in MOLECULE_SUFFIXES or Path(text).exists()
+    except (OSError, ValueError):  # 'file name too long', embedded NUL
+        return False
+
+
+def _smiles_errors(capture: Any) -> str:
+    """RDKit's reason for refusing a SMILES, short: where the parse failed (with the 20
+    characters before it) or the valence / aromaticity complaint, without the SMILES echoed."""
+    lines = [re.sub(r"^\[[0-9:]+\]\s*", "", line).rstrip()
+             for line in capture.messages.splitlines()]
+    out: list[str] = []
+    for k, line in enumerate(lines):
+        text = line.replace("SMILES Parse Error: ", "").strip()
+        if (not text or set(text) <= {"~", "^"} or text.startswith("syntax error while parsing")
+                or text.startswith("Failed parsing SMILES") or (k and lines[k - 1].rstrip()
+                                                                 .endswith(":"))):
+            continue
+        if text.endswith(":") and k + 1 < len(lines):
+            text = f"{text} {lines[k + 1].strip()}"
+        if text not in out:
+            out.append(text)
+    return "; ".join(out)[:300]
+
+
+def smiles_to_mol(smiles: str) -> Chem.Mol:
+    """An RDKit molecule (implicit hydrogens) from a SMILES string; a clear error, with
+    RDKit's reason, when it does not parse."""
+    from rdkit import rdBase
+
+    with rdBase.CaptureErrorLog() as capture:
+        m = Chem.MolFromSmiles(smiles.strip()) if smiles.strip() else None
+    if m is None:
+        said = _smiles_errors(capture)
+        shown = smiles if len(smiles) <= 80 else f"{smiles[:60]}... ({len(smiles)} characters)"
+        raise MoleculeInputError(
+            f"{shown!r} is neither an existing molecule file nor a SMILES RDKit can parse"
+            + (f" (RDKit: {said})" if said else "")
+            + "; check the file name, or the SMILES (brackets, ring closures, charges)")
+    return m
+
+
 def _from_object(obj: Any) -> list[tuple[Chem.Mol, str | None]]:
     if isinstance(obj, Chem.Mol):
         return [(Chem.Mol(obj), None)]
@@ -306,14 +503,9 @@ def _from_object(obj: Any) -> list[tuple[Chem.Mol, str | None]]:
     if isinstance(obj, Path):
         return _read_file(obj)
     if isinstance(obj, str):
-        if Path(obj).suffix.lower() in MOLECULE_SUFFIXES or Path(obj).exists():
+        if _names_a_file(obj):
             return _read_file(Path(obj))
-        m = Chem.MolFromSmiles(obj)
-        if m is None:
-            raise MoleculeInputError(
-                f"{obj!r} is neither an existing molecule file nor a SMILES RDKit can parse"
-            )
-        return [(m, None)]
+        return [(smiles_to_mol(obj), None)]
     raise MoleculeInputError(
         f"cannot read a molecule from {type(obj).__name__}; give an RDKit Mol, an openff "
         "Molecule, a SMILES string or an SDF/mol2/SMI path"
@@ -363,6 +555,23 @@ def _assign_names(mol: Chem.Mol) -> None:
         atom.SetProp("_hybridff_name", name)
 
 
+def _warn_added_hydrogens(mol: Chem.Mol, n_before: int, where: str | None) -> None:
+    """Warn that hydrogens were added to a molecule that lists its own (atoms ``n_before``
+    onwards are the added ones)."""
+    added: dict[int, int] = {}
+    for atom in mol.GetAtoms():
+        if atom.GetIdx() >= n_before:
+            heavy = atom.GetNeighbors()[0].GetIdx()
+            added[heavy] = added.get(heavy, 0) + 1
+    named = ", ".join(f"{atom_label(mol, i)}: {n} H" for i, n in sorted(added.items()))
+    logger.warning(
+        "%sthe input lists its hydrogens, yet %d atom(s) have fewer bonds than their neutral "
+        "valence: hydrogens were added, changing the molecule: %s. If these atoms are charged "
+        "(O- with one bond, N+ with four), give their charges in the file (SDF: the 'M  CHG' "
+        "line); if hydrogens are missing, add them to the file",
+        f"{where}: " if where else "", len(added), named)
+
+
 def atom_names(mol: Chem.Mol) -> list[str]:
     """Unique atom names of a molecule prepared by :func:`load_molecule`."""
     return [a.GetProp("_hybridff_name") for a in mol.GetAtoms()]
@@ -387,15 +596,53 @@ def ensure_conformer(mol: Chem.Mol, seed: int = 0xF00D) -> Chem.Mol:
     return mol
 
 
-def prepare(mol: Chem.Mol, conformer: bool = True) -> Chem.Mol:
-    """Sanitize, add explicit hydrogens (with coordinates), validate, name atoms."""
+def keep_largest_fragment(mol: Chem.Mol, where: str | None = None) -> Chem.Mol:
+    """The largest organic fragment of a salt or mixture (``Cl.CN``, ``CC(=O)[O-].[Na+]``),
+    with a warning naming the fragments removed and the net charge kept; a molecule of one
+    fragment is returned as it is.
+
+    The choice is RDKit's ``LargestFragmentChooser`` (organic fragments first, then the most
+    atoms, hydrogens included); atom properties and coordinates of the kept atoms stay.
+    """
+    from rdkit.Chem.MolStandardize import rdMolStandardize
+
+    if len(Chem.GetMolFrags(mol)) < 2:
+        return mol
+    kept = rdMolStandardize.LargestFragmentChooser(preferOrganic=True).choose(mol)
+    kept_smiles = Chem.MolToSmiles(Chem.RemoveHs(kept, sanitize=False))
+    removed = [Chem.MolToSmiles(Chem.RemoveHs(f, sanitize=False))
+               for f in Chem.GetMolFrags(mol, asMols=True, sanitizeFrags=False)]
+    removed.remove(next((r for r in removed if r == kept_smiles), removed[0]))
+    total = int(Chem.GetFormalCharge(mol))
+    net = int(Chem.GetFormalCharge(kept))
+    organic = any(a.GetAtomicNum() == 6 for a in kept.GetAtoms())
+    logger.warning(
+        "%s%s has %d fragments: kept the largest%s one, %s (net charge %+d e; the input's "
+        "was %+d e), removed %s; give a fragment on its own to parameterize it, and add "
+        "counter-ions to a simulation box with Modeller.addSolvent(..., neutralize=True)",
+        f"{where}: " if where else "", Chem.MolToSmiles(Chem.RemoveHs(mol, sanitize=False)),
+        len(removed) + 1, " organic" if organic else "", kept_smiles, net, total,
+        ", ".join(removed))
+    return kept
+
+
+def prepare(mol: Chem.Mol, conformer: bool = True, where: str | None = None) -> Chem.Mol:
+    """Sanitize, add explicit hydrogens (with coordinates), validate, name atoms.
+
+    A molecule that already lists hydrogens but lacks some RDKit's valence rules expect
+    (often an O- or N+ whose charge the file does not give) gets them with a warning naming
+    the atoms (``where``: the file and record, for the message).
+    """
     mol = Chem.Mol(mol)
     try:
         Chem.SanitizeMol(mol)
     except Exception as exc:  # RDKit raises several unrelated types here
         raise MoleculeInputError(f"RDKit could not sanitize the molecule: {exc}") from exc
     n_before = mol.GetNumAtoms()
+    listed_hydrogens = any(a.GetAtomicNum() == 1 for a in mol.GetAtoms())
     mol = Chem.AddHs(mol, addCoords=mol.GetNumConformers() > 0)
+    if listed_hydrogens and mol.GetNumAtoms() != n_before:
+        _warn_added_hydrogens(mol, n_before, where)
     if mol.GetNumAtoms() != n_before:
         for atom in mol.GetAtoms():  # names of the input no longer unique/complete
             if atom.GetPDBResidueInfo() is not None and atom.GetIdx() >= n_before:
@@ -420,7 +667,8 @@ def load_molecules(source: Any, conformer: bool = True) -> list[Chem.Mol]:
     out = []
     for mol, where in _from_object(source):
         try:
-            out.append(prepare(mol, conformer=conformer))
+            mol = keep_largest_fragment(mol, where)
+            out.append(prepare(mol, conformer=conformer, where=where))
         except MoleculeInputError as exc:
             if where is None:
                 raise

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -92,3 +94,118 @@ def test_dft_warm_start_gives_the_cold_start_result() -> None:
     # a different molecule (other elements) never reuses the stored density
     e_ion, _ = warm.raw(WATER_Z[:2], WATER_NM[:2] / units.BOHR_TO_NM, multiplicity=2)
     assert np.isfinite(e_ion)
+
+
+# ------------------------------------------------------------- label files in the wrong unit
+
+EXAMPLE_DATA = Path(__file__).resolve().parents[1] / "examples" / "data"
+PARACETAMOL = EXAMPLE_DATA / "paracetamol.sdf"
+
+
+@pytest.fixture(scope="module")
+def paracetamol_labels():
+    """GAFF2 MM of paracetamol and the first 20 frames of its shipped GFN2-xTB test labels."""
+    from hybridff.data import read_extxyz
+    from hybridff.training.residuals import build_mm
+
+    mm = build_mm(PARACETAMOL, charge_method="gasteiger")
+    frames = read_extxyz(EXAMPLE_DATA / "paracetamol_gfn2xtb_test.xyz", mm.numbers, bonds=mm.bonds)
+    return mm, frames.subset(range(20))
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLE_DATA.glob("*.xyz")))
+def test_shipped_xtb_and_dft_labels_pass_the_unit_check(name) -> None:
+    from hybridff.data import read_extxyz
+    from hybridff.training.label_units import check_label_units
+    from hybridff.training.residuals import build_mm
+
+    mm = build_mm(PARACETAMOL, charge_method="gasteiger")
+    frames = read_extxyz(EXAMPLE_DATA / name, mm.numbers, bonds=mm.bonds)
+    scale = check_label_units(mm.system, frames, name)
+    assert scale.n_frames == 20
+    assert 0.8 < scale.force_rms_ratio < 1.25 and scale.force_cosine > 0.8
+    assert 0.5 < scale.energy_std_ratio < 2.0
+
+
+@pytest.mark.parametrize("energy_unit, force_unit, factors", [
+    ("Hartree", "Hartree/Bohr", ("27.2114", "51.4221")),
+    ("kcal/mol", "kcal/mol/Angstrom", ("0.0433641", "0.0433641")),
+    ("kJ/mol", "kJ/mol/nm", ("0.0103643", "0.00103643")),
+])
+def test_labels_in_another_unit_are_refused_naming_it(energy_unit, force_unit, factors,
+                                                       paracetamol_labels) -> None:
+    from dataclasses import replace
+
+    from hybridff.exceptions import DataFormatError
+    from hybridff.training.label_units import (
+        ENERGY_UNITS_IN_EV,
+        FORCE_UNITS_IN_EV_PER_ANGSTROM,
+        check_label_units,
+    )
+
+    mm, frames = paracetamol_labels
+    # the numbers a file in these units holds, read as eV and eV/Angstrom
+    wrong = replace(frames, energies=frames.energies / ENERGY_UNITS_IN_EV[energy_unit],
+                    forces=frames.forces / FORCE_UNITS_IN_EV_PER_ANGSTROM[force_unit])
+    with pytest.raises(DataFormatError) as err:
+        check_label_units(mm.system, wrong, "labels.xyz")
+    text = str(err.value)
+    assert text.startswith("labels.xyz: the RMS of the QM forces is ")
+    assert (f"they look like {force_unit} where eV/Angstrom is expected; multiply the forces by "
+            f"{factors[1]} (1 {force_unit} in eV/Angstrom)") in text
+    assert "the spread (standard deviation) of the QM energies is" in text
+    assert (f"they look like {energy_unit} where eV is expected; multiply the energies by "
+            f"{factors[0]} (1 {energy_unit} in eV)") in text
+    assert text.endswith("and write the file again (label files are read in eV and "
+                         "eV/Angstrom, ASE's units)")
+    # energies alone in the wrong unit are caught too
+    energies_only = replace(frames, energies=frames.energies / ENERGY_UNITS_IN_EV[energy_unit])
+    with pytest.raises(DataFormatError, match=rf"QM energies .* look like {energy_unit} where eV"):
+        check_label_units(mm.system, energies_only, "labels.xyz")
+
+
+def test_gradients_given_as_forces_are_refused(paracetamol_labels) -> None:
+    from dataclasses import replace
+
+    from hybridff.exceptions import DataFormatError
+    from hybridff.training.label_units import check_label_units
+
+    mm, frames = paracetamol_labels
+    with pytest.raises(DataFormatError,
+                       match=r"labels\.xyz: the QM forces point against the MM forces \(cosine "
+                             r"-0\.\d+ over the first 20 frame\(s\); .*energy gradients, not forces; "
+                             r"negate them"):
+        check_label_units(mm.system, replace(frames, forces=-frames.forces), "labels.xyz")
+
+
+def test_a_factor_no_unit_explains_only_warns(paracetamol_labels, caplog) -> None:
+    from dataclasses import replace
+
+    from hybridff.training.label_units import check_label_units
+
+    mm, frames = paracetamol_labels
+    scale = check_label_units(mm.system, replace(frames, forces=frames.forces * 8.0), "odd.xyz")
+    assert scale.force_rms_ratio == pytest.approx(8.0 * check_label_units(
+        mm.system, frames, "odd.xyz").force_rms_ratio)
+    assert "odd.xyz: the RMS of the QM forces is" in caplog.text
+    assert "a factor that matches no common unit" in caplog.text
+
+
+def test_train_refuses_hartree_labels_before_training(paracetamol_labels, tmp_path, capsys) -> None:
+    pytest.importorskip("torch")
+    from hybridff.cli import main
+    from hybridff.data import write_extxyz
+    from hybridff.training.label_units import ENERGY_UNITS_IN_EV, FORCE_UNITS_IN_EV_PER_ANGSTROM
+
+    mm, frames = paracetamol_labels
+    data, model = tmp_path / "hartree.xyz", tmp_path / "m.pt"
+    write_extxyz(data, frames.numbers, frames.positions,
+                 frames.energies / ENERGY_UNITS_IN_EV["Hartree"],
+                 frames.forces / FORCE_UNITS_IN_EV_PER_ANGSTROM["Hartree/Bohr"], append=False)
+    code = main(["train", str(PARACETAMOL), str(data), "-o", str(model), "--epochs", "1",
+                 "--charges", "gasteiger", "--no-progress"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert f"hybridff train: error: {data}: the RMS of the QM forces is" in err
+    assert "they look like Hartree/Bohr where eV/Angstrom is expected" in err
+    assert not model.exists()

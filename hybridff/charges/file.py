@@ -12,6 +12,12 @@ from hybridff.exceptions import ChargeAssignmentError
 SDF_CHARGE_PROPERTIES = ("atom.dprop.PartialCharge", "PartialCharges", "partial_charges", "charges")
 
 
+def _mol2_without_charges(mol: Chem.Mol) -> bool:
+    """A mol2 whose header says NO_CHARGES (RDKit then gives every atom a charge of 0)."""
+    return (mol.HasProp("_TriposChargeType")
+            and mol.GetProp("_TriposChargeType").strip().upper() == "NO_CHARGES")
+
+
 @register_charge_method("file")
 def file_charges(mol: Chem.Mol, charges=None, prop: str | None = None) -> np.ndarray:
     """Charges given with the molecule.
@@ -25,7 +31,8 @@ def file_charges(mol: Chem.Mol, charges=None, prop: str | None = None) -> np.nda
         q = np.asarray(charges, dtype=np.float64)
     elif all(a.HasProp("PartialCharge") for a in mol.GetAtoms()):
         q = np.array([a.GetDoubleProp("PartialCharge") for a in mol.GetAtoms()])
-    elif all(a.HasProp("_TriposPartialCharge") for a in mol.GetAtoms()):
+    elif (all(a.HasProp("_TriposPartialCharge") for a in mol.GetAtoms())
+          and not _mol2_without_charges(mol)):
         q = np.array([a.GetDoubleProp("_TriposPartialCharge") for a in mol.GetAtoms()])
     else:
         names = [prop] if prop else list(SDF_CHARGE_PROPERTIES)
