@@ -36,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from hybridff.fileio import atomic_write_text
     from hybridff.mm.bespoke import fit_bespoke
     from hybridff.mm.refit import RefitOptions
+    from hybridff.training.label_units import check_label_units
     from hybridff.training.residuals import build_mm
     from hybridff.units import KJ_PER_MOL_NM_TO_KCAL_PER_MOL_ANGSTROM as FORCE_TO_KCAL_A
 
@@ -44,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
         options.regularization = args.regularization
     mm = build_mm(args.molecule, charge_method=args.charges)
     frames = read_extxyz(args.data, mm.numbers, bonds=mm.bonds)
+    check_label_units(mm.system, frames, str(args.data))
     record = fit_bespoke(mm, frames.positions, frames.energies, frames.forces, options)
     bespoke = build_mm(args.molecule, charge_method=args.charges, refit=record)
     atomic_write_text(args.output, bespoke.parameterized.to_ffxml())

@@ -24,7 +24,8 @@ logger = logging.getLogger(__name__)
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from hybridff.mm.signature import DEFAULT_PAIR_ORDER, PAIR_ORDERS
 
-    parser.add_argument("molecules", type=Path, help="SDF, MOL, mol2 or SMI file (one or more molecules)")
+    parser.add_argument("molecules", help="molecule file (SDF, MOL, mol2, SMI; one or more "
+                        "molecules) or a SMILES string")
     parser.add_argument("--charges", default=DEFAULT_CHARGE_METHOD, choices=available_charge_methods(),
                         help=f"charge method (default: {DEFAULT_CHARGE_METHOD})")
     parser.add_argument("-o", "--output", type=Path, required=True, help="output ForceField XML")

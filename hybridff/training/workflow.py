@@ -25,6 +25,7 @@ from hybridff import units
 from hybridff.data import file_sha256, read_extxyz
 from hybridff.exceptions import ModelCompatibilityError
 from hybridff.mm.signature import trained_build_options
+from hybridff.training.label_units import check_label_units
 from hybridff.training.residuals import MMSetup, build_mm, mm_energies_forces
 
 logger = logging.getLogger(__name__)
@@ -208,6 +209,7 @@ def train(
                    **(charge_options or {}))
     mm = build_mm(molecule, **options)
     frames = read_extxyz(data, mm.numbers, bonds=mm.bonds)
+    check_label_units(mm.system, frames, str(data))  # Hartree, kcal/mol, ... read as eV
     record = None
     if refit and not ml_only:
         fit_index, val_index = split_indices(len(frames), config.val_fraction, config.seed)
@@ -366,6 +368,7 @@ def evaluate(
     gaff2 = mm if refit is None else build_mm(molecule, charge_method=charge_method,
                                               pair_order=pair_order, cache=cache, **options)
     frames = read_extxyz(data, mm.numbers, bonds=mm.bonds)
+    check_label_units(gaff2.system, frames, str(data))
     report: dict[str, Any] = {"data": str(data), "model": str(model_path), "frames": "all"}
     frame_index = np.arange(len(frames))
     if frames_subset == "held-out":
