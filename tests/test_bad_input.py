@@ -8,6 +8,17 @@ Items tested elsewhere are listed here, not repeated:
 | broken / truncated SDF                      | test_molecule_input::test_truncated_sdf_names_the_record;              |
 |                                             | here: test_sdf_error_names_line_and_rdkit_reason                       |
 | broken / truncated mol2                     | here: test_broken_mol2, test_mol2_with_several_records                 |
+| empty file, folder, SMILES > 255 characters | test_molecule_input::test_empty_file_and_folder_are_clear_errors,     |
+|                                             | ::test_smiles_longer_than_a_file_name; here: test_cli_molecule_*      |
+| salts, several fragments                    | test_molecule_input::test_salts_keep_the_largest_organic_fragment,    |
+|                                             | ::test_parameterize_takes_a_smiles                                    |
+| charge missing in an SDF (N+, O-)           | test_molecule_input::test_hydrogens_added_to_a_file_that_lists_them_  |
+|                                             | are_named, ::test_ammonium_without_its_charge_flag_gets_advice        |
+| antechamber's (GAFF2-typed) mol2            | test_molecule_input::test_antechamber_mol2_is_read_with_its_charges,  |
+|                                             | ::test_mol2_messages_carry_no_cpp_stack_trace                         |
+| QM labels in another unit                   | test_qm_units::test_labels_in_another_unit_are_refused_naming_it,     |
+|                                             | ::test_gradients_given_as_forces_are_refused,                         |
+|                                             | ::test_train_refuses_hartree_labels_before_training                   |
 | broken / truncated xyz (QM labels)          | here: test_broken_extxyz, test_truncated_last_frame_*                  |
 | atom order: other elements per index        | test_data_io::test_atom_order_mismatch_names_atom                      |
 | atom order: same elements, atoms swapped    | here: test_swapped_atoms_in_qm_frames_are_named                        |
@@ -744,3 +755,24 @@ def test_cli_bad_model_file_exits_cleanly(tmp_path, capsys) -> None:
     assert code == 2
     err = capsys.readouterr().err
     assert "model.pt: not a readable TorchScript model file" in err and "Traceback" not in err
+
+# --------------------------------------------------------------------------- molecules at the CLI
+
+
+@pytest.mark.parametrize("command", ["charges", "parameterize"])
+def test_cli_molecule_inputs_exit_cleanly(command, tmp_path, capsys) -> None:
+    from hybridff.cli import main
+
+    empty = tmp_path / "empty.sdf"
+    empty.write_text("")
+    output = tmp_path / "out.xml"
+    extra = ["-o", str(output)] if command == "parameterize" else []
+    cases = {str(empty): "empty.sdf: the file is empty; give a file with at least one molecule",
+             str(tmp_path): "is a folder, not a molecule file",
+             "C" * 300 + "(": "(301 characters)' is neither an existing molecule file nor a SMILES"}
+    for molecule, message in cases.items():
+        assert main([command, molecule, *extra]) == 2
+        err = capsys.readouterr().err
+        assert f"hybridff {command}: error: " in err and message in err, err
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not output.exists()
