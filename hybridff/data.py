@@ -39,6 +39,10 @@ class LabelledFrames:
     energies: np.ndarray
     forces: np.ndarray
     info: list[dict[str, Any]] = field(default_factory=list)
+    #: QM dipole moments (F, 3) in e*nm as the file gives them (origin: each frame's
+    #: ``dipole_origin`` info, hybridff writes the centre of mass); NaN rows for frames
+    #: without one; None when no frame has one
+    dipoles: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.positions.shape[0])
@@ -47,8 +51,9 @@ class LabelledFrames:
         """The frames at ``index``, in that order."""
         idx = np.asarray(index, dtype=int)
         info = [self.info[i] for i in idx] if self.info else []
+        dipoles = None if self.dipoles is None else self.dipoles[idx]
         return LabelledFrames(self.numbers.copy(), self.positions[idx], self.energies[idx],
-                              self.forces[idx], info)
+                              self.forces[idx], info, dipoles)
 
 
 def _ase():
@@ -301,8 +306,13 @@ def write_extxyz(
     forces_kj_nm: np.ndarray,
     info: Sequence[dict[str, Any]] | None = None,
     append: bool = True,
+    dipoles_e_nm: np.ndarray | None = None,
 ) -> None:
     """Write frames (internal units in, ASE units on disk); ``append`` adds to an existing file.
+
+    ``dipoles_e_nm`` (F, 3): QM dipole moments, written as ``dipole`` in e*Angstrom (ASE's
+    key) with ``dipole_origin`` (:data:`hybridff.qm.base.DIPOLE_ORIGIN`) unless ``info``
+    names another origin.
 
     Appending writes the whole batch in one ``write``, flushed and fsync'ed, after cutting off
     an incomplete last frame an interrupted run may have left (with a warning), so the file
@@ -316,10 +326,18 @@ def write_extxyz(
         atoms = ase.Atoms(numbers=list(numbers), positions=positions_nm[k] * units.NM_TO_ANGSTROM)
         for key, value in (info[k] if info else {}).items():
             atoms.info[key] = value
+        moments = {}
+        if dipoles_e_nm is not None:
+            from hybridff.qm.base import DIPOLE_ORIGIN
+
+            moments["dipole"] = (np.asarray(dipoles_e_nm[k], dtype=np.float64)
+                                 * units.E_NM_TO_E_ANGSTROM)
+            atoms.info.setdefault("dipole_origin", DIPOLE_ORIGIN)
         atoms.calc = spc(
             atoms,
             energy=float(energies_kj[k]) * units.KJ_PER_MOL_TO_EV,
             forces=forces_kj_nm[k] / units.EV_PER_ANGSTROM_TO_KJ_PER_MOL_NM,
+            **moments,
         )
         frames.append(atoms)
     import io
@@ -387,7 +405,7 @@ def read_extxyz(path: str | os.PathLike, numbers: Sequence[int] | None = None,
         raise DataFormatError(f"{path}: no complete frames")
     frames = _parse_frames(ase, text, layout, path)
     reference = np.asarray(numbers if numbers is not None else frames[0].numbers, dtype=int)
-    pos, ene, frc, info = [], [], [], []
+    pos, ene, frc, info, dip = [], [], [], [], []
     for k, atoms in enumerate(frames):
         where = f"{path}:{layout.starts[k] + 1}, frame {k}"
         check_atom_order(atoms.numbers, reference, where)
@@ -415,13 +433,38 @@ def read_extxyz(path: str | os.PathLike, numbers: Sequence[int] | None = None,
         ene.append(float(energy) * units.EV_TO_KJ_PER_MOL)
         frc.append(forces * units.EV_PER_ANGSTROM_TO_KJ_PER_MOL_NM)
         info.append(dict(atoms.info))
+        dip.append(_dipole(results.get("dipole", atoms.info.get("dipole")), where))
+    have = [d is not None for d in dip]
+    dipoles = None
+    if any(have):
+        if not all(have):
+            logger.warning("%s: %d of %d frames carry no dipole moment; dipole fits and "
+                           "reports use the others", path, have.count(False), len(have))
+        dipoles = np.array([d if d is not None else np.full(3, np.nan) for d in dip])
     return LabelledFrames(
         numbers=reference,
         positions=np.array(pos),
         energies=np.array(ene),
         forces=np.array(frc),
         info=info,
+        dipoles=dipoles,
     )
+
+
+def _dipole(value: Any, where: str) -> np.ndarray | None:
+    """A frame's ``dipole`` (e*Angstrom, ASE's key) as e*nm; None when it has none."""
+    if value is None:
+        return None
+    try:
+        dipole = np.asarray(value, dtype=np.float64).reshape(3)
+    except (TypeError, ValueError):
+        raise DataFormatError(f"{where}: the dipole {value!r} is not three numbers "
+                              "(e*Angstrom, as dipole=\"x y z\" in the comment line); fix or "
+                              "remove it") from None
+    if not np.isfinite(dipole).all():
+        raise DataFormatError(f"{where}: the dipole is {dipole.tolist()}; remove or recompute "
+                              "this frame")
+    return dipole * units.E_ANGSTROM_TO_E_NM
 
 
 def reorder_frames(path: str | os.PathLike, order: Sequence[int]) -> None:

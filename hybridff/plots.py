@@ -10,6 +10,8 @@
   relaxed geometries, each relative to its own minimum, with the correction ensemble's
   spread along the scan and the dihedral's values in the evaluated frames (where the model
   has data): ``torsion_I-J-K-L.png`` / ``.csv``, and the geometries as ``.xyz`` (Angstrom).
+- Dipoles (frames with QM dipoles): ``parity_dipoles.png`` / ``.csv``, every component of the
+  fixed MM charges' dipole and of the geometry-dependent charges' (q(X)) against QM, Debye.
 - ``plots.json``: the settings, the files, and the numbers quoted in the figures.
 
 matplotlib is imported only when a figure is drawn, with the non-interactive Agg backend.
@@ -56,6 +58,8 @@ METHODS: dict[str, tuple[str, str, str]] = {
     "hybrid": ("hybrid", "hybrid (MM + ML correction)", "#1b63b5"),
     "ml_only": ("ML only", "ML-only model", "#1b9e77"),
     "qm": ("QM", "QM", "black"),
+    "fixed_charges": ("fixed q", "fixed MM charges", "#d95f02"),
+    "dipole_model": ("q(X)", "geometry-dependent charges q(X)", "#1b63b5"),
 }
 #: methods compared with QM, in drawing order
 COMPARED = ("mm", "mm_refit", "hybrid", "ml_only")
@@ -226,6 +230,30 @@ def write_parity(evaluated: Any, out_dir: Path, data_name: str = "") -> dict[str
         "force_rmse_kcal_mol_A": f_rmse,
         "n_frames": int(n_frames),
     }
+
+
+def write_dipole_parity(dipoles: dict[str, np.ndarray], out_dir: Path,
+                        data_name: str = "") -> dict[str, Any]:
+    """``parity_dipoles.png`` / ``.csv``: every dipole component (Debye, about the centre of
+    mass) of the fixed charges and of q(X) against QM; returns the files and RMSEs."""
+    keys = [k for k in ("fixed_charges", "dipole_model") if k in dipoles]
+    debye = {k: np.asarray(dipoles[k]) * units.E_NM_TO_DEBYE for k in ("qm", *keys)}
+    # the same RMSE as the report's: over frames, of the vector difference's length
+    rmse = {k: float(np.sqrt(np.mean(np.sum((debye[k] - debye["qm"]) ** 2, axis=-1))))
+            for k in keys}
+    n_frames = len(debye["qm"])
+    path_csv, path_png = out_dir / "parity_dipoles.csv", out_dir / "parity_dipoles.png"
+    frame = np.repeat(np.asarray(dipoles["frame_index"]), 3)
+    component = np.tile(np.array(["x", "y", "z"]), n_frames)
+    _write_csv(path_csv, ["frame", "component"] + [f"{k}_debye" for k in ("qm", *keys)],
+               [frame.tolist(), component.tolist()] + [debye[k].ravel().tolist()
+                                                       for k in ("qm", *keys)])
+    where = f"{n_frames} frames" + (f" of {data_name}" if data_name else "")
+    _parity_figure(path_png, debye["qm"], {k: debye[k] for k in keys}, rmse, "dipole", "D",
+                   f"Dipole components against QM, {where} (RMSE of the vector)",
+                   point_size=8, alpha=0.5)
+    return {"files": [str(path_png), str(path_csv)], "dipole_rmse_debye": rmse,
+            "n_frames": int(n_frames)}
 
 
 def _torsion_name(mol: Any, torsion: Torsion) -> str:
@@ -403,6 +431,8 @@ def write_plots(evaluated: Any, out_dir: str | os.PathLike,
         engine = get_engine(scan_qm)
     summary: dict[str, Any] = {"directory": str(out),
                                "parity": write_parity(evaluated, out, data_name)}
+    if getattr(evaluated, "dipoles", None) is not None:
+        summary["dipole_parity"] = write_dipole_parity(evaluated.dipoles, out, data_name)
     summary["torsion_scans"] = {
         "step_deg": scan_step_deg,
         "start": "the molecule's input conformer",

@@ -34,6 +34,16 @@ EV_PER_ANGSTROM_TO_KJ_PER_MOL_NM = EV_TO_KJ_PER_MOL / ANGSTROM_TO_NM
 KJ_PER_MOL_NM_TO_KCAL_PER_MOL_ANGSTROM = KJ_TO_KCAL / NM_TO_ANGSTROM
 #: Debye in e*nm
 DEBYE_TO_E_NM = 1e-21 / _c.speed_of_light / _c.elementary_charge * 1e9
+E_NM_TO_DEBYE = 1.0 / DEBYE_TO_E_NM
+#: dipole moments: atomic units (e*Bohr, what QM programs give) and e*Angstrom (extxyz files)
+E_BOHR_TO_E_NM = BOHR_TO_NM
+E_ANGSTROM_TO_E_NM = ANGSTROM_TO_NM
+E_NM_TO_E_ANGSTROM = NM_TO_ANGSTROM
+#: wavenumbers: an angular frequency in rad/ps to cm^-1 (nu~ = omega / (2 pi c))
+SPEED_OF_LIGHT_CM_PER_PS = _c.speed_of_light * 100.0 * 1e-12
+RAD_PER_PS_TO_WAVENUMBER = 1.0 / (2.0 * np.pi * SPEED_OF_LIGHT_CM_PER_PS)
+#: h c / k_B in cm*K: hbar omega / (k_B T) = WAVENUMBER_TO_KELVIN * nu~ / T
+WAVENUMBER_TO_KELVIN = _c.h * _c.speed_of_light * 100.0 / _c.k
 
 #: 2**(1/6): Amber's R*(=rmin/2) to sigma is sigma = 2 R* / 2**(1/6)
 _TWO_SIXTH = 2.0 ** (1.0 / 6.0)

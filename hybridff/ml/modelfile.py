@@ -56,8 +56,12 @@ def build_metadata(model: Any, spec: Any, **extra: Any) -> dict[str, Any]:
     return meta
 
 
-def save_model(path: str | os.PathLike, model: Any, metadata: dict[str, Any]) -> Path:
+def save_model(path: str | os.PathLike, model: Any, metadata: dict[str, Any],
+               extra_files: dict[str, bytes] | None = None) -> Path:
     """Script ``model`` (if needed) and write it with ``metadata`` atomically to ``path``.
+
+    ``extra_files``: more archive members by name (a dipole model,
+    :data:`hybridff.ml.dipole.EMBEDDED_NAME`).
 
     The archive is built in memory and written with :func:`hybridff.fileio.atomic_write_bytes`
     (temporary file, fsync, rename): an interrupted save leaves the previous file, if any,
@@ -71,13 +75,14 @@ def save_model(path: str | os.PathLike, model: Any, metadata: dict[str, Any]) ->
     scripted = model if isinstance(model, torch.jit.ScriptModule) else torch.jit.script(model)
     path = Path(path)
     buffer = io.BytesIO()
-    extra = {METADATA_NAME: json.dumps(metadata, indent=1, sort_keys=True)}
+    extra: dict[str, Any] = {**(extra_files or {}),
+                             METADATA_NAME: json.dumps(metadata, indent=1, sort_keys=True)}
     torch.jit.save(scripted, buffer, _extra_files=extra)
     atomic_write_bytes(path, buffer.getvalue())
     return path
 
 
-def _check_archive(path: Path) -> None:
+def check_archive(path: Path) -> None:
     """Refuse a file that is not a complete zip archive or whose members fail their CRC check.
 
     torch.jit.load checks neither: a flipped byte in the weights loads silently as other
@@ -105,7 +110,7 @@ def load_model(path: str | os.PathLike) -> ModelFile:
     path = Path(path)
     if not path.is_file():
         raise DataFormatError(f"model file {str(path)!r} does not exist")
-    _check_archive(path)
+    check_archive(path)
     extra = {METADATA_NAME: ""}
     try:
         module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)

@@ -10,15 +10,22 @@ from typing import Any
 import numpy as np
 
 from hybridff import units
+from hybridff.elements import centre_of_mass
 from hybridff.exceptions import OptionalDependencyError
+
+#: Where hybridff puts the origin of a molecule's dipole moment (it matters for charged
+#: molecules only): the centre of mass of the conformation, with standard atomic masses.
+DIPOLE_ORIGIN = "centre_of_mass"
 
 
 @dataclass
 class QMResult:
-    """Energy (kJ/mol) and forces (N, 3; kJ/mol/nm) of one conformation."""
+    """Energy (kJ/mol) and forces (N, 3; kJ/mol/nm) of one conformation; ``dipole`` (3,; e*nm,
+    about the centre of mass, :data:`DIPOLE_ORIGIN`) when the engine gives one."""
 
     energy: float
     forces: np.ndarray
+    dipole: np.ndarray | None = None
 
 
 class QMEngine:
@@ -36,6 +43,13 @@ class QMEngine:
         """Energy (Hartree) and gradient (N, 3; Hartree/Bohr) from the program itself."""
         raise NotImplementedError
 
+    def raw_with_dipole(self, numbers: np.ndarray, positions_bohr: np.ndarray, charge: int = 0,
+                        multiplicity: int = 1) -> tuple[float, np.ndarray, np.ndarray | None]:
+        """:meth:`raw` plus the dipole moment (3,; e*Bohr, about the coordinate origin), or
+        None for an engine that gives none (this default)."""
+        energy, gradient = self.raw(numbers, positions_bohr, charge, multiplicity)
+        return energy, gradient, None
+
     def compute(
         self,
         numbers: np.ndarray,
@@ -43,12 +57,18 @@ class QMEngine:
         charge: int = 0,
         multiplicity: int = 1,
     ) -> QMResult:
-        """Energy (kJ/mol) and forces (kJ/mol/nm) at positions in nm."""
+        """Energy (kJ/mol), forces (kJ/mol/nm) and dipole (e*nm, about the centre of mass) at
+        positions in nm."""
         bohr = np.asarray(positions_nm, dtype=np.float64) / units.BOHR_TO_NM
-        energy, gradient = self.raw(numbers, bohr, charge, multiplicity)
+        energy, gradient, dipole = self.raw_with_dipole(numbers, bohr, charge, multiplicity)
+        if dipole is not None:
+            # d about point P = d about the origin - Q P (the programs' dipoles are about 0)
+            com = centre_of_mass(numbers, bohr)
+            dipole = (np.asarray(dipole, dtype=np.float64) - charge * com) * units.E_BOHR_TO_E_NM
         return QMResult(
             energy=energy * units.HARTREE_TO_KJ_PER_MOL,
             forces=-gradient * units.HARTREE_PER_BOHR_TO_KJ_PER_MOL_NM,
+            dipole=dipole,
         )
 
     def describe(self) -> dict[str, Any]:

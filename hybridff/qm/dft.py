@@ -48,6 +48,13 @@ class DFTEngine(QMEngine):
     def raw(self, numbers: np.ndarray, positions_bohr: np.ndarray, charge: int = 0,
             multiplicity: int = 1) -> tuple[float, np.ndarray]:
         """pyscf's own output: energy (Hartree) and gradient (N, 3; Hartree/Bohr)."""
+        energy, gradient, _ = self.raw_with_dipole(numbers, positions_bohr, charge, multiplicity)
+        return energy, gradient
+
+    def raw_with_dipole(self, numbers: np.ndarray, positions_bohr: np.ndarray, charge: int = 0,
+                        multiplicity: int = 1) -> tuple[float, np.ndarray, np.ndarray]:
+        """Energy (Hartree), gradient (Hartree/Bohr) and dipole of the SCF density (e*Bohr,
+        about the origin)."""
         gto, dft = self.pyscf.gto, self.pyscf.dft
         atoms = [(SYMBOL.get(int(z), int(z)), tuple(float(c) for c in p))
                  for z, p in zip(numbers, positions_bohr, strict=True)]
@@ -70,9 +77,12 @@ class DFTEngine(QMEngine):
             raise ExternalToolError(
                 f"pyscf {self.xc}/{self.basis} SCF did not converge for this conformation")
         gradient = mf.nuc_grad_method().kernel()
+        density = mf.make_rdm1()
         if self.warm_start:
-            self._last_density = (key, np.asarray(mf.make_rdm1()))
-        return float(energy), np.array(gradient, dtype=np.float64)
+            self._last_density = (key, np.asarray(density))
+        dipole = mf.dip_moment(mol, density, unit="AU", origin=np.zeros(3), verbose=0)
+        return (float(energy), np.array(gradient, dtype=np.float64),
+                np.array(dipole, dtype=np.float64))
 
     def describe(self) -> dict[str, Any]:
         return {"method": "dft", "xc": self.xc, "basis": self.basis,

@@ -25,6 +25,12 @@ class XTBEngine(QMEngine):
     def raw(self, numbers: np.ndarray, positions_bohr: np.ndarray, charge: int = 0,
             multiplicity: int = 1) -> tuple[float, np.ndarray]:
         """tblite's own output: energy (Hartree) and gradient (N, 3; Hartree/Bohr)."""
+        energy, gradient, _ = self.raw_with_dipole(numbers, positions_bohr, charge, multiplicity)
+        return energy, gradient
+
+    def raw_with_dipole(self, numbers: np.ndarray, positions_bohr: np.ndarray, charge: int = 0,
+                        multiplicity: int = 1) -> tuple[float, np.ndarray, np.ndarray]:
+        """Energy (Hartree), gradient (Hartree/Bohr) and dipole (e*Bohr, about the origin)."""
         calc = self.interface.Calculator(
             self.method, np.asarray(numbers, dtype=np.int32),
             np.asarray(positions_bohr, dtype=np.float64), charge=float(charge),
@@ -37,7 +43,8 @@ class XTBEngine(QMEngine):
             res = calc.singlepoint()
         except RuntimeError as exc:
             raise ExternalToolError(f"tblite {self.method} failed: {exc}") from exc
-        return float(res.get("energy")), np.array(res.get("gradient"), dtype=np.float64)
+        return (float(res.get("energy")), np.array(res.get("gradient"), dtype=np.float64),
+                np.array(res.get("dipole"), dtype=np.float64))
 
     def describe(self) -> dict[str, Any]:
         from importlib.metadata import PackageNotFoundError, version

@@ -192,8 +192,13 @@ def train(
     cache: Any = None,
     refit: bool = True,
     refit_options: Any = None,
+    dipoles: Any = None,
 ) -> dict[str, Any]:
     """Train a correction (or, with ``ml_only``, a model of QM itself); returns its metadata.
+
+    ``dipoles`` (a :class:`~hybridff.training.dipoles.DipoleConfig`): also train the
+    geometry-dependent charge model on the frames' QM dipoles (the correction's train /
+    validation split) and store it inside the model file (:mod:`hybridff.ml.dipole`).
 
     ``refit`` (default): first refit the molecule's bonded terms to the training frames (the
     bespoke MM, :mod:`hybridff.mm.bespoke`; validation frames left out), then train the
@@ -239,7 +244,17 @@ def train(
         metrics={k: v for k, v in result.metrics.items()},
         train_config=result.config,
     )
-    save_model(output, result.model, metadata)
+    extra_files = None
+    if dipoles is not None:
+        from hybridff.ml.dipole import EMBEDDED_NAME, dipole_archive
+        from hybridff.training.dipoles import train_dipoles
+
+        dipole_model, dipole_meta = train_dipoles(mm, frames, data, dipoles,
+                                                  (result.train_index, result.val_index))
+        metadata["dipole_model"] = {"metrics": dipole_meta["metrics"],
+                                    "total_charge": dipole_meta["total_charge"]}
+        extra_files = {EMBEDDED_NAME: dipole_archive(dipole_model, dipole_meta)}
+    save_model(output, result.model, metadata, extra_files=extra_files)
     return metadata
 
 
@@ -334,6 +349,10 @@ class EvaluatedFrames:
     model: Any = None  # the correction's ModelFile
     ml_only_model: Any = None  # the ML-only ModelFile, when one was compared
     gaff2: Any = None  # MMSetup of GAFF2 as shipped (``mm`` itself without a refit)
+    #: dipoles (F, 3) e*nm about the centre of mass: ``qm``, ``fixed_charges`` and
+    #: ``dipole_model`` (q(X)) when there is one, and their ``frame_index``; None when the
+    #: frames carry no dipole
+    dipoles: dict[str, np.ndarray] | None = None
 
 
 def evaluate(
@@ -344,8 +363,12 @@ def evaluate(
     frames_subset: str = "all",
     return_frames: bool = False,
     cache: Any = None,
+    dipole_model_path: str | os.PathLike | None = None,
 ) -> dict[str, Any] | tuple[dict[str, Any], EvaluatedFrames]:
-    """Errors vs QM of MM alone, the hybrid and (optionally) an ML-only model.
+    """Errors vs QM of MM alone, the hybrid and (optionally) an ML-only model; with QM
+    dipoles in the frames also the dipole errors of the fixed MM charges and of the
+    geometry-dependent charges (``dipole_model_path``, default the dipole model inside
+    ``model_path`` when it holds one).
 
     ``ml_only_path``: an ML-only model file, or a label file (.xyz) to train one on with the
     hybrid model's own training settings first. ``frames_subset``: ``all``, or ``held-out`` (the model's validation frames, when ``data``
@@ -428,5 +451,38 @@ def evaluate(
         report["ml_only"] = error_metrics(e_ml.numpy(), frames.energies, f_ml.numpy(), frames.forces)
         evaluated.energies["ml_only"], evaluated.forces["ml_only"] = e_ml.numpy(), f_ml.numpy()
         evaluated.ml_only_model = ml
+    if frames.dipoles is not None:
+        report["dipole"], evaluated.dipoles = _evaluate_dipoles(
+            mm, frames, frame_index, str(data), dipole_model_path or model_path,
+            explicit=dipole_model_path is not None)
     report["n_frames"] = len(frames)
     return (report, evaluated) if return_frames else report
+
+
+def _evaluate_dipoles(mm: MMSetup, frames: Any, frame_index: np.ndarray, where: str,
+                      dipole_model_path: Any, explicit: bool
+                      ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Dipole errors (Debye) of the fixed MM charges and, where there is one, the dipole
+    model, on the frames that carry a QM dipole; and the dipoles (``frame_index``: their
+    frames' indices in the data file)."""
+    from hybridff.ml.dipole import fixed_charge_dipoles, has_dipole_model, load_dipole_model
+    from hybridff.molecule import formal_charge
+    from hybridff.training.dipoles import dipole_metrics, reference_dipoles, system_charges
+
+    charge = int(formal_charge(mm.parameterized.mol))
+    qm = reference_dipoles(frames, charge, where)
+    have = np.isfinite(qm).all(axis=1)
+    positions = frames.positions[have]
+    dipoles = {"qm": qm[have], "fixed_charges": fixed_charge_dipoles(
+        system_charges(mm.system)[: len(mm.numbers)], mm.numbers, positions)}
+    if explicit or has_dipole_model(dipole_model_path):
+        model = load_dipole_model(dipole_model_path)
+        if int(model.metadata["total_charge"]) != charge:
+            raise ModelCompatibilityError(
+                f"{dipole_model_path}: the dipole model is for total charge "
+                f"{model.metadata['total_charge']}, the molecule has {charge}")
+        dipoles["dipole_model"] = model.dipoles(mm.numbers, positions)
+    report = {k: dipole_metrics(v, dipoles["qm"]) for k, v in dipoles.items() if k != "qm"}
+    report["frames_with_dipole"] = int(have.sum())
+    dipoles["frame_index"] = np.asarray(frame_index)[have]
+    return report, dipoles
