@@ -158,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     per_frame = 1 / rows[0]
     print(f"ratio of Dask's per-task overhead to one {level} frame here: "
           f"{(on_dask - serial) / per_frame:.2e}")
+    print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())} (other "
+          f"processes on the {cores} cores lower the speed-up)")
     return 0
 
 
