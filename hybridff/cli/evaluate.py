@@ -1,6 +1,8 @@
 """Compare MM alone and the hybrid (MM + ML correction, evaluated inside OpenMM) against QM on
 labelled frames: energy RMSE/MAE (kcal/mol, mean offset removed) and force RMSE
-(kcal/mol/Angstrom), the ensemble's disagreement, and optionally an ML-only model.
+(kcal/mol/Angstrom), the ensemble's disagreement, and optionally an ML-only model. Frames
+with QM dipoles: the dipole RMSE (Debye) of the fixed MM charges and of the geometry-dependent
+charges q(X) (hybridff train --dipoles), with a dipole parity plot under --plots.
 
 With --plots DIR: parity plots of QM against each method (energies and force components), and
 relaxed torsion scans (MM-relaxed with the dihedral restrained; MM, hybrid, ML-only and
@@ -24,6 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ml-only", default=None, metavar="MODEL_OR_DATA",
                         help="an ML-only model (hybridff train --ml-only) to compare as well, or "
                         "a label file (.xyz): train one on it with the model's own settings")
+    parser.add_argument("--dipole-model", default=None, metavar="MODEL",
+                        help="geometry-dependent charges to compare on the frames' QM dipoles "
+                             "(default: the one inside --model, if any)")
     parser.add_argument("--frames", default="all", choices=["all", "held-out"],
                         help="held-out: only the model's validation frames of its training file")
     parser.add_argument("--json", default=None, help="write the report as JSON here")
@@ -71,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
 
             get_engine(args.scan_qm)  # unknown name or missing QM package: fail now
     report, evaluated = evaluate(args.molecule, args.data, args.model, args.ml_only,
-                                 args.frames, return_frames=True)
+                                 args.frames, return_frames=True,
+                                 dipole_model_path=args.dipole_model)
     print(f"{report['n_frames']} frames ({report['frames']}) of {args.data}")
     print(f"{'':10s} {'E RMSE':>9s} {'E MAE':>9s} {'F RMSE':>9s}   (kcal/mol, kcal/mol/A)")
     for key in ("mm", "mm_refit", "hybrid", "ml_only"):
@@ -79,6 +85,12 @@ def run(args: argparse.Namespace) -> int:
             m = report[key]
             print(f"{key:10s} {m['energy_rmse_kcal_mol']:9.3f} {m['energy_mae_kcal_mol']:9.3f} "
                   f"{m['force_rmse_kcal_mol_A']:9.3f}")
+    if "dipole" in report:
+        for key, name in (("fixed_charges", "fixed MM charges"), ("dipole_model", "q(X) model")):
+            if key in report["dipole"]:
+                m = report["dipole"][key]
+                print(f"dipole {name:17s} RMSE {m['dipole_rmse_debye']:.3f} D, |d| RMSE "
+                      f"{m['dipole_magnitude_rmse_debye']:.3f} D ({m['n_frames']} frames)")
     ens = report["ensemble"]
     print(f"ensemble K={ens['size']}: energy std mean {ens['energy_std_mean_kcal_mol']:.3f} "
           f"max {ens['energy_std_max_kcal_mol']:.3f} kcal/mol, force std "
@@ -94,6 +106,8 @@ def run(args: argparse.Namespace) -> int:
                               data_name=Path(args.data).name)
         report["plots"] = summary
         print(f"plots in {args.plots}: parity_energy.png, parity_forces.png", end="")
+        if "dipole_parity" in summary:
+            print(", parity_dipoles.png", end="")
         scans = summary["torsion_scans"]["scans"]
         print("".join(f", {Path(s['files'][0]).name}" for s in scans))
         for scan in scans:

@@ -1,5 +1,6 @@
 """Sample conformations of a molecule under MM (seeded) and label them with QM energies and
-forces, appended frame by frame to an extxyz file (eV, Angstrom) in the molecule's atom order.
+forces (and the QM dipole moment, e*Angstrom about the centre of mass, as ASE's ``dipole``),
+appended frame by frame to an extxyz file (eV, Angstrom) in the molecule's atom order.
 Samplers: md (Langevin MD at --temperature), torsion (MD with every rotatable torsion
 restrained at random angles on the full circle), mixed (md and torsion frames interleaved,
 --torsion-fraction of them torsion frames), normal-modes. Re-running the same command

@@ -44,6 +44,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "molecule's bonded terms (bespoke MM) to the training frames")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--no-progress", action="store_true")
+    dipoles = parser.add_argument_group("geometry-dependent charges (dipole model)")
+    dipoles.add_argument("--dipoles", action="store_true",
+                         help="also train charges q(X) on the frames' QM dipoles and store "
+                              "them in the model file (hybridff evaluate, hybridff spectrum)")
+    dipoles.add_argument("--dipoles-only", action="store_true",
+                         help="train only the dipole model, written to OUTPUT on its own")
+    dipoles.add_argument("--dipole-charge-weight", type=float,
+                         default=None, metavar="W",
+                         help="weight of the pull toward the fixed MM charges (default 0.01)")
+    dipoles.add_argument("--dipole-steps", type=int,
+                         default=None, help="optimizer steps of the dipole model (default 3000)")
 
 
 def config_from_args(args: argparse.Namespace):  # -> TrainConfig (imported lazily: torch)
@@ -67,8 +78,17 @@ def run(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(args.threads)
     config = config_from_args(args)
+    dipole_config = dipole_config_from_args(args)
+    if args.dipoles_only:
+        from hybridff.training.dipoles import train_dipoles_from_files
+
+        meta = train_dipoles_from_files(args.molecule, args.data, args.output, dipole_config,
+                                        charge_method=args.charges)
+        print(f"{args.output}: dipole model (charges q(X)), {meta['n_frames']} frames")
+        print_dipole_metrics(meta["metrics"])
+        return 0
     meta = train(args.molecule, args.data, args.output, config, charge_method=args.charges,
-                 ml_only=args.ml_only, refit=not args.no_refit)
+                 ml_only=args.ml_only, refit=not args.no_refit, dipoles=dipole_config)
     what = ("QM (ML-only)" if args.ml_only else "QM - bespoke MM residual" if meta.get("mm_refit")
             else "QM - MM residual")
     print(f"{args.output}: {meta['kind']} model, target {what}, {meta['n_frames']} frames, "
@@ -91,4 +111,39 @@ def run(args: argparse.Namespace) -> int:
               f"{a['energy_rmse_kcal_mol']:.3f} kcal/mol, force RMSE "
               f"{b['force_rmse_kcal_mol_A']:.3f} -> {a['force_rmse_kcal_mol_A']:.3f} kcal/mol/A "
               f"({a['n_frames']} frames; 'before' = without the model)")
+    if "dipole_model" in meta:
+        print("  dipole model (charges q(X)) stored in the model file")
+        print_dipole_metrics(meta["dipole_model"]["metrics"])
     return 0
+
+
+def dipole_config_from_args(args: argparse.Namespace):  # -> DipoleConfig | None
+    """The dipole model's options, or None without --dipoles / --dipoles-only."""
+    from hybridff.exceptions import UnknownNameError
+
+    given = [name for name, value in (("--dipole-charge-weight", args.dipole_charge_weight),
+                                      ("--dipole-steps", args.dipole_steps)) if value is not None]
+    if not (args.dipoles or args.dipoles_only):
+        if given:
+            raise UnknownNameError(f"{'/'.join(given)} only apply with --dipoles or "
+                                   "--dipoles-only")
+        return None
+    from hybridff.training.dipoles import DipoleConfig
+
+    config = DipoleConfig(val_fraction=args.val_fraction, seed=args.seed, cutoff=args.cutoff,
+                          progress=not args.no_progress)
+    if args.dipole_charge_weight is not None:
+        config.charge_weight = args.dipole_charge_weight
+    if args.dipole_steps is not None:
+        config.steps = args.dipole_steps
+    return config
+
+
+def print_dipole_metrics(metrics: dict) -> None:
+    """One line per split: dipole RMSE of the fixed charges and of q(X)."""
+    for split in ("train", "validation"):
+        m = metrics.get(split)
+        if m:
+            print(f"  {split:10s} dipole RMSE {m['fixed_charges']['dipole_rmse_debye']:.3f} D "
+                  f"(fixed charges) -> {m['model']['dipole_rmse_debye']:.3f} D "
+                  f"({m['model']['n_frames']} frames)")
