@@ -442,6 +442,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="size: smallest first; random: a seeded shuffle, so a run cut short "
                              "is a sample of every size (the same order on every resume)")
     parser.add_argument("--seed", type=int, default=0, help="shuffle seed for --order random")
+    parser.add_argument("--first", action="append", default=[], metavar="SMARTS",
+                        help="label molecules matching this SMARTS pattern first (repeatable; "
+                             "the order above is kept within each part): chemistry the model "
+                             "gets wrong, e.g. '[SX4](=O)=O' for sulfonyl groups")
     parser.add_argument("--workers", type=int, default=1,
                         help="molecules labelled in parallel (one sqm process each)")
     parser.add_argument("--pack", type=Path, default=None, help="only write the packed .jsonl.gz")
@@ -465,6 +469,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.order == "random":
         random.Random(args.seed).shuffle(jobs)
     jobs = [j for j in jobs if j[1] not in skip]
+    if args.first:
+        patterns = [Chem.MolFromSmarts(text) for text in args.first]
+        for text, pattern in zip(args.first, patterns, strict=True):
+            if pattern is None:
+                parser.error(f"--first {text!r} is not a valid SMARTS pattern")
+        jobs.sort(key=lambda j: not any(Chem.MolFromSmiles(j[2]).HasSubstructMatch(pattern)
+                                        for pattern in patterns))
     if args.charged_first:
         jobs.sort(key=lambda j: (j[1].endswith(":input"), j[0], j[1]))
     jobs = jobs[: args.limit] if args.limit else jobs
