@@ -82,6 +82,8 @@ def assert_same_frames(path: Path, reference: Path) -> None:
                                ref.energies * units.KJ_PER_MOL_TO_EV, rtol=0, atol=1e-6)
     np.testing.assert_allclose(got.forces, ref.forces, rtol=0,
                                atol=1e-6 * units.EV_PER_ANGSTROM_TO_KJ_PER_MOL_NM)
+    if ref.dipoles is not None:  # the QM dipoles travel with the frames too
+        np.testing.assert_allclose(got.dipoles, ref.dipoles, rtol=0, atol=1e-9)
     assert [{k: v for k, v in i.items() if k != "frame"} for i in got.info] == \
         [{k: v for k, v in i.items() if k != "frame"} for i in ref.info]
 
@@ -150,7 +152,8 @@ def test_resume_computes_only_the_missing_samples(cluster, serial, tmp_path) -> 
     partial = tmp_path / "partial.xyz"
     held = [5, 1, 6]
     write_extxyz(partial, ref.numbers, ref.positions[held], ref.energies[held],
-                 ref.forces[held], info=[ref.info[i] for i in held], append=False)
+                 ref.forces[held], info=[ref.info[i] for i in held], append=False,
+                 dipoles_e_nm=None if ref.dipoles is None else ref.dipoles[held])
     marks = tmp_path / "marks"
     marks.mkdir()
     added = label(ETHANOL, partial, N, method=ScriptedXTB(marks),
