@@ -320,3 +320,68 @@ def test_unit_conversions_of_moments_and_wavenumbers() -> None:
         1e12 / hz_per_invcm, rel=1e-6)
     # second radiation constant c2 = h c / k = 1.438777 cm K
     assert units.WAVENUMBER_TO_KELVIN == pytest.approx(1.438777, rel=1e-6)
+
+
+# ------------------------------------------------------------------------------ IR spectra
+
+
+def test_the_spectrum_of_a_harmonic_dipole_peaks_at_its_frequency() -> None:
+    from hybridff.md.spectrum import ir_spectrum, quantum_correction
+
+    rng = np.random.default_rng(0)
+    t_ps = np.arange(8000) * 1e-3  # 8 ps, a frame every fs
+    peaks = {}
+    for nu in (1712.0, 3405.0):
+        omega = nu / units.RAD_PER_PS_TO_WAVENUMBER  # rad/ps
+        m = np.stack([0.01 * np.cos(omega * t_ps), 0.004 * np.sin(omega * t_ps + 0.3),
+                      np.zeros_like(t_ps)], axis=1) + rng.normal(scale=2e-5, size=(len(t_ps), 3))
+        spectrum = ir_spectrum(m, 1.0, 300.0)
+        peaks[nu] = spectrum.peaks()
+        assert len(peaks[nu]) == 1
+        assert abs(peaks[nu][0][0] - nu) < 0.25 * spectrum.info["resolution_cm-1"]
+    # the correction factor: 1 at low frequency, h c nu / k T far above it
+    q = quantum_correction(np.array([0.0, 1.0, 3000.0]), 300.0)
+    assert q[0] == 1.0 and q[1] == pytest.approx(1.0, abs=3e-3)
+    assert q[2] == pytest.approx(units.WAVENUMBER_TO_KELVIN * 3000.0 / 300.0, rel=1e-6)
+    # two bands of equal dipole amplitude: the derivative weighs the faster one nu^2 more
+    omega1, omega2 = 1000.0 / units.RAD_PER_PS_TO_WAVENUMBER, 2000.0 / units.RAD_PER_PS_TO_WAVENUMBER
+    m = np.zeros((len(t_ps), 3))
+    m[:, 0] = 0.01 * np.cos(omega1 * t_ps)
+    m[:, 1] = 0.01 * np.cos(omega2 * t_ps)
+    classical = ir_spectrum(m, 2.0, 300.0, quantum=False)
+    heights = dict(classical.peaks())
+    (nu1, h1), (nu2, h2) = sorted(heights.items())
+    assert h2 / h1 == pytest.approx(4.0, rel=0.03)
+
+
+def test_spectrum_of_a_vacuum_run_from_the_command_line(tmp_path, capsys) -> None:
+    pytest.importorskip("mdtraj")
+    from hybridff.cli import main
+    from hybridff.md.spectrum import run_dipoles
+    from hybridff.simulation import MDOptions, prepare_system, run_md
+
+    prepared = prepare_system("CCO", solvent="none", constraints=None, charge_method="gasteiger")
+    run = tmp_path / "run"
+    run_md(prepared, run, MDOptions(steps=4000, timestep_fs=0.5, report_every=4,
+                                    equilibration_steps=400, friction_per_ps=0.1, threads=1),
+           progress=False)
+    series = run_dipoles(run)
+    assert series.dipoles.shape == (1000, 3) and series.dt_fs == 2.0
+    assert series.source.startswith("fixed charges")
+    assert 0.5 < np.median(np.linalg.norm(series.dipoles, axis=1)) * units.E_NM_TO_DEBYE < 4
+    out = tmp_path / "ir"
+    assert main(["spectrum", str(run), "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "strongest bands" in printed and "fixed charges" in printed
+    summary = json.loads((out / "ir.json").read_text())
+    bands = [nu for nu, _ in summary["spectra"]["run"]["strongest_bands_cm-1"]]
+    assert any(3300 < nu < 4000 for nu in bands)  # the O-H stretch (unconstrained)
+    header = (out / "ir.csv").read_text().splitlines()[0]
+    assert header == "wavenumber_cm-1,run_intensity"
+    assert (out / "ir.png").stat().st_size > 0
+    # a run that samples too coarsely is refused with the option that fixes it
+    coarse = tmp_path / "coarse"
+    run_md(prepared, coarse, MDOptions(steps=400, timestep_fs=0.5, report_every=20,
+                                       equilibration_steps=0, threads=1), progress=False)
+    assert main(["spectrum", str(coarse), "-o", str(out)]) == 2
+    assert "--report-ps 0.002" in capsys.readouterr().err

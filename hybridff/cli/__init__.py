@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("hybridff.cli.train", "train the ML correction on QM-minus-MM residuals"),
     "evaluate": ("hybridff.cli.evaluate", "compare MM and hybrid against QM on labelled frames"),
     "simulate": ("hybridff.cli.simulate", "run MM or hybrid molecular dynamics"),
+    "spectrum": ("hybridff.cli.spectrum", "IR spectrum of a vacuum MD run from its dipole time series"),
     "bench": ("hybridff.cli.bench", "run the benchmarks and print measured ratios"),
 }
 

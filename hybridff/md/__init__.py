@@ -1,0 +1,1 @@
+"""Analysis of molecular dynamics runs (run folders of ``hybridff simulate``)."""
