@@ -144,7 +144,7 @@ run evaluate hybridff evaluate "$molecule" "$data" --model "$workdir/model.pt" -
 echo
 echo "== 5/5 simulate: Langevin MD at 300 K of MM + correction (openmm-torch)"
 run simulate hybridff simulate "$molecule" --model "$workdir/model.pt" --solvent "$solvent" \
-    --steps "$steps" "${md_extra[@]}" --threads 1 --no-progress -o "$workdir/md"
+    --steps "$steps" "${md_extra[@]}" --threads 1 --no-progress --overwrite -o "$workdir/md"
 
 # the level of theory the labels were computed at (their qm_* keys), for the summary
 level=$(python - "$workdir/labels.xyz" <<'EOF'

@@ -94,6 +94,6 @@ run evaluate hybridff evaluate "$molecule" "$workdir/test.xyz" --model "$workdir
 echo
 echo "== 5/5 simulate: Langevin MD at 300 K of MM + correction (openmm-torch)"
 run simulate hybridff simulate "$molecule" --model "$workdir/model.pt" --solvent "$solvent" \
-    --steps "$steps" "${md_extra[@]}" --threads "$threads" --no-progress -o "$workdir/md"
+    --steps "$steps" "${md_extra[@]}" --threads "$threads" --no-progress --overwrite -o "$workdir/md"
 
 summary GFN2-xTB "{n} frames of the test trajectory"

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from rdkit import Chem
 
-from hybridff.exceptions import AtomTypingError, ForceFieldNotFoundError
+from hybridff.exceptions import AtomTypingError, ForceFieldNotFoundError, InvalidOptionError
 from hybridff.mm.signature import DEFAULT_PAIR_ORDER, PAIR_ORDERS
 from hybridff.molecule import atom_label
 
@@ -86,7 +86,7 @@ class AtomTyper:
         pair_order: str = DEFAULT_PAIR_ORDER,
     ) -> None:
         if pair_order not in PAIR_ORDERS:
-            raise ValueError(f"pair_order must be one of {PAIR_ORDERS}, not {pair_order!r}")
+            raise InvalidOptionError(f"pair_order must be one of {PAIR_ORDERS}, not {pair_order!r}")
         self.rules = rules
         self.pairs = dict(pairs)  # first label -> second label
         self.source = source

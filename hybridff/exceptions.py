@@ -84,3 +84,7 @@ class ClusterError(HybridFFError, RuntimeError):
 
 class OutputBusyError(HybridFFError, RuntimeError):
     """Another run is writing the same output file (its lock is held)."""
+
+
+class InvalidOptionError(HybridFFError, ValueError):
+    """An option or setting is outside what works (a range, a combination, an unknown value)."""

@@ -25,7 +25,7 @@ from rdkit import Chem
 
 from hybridff import __version__, units
 from hybridff.charges import assign_charges
-from hybridff.exceptions import MissingParameterError
+from hybridff.exceptions import InvalidOptionError, MissingParameterError, MoleculeInputError
 from hybridff.forcefield_tables import ForceFieldTables, load_tables
 from hybridff.mm.graph import MoleculeGraph, symmetry_classes
 from hybridff.mm.signature import (
@@ -115,11 +115,11 @@ class ParameterizedMolecule:
         Types, charges and names follow the atoms (names from ``mol`` where it has them).
         """
         if mol.GetNumAtoms() != self.mol.GetNumAtoms() or canonical_smiles(mol) != self.smiles:
-            raise ValueError(f"{canonical_smiles(mol)} is not the parameterized molecule "
+            raise MoleculeInputError(f"{canonical_smiles(mol)} is not the parameterized molecule "
                              f"{self.smiles}")
         match = self.mol.GetSubstructMatch(mol)  # match[i]: our atom for mol's atom i
         if len(match) != mol.GetNumAtoms():
-            raise ValueError(f"could not map the atoms of {self.smiles} onto each other")
+            raise MoleculeInputError(f"could not map the atoms of {self.smiles} onto each other")
         if list(match) == list(range(mol.GetNumAtoms())):
             return self
         names = atom_names(mol)
@@ -605,7 +605,8 @@ def parameterize(molecule: Any, charge_method: str = DEFAULT_CHARGE_METHOD,
 
         atom_types = assign_atom_types(mol, tables.path, pair_order=pair_order)
     if len(atom_types) != mol.GetNumAtoms():
-        raise ValueError(f"{len(atom_types)} atom types given for {mol.GetNumAtoms()} atoms")
+        raise MoleculeInputError(f"{len(atom_types)} atom types given for {mol.GetNumAtoms()} "
+                                 "atoms: give one per atom")
     for i, t in enumerate(atom_types):
         if t not in tables.classes:
             raise MissingParameterError(
@@ -618,7 +619,8 @@ def parameterize(molecule: Any, charge_method: str = DEFAULT_CHARGE_METHOD,
         from hybridff.mm.bespoke import record_in_atom_order, refit_sha256
 
         if pair_order != "canonical":
-            raise ValueError("a bespoke refit needs canonical pair labelling (pair_order='canonical')")
+            raise InvalidOptionError("a bespoke refit needs canonical pair labelling "
+                                     "(pair_order='canonical')")
         record_in_atom_order(refit, mol)  # refuses a record of another molecule or version
         refit_hash = refit_sha256(refit)
     signature = make_signature(mol, tables.name, tables.sha256, charge_method, charge_options,

@@ -30,7 +30,7 @@ import numpy as np
 import openmm
 from openmm import unit
 
-from hybridff.exceptions import MoleculeInputError, UnknownNameError
+from hybridff.exceptions import InvalidOptionError, MoleculeInputError, UnknownNameError
 from hybridff.units import strip_positions
 
 logger = logging.getLogger(__name__)
@@ -62,7 +62,8 @@ def md_conformations(
 ) -> np.ndarray:
     """Frames every ``interval_steps`` of Langevin MD at ``temperature`` K (seeded)."""
     if n_frames < 0 or interval_steps < 1:
-        raise ValueError("n_frames must be >= 0 and interval_steps >= 1")
+        raise InvalidOptionError(f"n_frames must be >= 0 and interval_steps >= 1 (got {n_frames}, "
+                                 f"{interval_steps})")
     integrator = openmm.LangevinMiddleIntegrator(
         temperature * unit.kelvin, friction_per_ps / unit.picosecond,
         timestep_fs * unit.femtosecond,
@@ -300,14 +301,15 @@ def torsion_targets_deg(n_frames: int, n_torsions: int, seed: int = 0) -> np.nda
 def _seed_key(seed: int, stream: int) -> list[int]:
     """SeedSequence entropy for one of the torsion sampler's streams; any integer seed."""
     if isinstance(seed, bool) or int(seed) != seed:
-        raise ValueError(f"the sampling seed must be an integer, got {seed!r}")
+        raise InvalidOptionError(f"the sampling seed must be an integer, got {seed!r}")
     return [abs(int(seed)), int(seed < 0), stream]
 
 
 def _resolve_torsions(mol: Any, torsions: Sequence[Any] | None) -> list[Torsion]:
     if mol is None:
-        raise ValueError("the torsion sampler needs the molecule (mol=, an RDKit molecule) to "
-                         "find its rotatable torsions and the atoms each one turns")
+        raise InvalidOptionError("the torsion sampler needs the molecule (mol=, an RDKit "
+                                 "molecule) to find its rotatable torsions and the atoms each "
+                                 "one turns")
     if torsions is None:
         return rotatable_torsions(mol)
     resolved = [check_torsion(mol, t) for t in torsions]
@@ -365,11 +367,11 @@ def torsion_conformations(
     does not depend on ``n_frames``.
     """
     if n_frames < 0 or steps_per_frame < 1:
-        raise ValueError(f"n_frames must be >= 0 and steps_per_frame >= 1 "
-                         f"(got {n_frames}, {steps_per_frame})")
+        raise InvalidOptionError(f"n_frames must be >= 0 and steps_per_frame >= 1 "
+                                 f"(got {n_frames}, {steps_per_frame})")
     if not restraint_k > 0 or not temperature > 0:
-        raise ValueError(f"restraint_k and temperature must be > 0 (got {restraint_k}, "
-                         f"{temperature})")
+        raise InvalidOptionError(f"restraint_k and temperature must be > 0 (got {restraint_k}, "
+                                 f"{temperature})")
     torsions = _resolve_torsions(mol, torsions)
     if not torsions:
         raise MoleculeInputError(
@@ -428,8 +430,8 @@ def _check_fraction(torsion_fraction: Any) -> Fraction:
     except (TypeError, ValueError):
         value = math.nan
     if not 0.0 <= value <= 1.0:
-        raise ValueError(f"torsion_fraction must be a number from 0 to 1 (the share of "
-                         f"torsion frames), got {torsion_fraction!r}")
+        raise InvalidOptionError(f"torsion_fraction must be a number from 0 to 1 (the share of "
+                                 f"torsion frames), got {torsion_fraction!r}")
     # exact rational arithmetic: the same kinds on every machine
     return Fraction(value).limit_denominator(10**6)
 

@@ -361,12 +361,68 @@ class MDOptions:
             raise SimulationError(f"steps must be >= 0, got {self.steps}")
         if not 0 < self.timestep_fs <= 5:
             raise SimulationError(f"time step {self.timestep_fs} fs is outside (0, 5] fs")
-        if self.temperature_k <= 0:
+        if not 0 < self.temperature_k < math.inf:
             raise SimulationError(f"temperature {self.temperature_k} K must be positive")
+        if not 0 <= self.friction_per_ps < math.inf:
+            raise SimulationError(f"Langevin friction {self.friction_per_ps} /ps must be >= 0 "
+                                  "(0: constant-energy dynamics; 1 /ps is usual)")
+        if self.pressure_bar is not None and not 0 <= self.pressure_bar < math.inf:
+            raise SimulationError(f"pressure {self.pressure_bar} bar must be >= 0 (0 or None: "
+                                  "constant volume)")
         if self.report_every < 1:
             raise SimulationError(f"report interval {self.report_every} must be >= 1 step")
+        if self.checkpoint_every is not None and self.checkpoint_every < 1:
+            raise SimulationError(f"checkpoint interval {self.checkpoint_every} must be >= 1 step")
         if self.equilibration_steps < 0 or self.minimize_iterations < 0:
             raise SimulationError("equilibration steps and minimization iterations must be >= 0")
+
+    def first_report(self) -> int:
+        """Step of a new run's first log row and trajectory frame: ``report_every``, or the
+        run's last step when the run is shorter (so a short run still writes its end)."""
+        if 0 < self.steps < self.report_every:
+            return self.steps
+        return self.report_every
+
+
+def run_files(output_dir: str | os.PathLike) -> list[Path]:
+    """The files of a hybridff run (:data:`OUTPUTS`) present in ``output_dir``."""
+    out = Path(output_dir)
+    return [out / name for name in OUTPUTS.values() if (out / name).exists()]
+
+
+def check_run_folder(output_dir: str | os.PathLike, overwrite: bool = False) -> list[Path]:
+    """Refuse to start a run in a folder that holds another run unless ``overwrite``.
+
+    Returns the earlier run's files (which :func:`run_md` removes, with ``overwrite``, when the
+    new run starts writing). A folder without run files (new, empty, other files) is fine.
+    """
+    out = Path(output_dir)
+    if out.exists() and not out.is_dir():
+        raise SimulationError(f"output {out} is a file, not a folder; give a folder for the run")
+    found = run_files(out)
+    if found and not overwrite:
+        names = ", ".join(p.name for p in found[:4]) + (", ..." if len(found) > 4 else "")
+        raise SimulationError(
+            f"output folder {out} already holds a run ({names}); continue it with --resume, "
+            "replace it with --overwrite, or choose another output folder")
+    return found
+
+
+def read_run(output_dir: str | os.PathLike) -> dict[str, Any]:
+    """The ``run.json`` summary of a run folder, checking the files a resume needs are there."""
+    out = Path(output_dir)
+    needed = [OUTPUTS[k] for k in ("summary", "system", "integrator", "checkpoint", "start")]
+    missing = [n for n in needed if not (out / n).is_file()]
+    if missing:
+        raise SimulationError(f"cannot resume from {out}: missing {', '.join(missing)}; it must "
+                              "be the -o folder of a finished or checkpointed hybridff simulate run")
+    try:
+        summary = json.loads((out / OUTPUTS["summary"]).read_text())
+        summary["options"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise SimulationError(f"{out / OUTPUTS['summary']}: not a readable run summary ({exc}); "
+                              "the run cannot be resumed: start it again with --overwrite") from exc
+    return summary
 
 
 def get_platform(name: str, threads: int | None = None) -> tuple[openmm.Platform, dict[str, str]]:
@@ -450,14 +506,58 @@ def degrees_of_freedom(system: openmm.System) -> int:
     return dof
 
 
+class _Trajectory:
+    """The run's DCD trajectory: frames at steps ``first``, ``first + interval``, ... (both in
+    the DCD header); ``first`` is the run's first report (see :meth:`MDOptions.first_report`).
+    The file is opened at its first frame, so a run stopped before any frame leaves none."""
+
+    def __init__(self, path: Path, topology: app.Topology, timestep_fs: float, first: int,
+                 interval: int, periodic: bool, append: bool) -> None:
+        self.path, self.topology, self.timestep_fs = path, topology, timestep_fs
+        self.first, self.interval, self.periodic, self.append = first, interval, periodic, append
+        self._handle: Any = None
+        self._dcd: Any = None
+
+    def due(self, step: int) -> bool:
+        """Whether ``step`` gets a frame."""
+        return step >= self.first and (step - self.first) % self.interval == 0
+
+    def next_due(self, step: int) -> int:
+        """The first step after ``step`` that gets a frame."""
+        if step < self.first:
+            return self.first
+        return self.first + ((step - self.first) // self.interval + 1) * self.interval
+
+    def write(self, simulation: app.Simulation) -> None:
+        """Append the simulation's current positions (and box) as a frame."""
+        state = simulation.context.getState(getPositions=True, enforcePeriodicBox=self.periodic)
+        positions = state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)
+        if not np.isfinite(positions).all():
+            raise _blew_up("during production", simulation.currentStep,
+                           "the positions became non-finite")
+        if self._dcd is None:
+            self._handle = open(self.path, "r+b" if self.append else "wb")
+            self._dcd = app.DCDFile(self._handle, self.topology, self.timestep_fs * unit.femtosecond,
+                                    self.first, self.interval, self.append)
+        self._dcd.writeModel(positions, periodicBoxVectors=state.getPeriodicBoxVectors())
+        self._handle.flush()
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle, self._dcd = None, None
+
+
 class _Production:
-    """The production loop: chunks of ``report_every`` steps, CSV rows, progress, checkpoints."""
+    """The production loop: chunks up to the next report (``report_every`` steps apart, and
+    the run's last step), CSV rows, DCD frames, progress, checkpoints."""
 
     def __init__(self, simulation: app.Simulation, out: Path, options: MDOptions, periodic: bool,
                  ml_group: int | None, monitor: EnsembleMonitor | None, append: bool,
-                 progress: bool) -> None:
+                 progress: bool, trajectory: _Trajectory) -> None:
         self.sim, self.out, self.opt = simulation, out, options
         self.periodic, self.ml_group, self.monitor = periodic, ml_group, monitor
+        self.trajectory = trajectory
         self.append, self.progress = append, progress
         self.mass = sum(simulation.system.getParticleMass(i).value_in_unit(unit.dalton)
                         for i in range(simulation.system.getNumParticles()))
@@ -523,25 +623,32 @@ class _Production:
             writer = csv.writer(fh)
             if new_log:
                 writer.writerow(self.columns())
-            while done < steps:
-                n = min(self.opt.report_every, steps - done)
-                t0 = time.perf_counter()
-                _guarded(lambda n=n: self.sim.step(n), "during production", self.sim)
-                self.sim.context.getState(getEnergy=False)  # wait for the device
-                chunk = time.perf_counter() - t0
-                elapsed += chunk
-                done += n
-                since_ckpt += n
-                n_reports += 1
-                speed = n * dt_ps * 1e-3 * 86400.0 / chunk if chunk > 0 else float("inf")
-                row = self.row(n_reports, speed)
-                writer.writerow(row)
-                fh.flush()
-                bar.update(n)
-                bar.set_postfix_str(f"T={row[5]} K, {speed:.1f} ns/day", refresh=False)
-                if since_ckpt >= every_ckpt and done < steps:
-                    _write_restart_files(self.out, self.sim)
-                    since_ckpt = 0
+            try:
+                while done < steps:
+                    # to the next report (frame and row), or to the run's end
+                    n = min(self.trajectory.next_due(self.sim.currentStep) - self.sim.currentStep,
+                            steps - done)
+                    t0 = time.perf_counter()
+                    _guarded(lambda n=n: self.sim.step(n), "during production", self.sim)
+                    self.sim.context.getState(getEnergy=False)  # wait for the device
+                    chunk = time.perf_counter() - t0
+                    elapsed += chunk
+                    done += n
+                    since_ckpt += n
+                    n_reports += 1
+                    if self.trajectory.due(self.sim.currentStep):
+                        self.trajectory.write(self.sim)
+                    speed = n * dt_ps * 1e-3 * 86400.0 / chunk if chunk > 0 else float("inf")
+                    row = self.row(n_reports, speed)
+                    writer.writerow(row)
+                    fh.flush()
+                    bar.update(n)
+                    bar.set_postfix_str(f"T={row[5]} K, {speed:.1f} ns/day", refresh=False)
+                    if since_ckpt >= every_ckpt and done < steps:
+                        _write_restart_files(self.out, self.sim)
+                        since_ckpt = 0
+            finally:
+                self.trajectory.close()
         ns_day = steps * dt_ps * 1e-3 * 86400.0 / elapsed if elapsed > 0 else None
         return {"steps": steps, "wall_s": round(elapsed, 3), "ns_per_day": ns_day}
 
@@ -558,14 +665,18 @@ def _make_simulation(topology: app.Topology, system: openmm.System, options: MDO
 
 
 def run_md(prepared: PreparedSystem, output_dir: str | os.PathLike, options: MDOptions | None = None,
-           progress: bool = True) -> dict[str, Any]:
+           progress: bool = True, overwrite: bool = False) -> dict[str, Any]:
     """Minimize, equilibrate and run ``options.steps`` of Langevin MD; write the run folder.
 
+    A folder that holds another run is refused unless ``overwrite`` (its run files are then
+    removed when this run starts writing). Log rows and trajectory frames are written every
+    ``options.report_every`` steps; a run shorter than that writes them at its last step.
     Returns the summary also written to ``run.json`` (settings, atom counts, ns/day).
     """
     options = options or MDOptions()
     options.check()
     out = Path(output_dir)
+    earlier = check_run_folder(out, overwrite)
     out.mkdir(parents=True, exist_ok=True)
     system = prepared.system
     if prepared.periodic and options.pressure_bar:
@@ -595,6 +706,8 @@ def run_md(prepared: PreparedSystem, output_dir: str | os.PathLike, options: MDO
     equilibrate_s = time.perf_counter() - t0
     sim.currentStep = 0
     sim.context.setTime(0.0)
+    for path in earlier:  # --overwrite: the earlier run's files go when this one starts writing
+        path.unlink(missing_ok=True)
     start_state = sim.context.getState(getPositions=True, enforcePeriodicBox=prepared.periodic)
     _write_pdb(out / OUTPUTS["start"], sim.topology, start_state)
     atomic_write_text(out / OUTPUTS["system"], openmm.XmlSerializer.serialize(system))
@@ -626,12 +739,19 @@ def run_md(prepared: PreparedSystem, output_dir: str | os.PathLike, options: MDO
     # a run stopped before its end can be resumed: run.json and a step-0 checkpoint of this
     # run are there from the start (and no final structure of an earlier run in this folder)
     (out / OUTPUTS["final"]).unlink(missing_ok=True)
+    first_report = options.first_report()
+    summary["first_report_step"] = first_report
+    if first_report != options.report_every:
+        logger.info("the run (%d steps) is shorter than the report interval (%d steps): its log "
+                    "row and trajectory frame are at its last step, and a resumed run reports "
+                    "every %d steps from there", options.steps, options.report_every,
+                    options.report_every)
     _write_restart_files(out, sim)
     atomic_write_text(out / OUTPUTS["summary"], json.dumps(summary, indent=1, default=str) + "\n")
-    sim.reporters.append(app.DCDReporter(str(out / OUTPUTS["trajectory"]), options.report_every,
-                                         enforcePeriodicBox=prepared.periodic))
+    trajectory = _Trajectory(out / OUTPUTS["trajectory"], sim.topology, options.timestep_fs,
+                             first_report, options.report_every, prepared.periodic, append=False)
     production = _Production(sim, out, options, prepared.periodic, prepared.ml_force_group, monitor,
-                             append=False, progress=progress)
+                             append=False, progress=progress, trajectory=trajectory)
     summary["production"] = production.run(options.steps)
     summary["status"] = "finished"
     _write_pdb(out / OUTPUTS["final"], sim.topology,
@@ -728,18 +848,24 @@ def _trim_log(path: Path, step: int) -> int:
     return dropped
 
 
-def _trim_dcd(path: Path, step: int) -> int:
+def _trim_dcd(path: Path, step: int) -> tuple[int, tuple[int, int] | None]:
     """Cut the DCD trajectory back to its frames up to ``step`` (and whole frames only).
 
     OpenMM's ``DCDFile`` appends after the frame count in the header, so frames written after
     the checkpoint, or a frame cut off by a stop, would otherwise stay in the middle of the
-    file. Returns how many frames (whole or partial) were removed.
+    file. Returns how many frames (whole or partial) were removed, and the (first step,
+    interval) of the frames kept; ``None`` and no file when no frame is kept (an empty file
+    of a run stopped before its first frame, or of hybridff 0.x's short runs, included), so
+    the resumed run starts the file anew.
     """
     import struct
 
     if not path.is_file():
-        return 0
+        return 0, None
     size = path.stat().st_size
+    if size == 0:
+        path.unlink()
+        return 0, None
     with open(path, "r+b") as handle:
         head = handle.read(104)
         if len(head) < 104 or head[4:8] != b"CORD" or struct.unpack("<i", head[:4])[0] != 84:
@@ -756,21 +882,30 @@ def _trim_dcd(path: Path, step: int) -> int:
         whole = max(0, (size - header) // frame)
         wanted = (step - first) // interval + 1 if interval > 0 and step >= first else 0
         keep = max(0, min(n_frames, whole, wanted))
-        if keep == n_frames == whole and size == header + keep * frame:
-            return 0
-        handle.truncate(header + keep * frame)
-        handle.seek(8)
-        handle.write(struct.pack("<i", keep))
-        handle.seek(20)
-        handle.write(struct.pack("<i", first + max(keep - 1, 0) * interval))
-        handle.flush()
-        os.fsync(handle.fileno())
-    return max(n_frames, whole + (1 if size > header + whole * frame else 0)) - keep
+        dropped = max(n_frames, whole + (1 if size > header + whole * frame else 0)) - keep
+        if keep > 0 and keep == n_frames == whole and size == header + keep * frame:
+            return 0, (first, interval)
+        if keep > 0:
+            handle.truncate(header + keep * frame)
+            handle.seek(8)
+            handle.write(struct.pack("<i", keep))
+            handle.seek(20)
+            handle.write(struct.pack("<i", first + max(keep - 1, 0) * interval))
+            handle.flush()
+            os.fsync(handle.fileno())
+    if keep == 0:
+        path.unlink()
+        return dropped, None
+    return dropped, (first, interval)
 
 
 def resume_md(output_dir: str | os.PathLike, steps: int, platform: str | None = None,
-              threads: int | None = None, progress: bool = True) -> dict[str, Any]:
+              threads: int | None = None, progress: bool = True,
+              disagreement_threshold_kcal: float | None = None) -> dict[str, Any]:
     """Continue the run in ``output_dir`` from its checkpoint for ``steps`` more steps.
+
+    The run keeps its own settings (time step, temperature, report interval, ...); only the
+    platform, the thread count and the ensemble-disagreement warning threshold can change.
 
     Appends to the CSV log and the DCD, then rewrites the final PDB, checkpoint, State and
     ``run.json``. A run stopped between checkpoints (killed, crashed) resumes too: log rows
@@ -779,18 +914,15 @@ def resume_md(output_dir: str | os.PathLike, steps: int, platform: str | None = 
     platform specific: resume on the platform that wrote it.
     """
     out = Path(output_dir)
-    needed = [OUTPUTS[k] for k in ("summary", "system", "integrator", "checkpoint", "start")]
-    missing = [n for n in needed if not (out / n).is_file()]
-    if missing:
-        raise SimulationError(f"cannot resume from {out}: missing {', '.join(missing)}; it must "
-                              "be the -o folder of a finished or checkpointed hybridff simulate run")
-    summary = json.loads((out / OUTPUTS["summary"]).read_text())
+    summary = read_run(out)
     opt_dict = dict(summary["options"])
     opt_dict["steps"] = int(steps)
     if platform is not None:
         opt_dict["platform"] = platform
     if threads is not None:
         opt_dict["threads"] = threads
+    if disagreement_threshold_kcal is not None:
+        opt_dict["disagreement_threshold_kcal"] = disagreement_threshold_kcal
     options = MDOptions(**opt_dict)
     options.check()
     model_path = summary.get("ml_model")
@@ -811,7 +943,13 @@ def resume_md(output_dir: str | os.PathLike, steps: int, platform: str | None = 
             f"restart from {OUTPUTS['state']} with XmlSerializer") from exc
     periodic = system.usesPeriodicBoundaryConditions()
     dropped_rows = _trim_log(out / OUTPUTS["log"], sim.currentStep)
-    dropped_frames = _trim_dcd(out / OUTPUTS["trajectory"], sim.currentStep)
+    dropped_frames, grid = _trim_dcd(out / OUTPUTS["trajectory"], sim.currentStep)
+    first = int(summary.get("first_report_step") or options.report_every)
+    if grid is not None and grid != (first, options.report_every):
+        raise SimulationError(
+            f"{out / OUTPUTS['trajectory']}: its frames start at step {grid[0]}, every {grid[1]} "
+            f"steps, but the run reports from step {first} every {options.report_every}: it is "
+            "not this run's trajectory; move it away to have the resumed run start a new one")
     if dropped_rows or dropped_frames:
         logger.warning(
             "%s: the run stopped after its last checkpoint (step %d); dropped %d log row(s) and "
@@ -823,12 +961,11 @@ def resume_md(output_dir: str | os.PathLike, steps: int, platform: str | None = 
 
         monitor = EnsembleMonitor(load_model(model_path), topology, solute,
                                   options.disagreement_threshold_kcal)
-    sim.reporters.append(app.DCDReporter(str(out / OUTPUTS["trajectory"]), options.report_every,
-                                         append=(out / OUTPUTS["trajectory"]).exists(),
-                                         enforcePeriodicBox=periodic))
+    trajectory = _Trajectory(out / OUTPUTS["trajectory"], topology, options.timestep_fs, first,
+                             options.report_every, periodic, append=grid is not None)
     first_step = sim.currentStep
     production = _Production(sim, out, options, periodic, summary.get("ml_force_group"), monitor,
-                             append=True, progress=progress)
+                             append=True, progress=progress, trajectory=trajectory)
     speed = production.run(options.steps)
     _write_pdb(out / OUTPUTS["final"], topology, sim.context.getState(getPositions=True,
                                                                       enforcePeriodicBox=periodic))

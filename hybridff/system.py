@@ -18,7 +18,12 @@ import numpy as np
 import openmm
 from openmm import app, unit
 
-from hybridff.exceptions import MoleculeInputError, NonNeutralSystemError
+from hybridff.exceptions import (
+    InvalidOptionError,
+    MoleculeInputError,
+    NonNeutralSystemError,
+    SimulationError,
+)
 from hybridff.forcefield_files import forcefield_path
 from hybridff.parameters import ParameterizedMolecule
 from hybridff.units import length_in_nm
@@ -60,11 +65,12 @@ def resolve_nonbonded_method(method: Any):
     """An ``openmm.app`` nonbonded method object from itself or its name."""
     if isinstance(method, str):
         if method not in NONBONDED_METHODS:
-            raise ValueError(
+            raise InvalidOptionError(
                 f"unknown nonbonded method {method!r}; choose one of {', '.join(NONBONDED_METHODS)}")
         return NONBONDED_METHODS[method]
     if method not in NONBONDED_METHODS.values():
-        raise ValueError(f"unknown nonbonded method {method!r}")
+        raise InvalidOptionError(f"unknown nonbonded method {method!r}; choose one of "
+                                 f"{', '.join(NONBONDED_METHODS)}")
     return method
 
 
@@ -95,7 +101,7 @@ def set_force_groups(system: openmm.System) -> dict[str, int]:
 def check_nonbonded_options(cutoff_nm: float, switch_nm: float | None) -> None:
     """Refuse a switching distance that is not below the cutoff (quoting both)."""
     if switch_nm is not None and not 0 < switch_nm < cutoff_nm:
-        raise ValueError(
+        raise InvalidOptionError(
             f"switching distance {switch_nm} nm must be positive and below the cutoff "
             f"{cutoff_nm} nm")
 
@@ -129,13 +135,13 @@ def make_forcefield(molecules: Sequence[ParameterizedMolecule], extra_files: Seq
                     ) -> app.ForceField:
     """An ``openmm.app.ForceField`` with the shipped file, the molecules' XML and extra files."""
     if not molecules:
-        raise ValueError("no molecules given")
+        raise InvalidOptionError("no molecules given: pass at least one")
     ffname = molecules[0].forcefield
     ff = app.ForceField(str(forcefield_path(ffname)), *extra_files)
     seen = set()
     for pm in molecules:
         if pm.forcefield != ffname:
-            raise ValueError(f"molecules parameterized with different force fields: "
+            raise InvalidOptionError(f"molecules parameterized with different force fields: "
                              f"{ffname} and {pm.forcefield}")
         key = (pm.smiles, pm.residue_name)
         if key in seen:
@@ -235,7 +241,8 @@ def build_system(forcefield: app.ForceField, topology: app.Topology, nonbonded_m
         if isinstance(force, openmm.NonbondedForce):
             force.setUseDispersionCorrection(bool(dispersion_correction) and method is not app.NoCutoff)
             if method is not app.NoCutoff and switch_nm is not None and not force.getUseSwitchingFunction():
-                raise RuntimeError("switching function was requested but not set on NonbondedForce")
+                raise SimulationError("the switching function was requested but OpenMM did not set it "
+                                      "on the NonbondedForce; report it with the OpenMM version")
     set_force_groups(system)
     warn_if_charged_periodic(system, method)
     return system

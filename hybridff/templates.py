@@ -23,6 +23,7 @@ from openmm import app
 from rdkit import Chem
 
 from hybridff.cache import ParameterCache, cache_key
+from hybridff.exceptions import DataFormatError
 from hybridff.forcefield_tables import load_tables
 from hybridff.mm.graph import MoleculeGraph
 from hybridff.mm.signature import DEFAULT_PAIR_ORDER, MMSignature, make_signature
@@ -122,8 +123,8 @@ class HybridTemplateGenerator:
 
         pm = self.cache.get_or_create(key, create) if self.cache is not None else create()
         if pm.content_hash() != key:
-            raise RuntimeError(f"parameters of {smiles} do not carry the MM signature they were "
-                               "asked for; clear the parameter cache and report it")
+            raise DataFormatError(f"parameters of {smiles} do not carry the MM signature they "
+                                  "were asked for; clear the parameter cache and report it")
         self.parameterized[key] = pm
         return pm.in_atom_order_of(mol)
 

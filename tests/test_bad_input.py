@@ -56,7 +56,15 @@ Items tested elsewhere are listed here, not repeated:
 | restart from a checkpoint                   | test_simulate::test_restart_from_checkpoint_continues_the_same_...,    |
 |                                             | test_simulate::test_cli_resume;                                        |
 |                                             | here: test_resume_after_a_stop_between_checkpoints                     |
-| errors reach the CLI without a traceback    | test_simulate::test_missing_file_is_a_clear_error; here: test_cli_*    |
+| errors reach the CLI without a traceback    | test_simulate::test_missing_file_is_a_clear_error; here: test_cli_*,   |
+|                                             | test_error_message_of_os_value_and_openmm_errors                       |
+| option out of range (--timestep-fs 0, ...)  | here: test_cli_option_out_of_range_is_one_line                         |
+| output that cannot be written               | here: test_unwritable_output_is_refused_before_any_work,                |
+|                                             | test_output_that_is_a_folder_is_refused                                |
+| simulate into a folder holding a run        | here: test_simulate_refuses_a_folder_holding_a_run                     |
+| run shorter than the report interval        | here: test_short_run_writes_its_last_frame_and_resumes,                |
+|                                             | test_resume_after_an_empty_trajectory_of_an_older_run                  |
+| settings given with --resume                | here: test_resume_refuses_settings_it_cannot_honour                    |
 """
 
 from __future__ import annotations
@@ -755,6 +763,271 @@ def test_cli_bad_model_file_exits_cleanly(tmp_path, capsys) -> None:
     assert code == 2
     err = capsys.readouterr().err
     assert "model.pt: not a readable TorchScript model file" in err and "Traceback" not in err
+
+
+# --------------------------------------------------------------------------- options and outputs
+
+
+def _cli(argv: list[str], capsys) -> tuple[int, str]:
+    """Exit code and stderr of ``hybridff ARGV`` (argparse refusals exit through SystemExit)."""
+    from hybridff.cli import main
+
+    try:
+        code = main(argv)
+    except SystemExit as exc:
+        code = exc.code
+    return code, capsys.readouterr().err
+
+
+BAD_OPTIONS = {
+    # name: (argv, message after "hybridff CMD: error: ")
+    "simulate --timestep-fs 0": (
+        ["simulate", "CCO", "-o", "{tmp}/run", "--timestep-fs", "0"],
+        "argument --timestep-fs: a time step must be above 0 and at most 5 fs, got 0"),
+    "simulate --friction -1": (
+        ["simulate", "CCO", "-o", "{tmp}/run", "--friction", "-1"],
+        "argument --friction: a Langevin friction must be 0 /ps or more, got -1"),
+    "simulate --report-ps 0": (
+        ["simulate", "CCO", "-o", "{tmp}/run", "--report-ps", "0"],
+        "argument --report-ps: a report interval must be above 0 ps, got 0"),
+    "simulate --steps 1.5": (
+        ["simulate", "CCO", "-o", "{tmp}/run", "--steps", "1.5"],
+        "argument --steps: a step count is a whole number, got '1.5'"),
+    "train --epochs 0": (
+        ["train", "CCO", "data.xyz", "-o", "{tmp}/m.pt", "--epochs", "0"],
+        "argument --epochs: an epoch count must be 1 or more, got 0"),
+    "train --hidden abc": (
+        ["train", "CCO", "data.xyz", "-o", "{tmp}/m.pt", "--hidden", "abc"],
+        "argument --hidden: hidden layer widths are whole numbers of 1 or more separated by "
+        "commas, e.g. 64,64; got 'abc'"),
+    "train --cutoff 5 (Angstrom meant)": (
+        ["train", "CCO", "data.xyz", "-o", "{tmp}/m.pt", "--cutoff", "5"],
+        "argument --cutoff: a descriptor cutoff must be 0.2 to 1.2 nm, got 5; the cutoff is in "
+        "nm: 5 Angstrom is --cutoff 0.5"),
+    "train --cutoff nan": (
+        ["train", "CCO", "data.xyz", "-o", "{tmp}/m.pt", "--cutoff", "nan"],
+        "argument --cutoff: a descriptor cutoff must be 0.2 to 1.2 nm, got nan"),
+    "label --threads abc": (
+        ["label", "CCO", "-o", "{tmp}/l.xyz", "--threads", "abc"],
+        "argument --threads: a thread count is a whole number, got 'abc'"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_OPTIONS))
+def test_cli_option_out_of_range_is_one_line(case, tmp_path, capsys) -> None:
+    argv, message = BAD_OPTIONS[case]
+    code, err = _cli([a.replace("{tmp}", str(tmp_path)) for a in argv], capsys)
+    assert code == 2
+    assert err == f"hybridff {argv[0]}: error: {message} (see hybridff {argv[0]} -h)\n"
+    assert list(tmp_path.iterdir()) == []  # refused before any work
+
+
+def test_train_with_both_loss_weights_zero_is_refused(tmp_path, capsys) -> None:
+    code, err = _cli(["train", str(PARACETAMOL), "data.xyz", "-o", str(tmp_path / "m.pt"),
+                      "--energy-weight", "0", "--force-weight", "0"], capsys)
+    assert code == 2
+    assert "hybridff train: error: --energy-weight and --force-weight are both 0: nothing to " \
+           "fit; give at least one a positive weight" in err
+
+
+#: command -> its arguments with the output to check as {out} (a file; a folder for simulate
+#: and evaluate --plots)
+OUTPUT_OPTIONS = {
+    "parameterize": ["parameterize", "CCO", "-o", "{out}.xml"],
+    "parameterize --report": ["parameterize", "CCO", "-o", "{tmp}/ok.xml", "--report", "{out}.json"],
+    "charges": ["charges", "CCO", "-o", "{out}.csv"],
+    "label": ["label", "CCO", "-o", "{out}.xyz"],
+    "fit": ["fit", "CCO", "data.xyz", "-o", "{out}.xml"],
+    "fit --record": ["fit", "CCO", "data.xyz", "-o", "{tmp}/ok.xml", "--record", "{out}.json"],
+    "train": ["train", "CCO", "data.xyz", "-o", "{out}.pt"],
+    "evaluate --json": ["evaluate", "CCO", "data.xyz", "--model", "m.pt", "--json", "{out}.json"],
+    "evaluate --plots": ["evaluate", "CCO", "data.xyz", "--model", "m.pt", "--plots", "{out}"],
+    "simulate": ["simulate", "CCO", "-o", "{out}"],
+}
+
+
+@pytest.mark.parametrize("where", ["under a file", "read-only location"])
+@pytest.mark.parametrize("command", list(OUTPUT_OPTIONS))
+def test_unwritable_output_is_refused_before_any_work(command, where, tmp_path, capsys) -> None:
+    """An output under a regular file (its folder cannot be created), or in a location where no
+    file can be created (/proc, for root too): one line at once, nothing computed."""
+    if where == "under a file":
+        (tmp_path / "afile").write_text("x")
+        out, reason = tmp_path / "afile" / "sub" / "out", f"{tmp_path / 'afile'} is a file, not a folder"
+    else:
+        out, reason = Path("/proc/hybridff-test/out"), "/proc is not writable"
+    argv = [a.replace("{out}", str(out)).replace("{tmp}", str(tmp_path)) for a in OUTPUT_OPTIONS[command]]
+    code, err = _cli(argv, capsys)
+    name = argv[0]
+    assert code == 2
+    assert err.startswith(f"hybridff {name}: error: argument ")
+    assert "cannot create the " in err and reason in err and err.count("\n") == 1
+    assert not (tmp_path / "ok.xml").exists()
+
+
+def test_output_that_is_a_folder_is_refused(tmp_path, capsys) -> None:
+    code, err = _cli(["charges", "CCO", "-o", str(tmp_path)], capsys)
+    assert code == 2 and f"argument -o/--output: {tmp_path} is a folder; give a file name" in err
+    (tmp_path / "run").write_text("x")
+    code, err = _cli(["simulate", "CCO", "-o", str(tmp_path / "run")], capsys)
+    assert code == 2 and f"{tmp_path / 'run'} is a file, not a folder; give a folder name" in err
+
+
+def test_missing_output_folders_are_created(paracetamol_mol, tmp_path, capsys) -> None:
+    out = tmp_path / "new" / "deeper" / "charges.csv"
+    code, _ = _cli(["charges", str(PARACETAMOL), "--method", "gasteiger", "-o", str(out)], capsys)
+    assert code == 0 and len(out.read_text().splitlines()) == paracetamol_mol.GetNumAtoms() + 1
+
+
+def test_error_message_of_os_value_and_openmm_errors() -> None:
+    """The dispatcher's one line for errors that are not hybridff's own: what, where, what to
+    do; only the first line of a multi-line message (C++ stack traces); None for a bug."""
+    import errno
+
+    from hybridff.cli import error_message
+
+    assert error_message(OSError(errno.ENOSPC, "No space left on device", "/data/run/log.csv")) == \
+        "/data/run/log.csv: No space left on device; the disk is full: free space or choose another location"
+    assert error_message(IsADirectoryError(errno.EISDIR, "Is a directory", "mols")) == \
+        "mols: Is a directory; give a file, not a folder"
+    assert error_message(ValueError("could not convert string to float: 'x'\n  at line 3")) == \
+        "could not convert string to float: 'x' (ValueError; first line of its message); check " \
+        "the input files and options (-v shows where it came from)"
+    assert error_message(openmm.OpenMMException("Illegal value for friction: -1\nframe #0 ...")) == \
+        "Illegal value for friction: -1 (OpenMM; first line of its message); check the input " \
+        "files and options (-v shows where it came from)"
+    assert error_message(MoleculeInputError("x.sdf, record 1: empty")) == "x.sdf, record 1: empty"
+    assert error_message(KeyError("bug")) is None
+
+
+@pytest.mark.parametrize("error", ["OSError", "ValueError", "OpenMMException"])
+def test_cli_turns_errors_into_one_line_and_v_shows_the_traceback(error, tmp_path, monkeypatch,
+                                                                   capsys) -> None:
+    """Raised inside a command's run: exit 2 and one line; with -v (before or after the
+    command) the traceback too."""
+    import hybridff.cli.charges as charges_cli
+
+    exc = {"OSError": PermissionError(13, "Permission denied", "/data/x.csv"),
+           "ValueError": ValueError("bad value"),
+           "OpenMMException": openmm.OpenMMException("Illegal value\nC++ frame")}[error]
+
+    def fail(args):
+        raise exc
+
+    monkeypatch.setattr(charges_cli, "run", fail)
+    argv = ["charges", "CCO"]
+    code, err = _cli(argv, capsys)
+    assert code == 2 and err.count("\n") == 1 and err.startswith("hybridff charges: error: ")
+    assert "Traceback" not in err
+    for verbose in (["-v"] + argv, argv + ["--verbose"]):
+        code, err = _cli(verbose, capsys)
+        assert code == 2 and "Traceback (most recent call last)" in err
+        assert err.rstrip().splitlines()[-1].startswith("hybridff charges: error: ")
+
+
+def test_package_errors_on_user_paths_are_typed() -> None:
+    """The bare ValueErrors of option checks are the package's own (the CLI formats them);
+    they still are ValueErrors."""
+    from hybridff.exceptions import InvalidOptionError
+    from hybridff.sampling import mixed_frame_kinds
+    from hybridff.system import check_nonbonded_options
+    from hybridff.training.trainer import TrainConfig, split_indices
+
+    with pytest.raises(InvalidOptionError, match="switching distance 1.2 nm must be positive and below"):
+        check_nonbonded_options(1.0, 1.2)
+    with pytest.raises(InvalidOptionError, match="2 frames are too few for a validation fraction"):
+        split_indices(2, 0.9, 0)
+    with pytest.raises(InvalidOptionError, match="ensemble, epochs and batch_size must be >= 1"):
+        TrainConfig(ensemble=0)
+    with pytest.raises(InvalidOptionError, match="torsion_fraction must be a number from 0 to 1"):
+        mixed_frame_kinds(4, torsion_fraction=2)
+    assert issubclass(InvalidOptionError, ValueError)
+
+
+# --------------------------------------------------------------------------- simulate run folders
+
+#: a fast vacuum run: report every 0.1 ps = 50 steps of 2 fs
+SIM = ["--solvent", "none", "--charges", "gasteiger", "--equilibration-ps", "0",
+       "--minimize-iterations", "10", "--report-ps", "0.1", "--threads", "1", "--no-progress"]
+
+
+def _dcd_header(path: Path) -> tuple[int, int, int]:
+    """(frames, first step, interval) from a DCD header."""
+    return struct.unpack("<3i", path.read_bytes()[8:20])
+
+
+def _simulate(out: Path, *extra: str, molecule: str | None = str(PARACETAMOL), capsys=None
+              ) -> tuple[int, str]:
+    argv = ["simulate"] + ([molecule] if molecule else []) + SIM + list(extra) + ["-o", str(out)]
+    return _cli(argv, capsys)
+
+
+def test_simulate_refuses_a_folder_holding_a_run(tmp_path, capsys) -> None:
+    out = tmp_path / "run"
+    assert _simulate(out, "--steps", "100", capsys=capsys)[0] == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    code, err = _simulate(out, "--steps", "50", capsys=capsys)
+    assert code == 2
+    assert err == (f"hybridff simulate: error: output folder {out} already holds a run (log.csv, trajectory.dcd, "
+                   "start.pdb, final.pdb, ...); continue it with --resume, replace it with "
+                   "--overwrite, or choose another output folder\n")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # untouched
+    code, _ = _simulate(out, "--steps", "50", "--seed", "3", "--overwrite", capsys=capsys)
+    assert code == 0
+    assert json.loads((out / "run.json").read_text())["options"]["seed"] == 3
+    assert _log_steps(out / "log.csv") == [50] and _dcd_header(out / "trajectory.dcd")[0] == 1
+    code, err = _simulate(out, "--resume", "--overwrite", molecule=None, capsys=capsys)
+    assert code == 2 and "argument --overwrite: not allowed with argument --resume" in err
+
+
+def test_short_run_writes_its_last_frame_and_resumes(tmp_path, capsys) -> None:
+    """20 steps with a 50-step report interval: a log row and a DCD frame at step 20 (not an
+    empty DCD); --resume continues from there, reporting every 50 steps."""
+    out = tmp_path / "run"
+    assert _simulate(out, "--steps", "20", capsys=capsys)[0] == 0
+    assert _log_steps(out / "log.csv") == [20]
+    assert _dcd_header(out / "trajectory.dcd") == (1, 20, 50)
+    assert _simulate(out, "--resume", "--steps", "80", molecule=None, capsys=capsys)[0] == 0
+    assert _log_steps(out / "log.csv") == [20, 70, 100]
+    assert _dcd_header(out / "trajectory.dcd") == (2, 20, 50)  # frames at 20 and 70
+    atoms = app.PDBFile(str(out / "start.pdb")).topology.getNumAtoms()
+    assert (out / "trajectory.dcd").stat().st_size == 276 + 2 * 3 * (8 + 4 * atoms)  # whole frames
+
+
+def test_resume_after_an_empty_trajectory_of_an_older_run(tmp_path, capsys) -> None:
+    """A short run of an earlier version left a 0-byte DCD and no first_report_step: resume
+    starts the trajectory anew on the run's report grid."""
+    out = tmp_path / "run"
+    assert _simulate(out, "--steps", "20", capsys=capsys)[0] == 0
+    (out / "trajectory.dcd").write_bytes(b"")
+    summary = json.loads((out / "run.json").read_text())
+    del summary["first_report_step"]
+    (out / "run.json").write_text(json.dumps(summary))
+    assert _simulate(out, "--resume", "--steps", "80", molecule=None, capsys=capsys)[0] == 0
+    assert _log_steps(out / "log.csv") == [20, 50, 100]
+    assert _dcd_header(out / "trajectory.dcd") == (2, 50, 50)
+
+
+def test_resume_refuses_settings_it_cannot_honour(tmp_path, capsys) -> None:
+    out = tmp_path / "run"
+    assert _simulate(out, "--steps", "50", "--timestep-fs", "1", capsys=capsys)[0] == 0
+    code, err = _simulate(out, "--resume", "--steps", "50", "--report-ps", "0.2",
+                          "--temperature", "350", molecule=None, capsys=capsys)
+    assert code == 2
+    assert err.startswith(f"hybridff simulate: error: --resume continues {out} with the settings it "
+                          "was started with; --temperature 350 (the run's: 300); --report-ps 0.2 "
+                          "(the run's: 0.1) cannot change on resume")
+    assert "leave them out, or start a new run with --overwrite or another -o" in err
+    code, err = _simulate(out, "--resume", "--steps", "50", "CCO", molecule=None, capsys=capsys)
+    assert code == 2 and "molecule CCO (CCO; the run's: CC(=O)Nc1ccc(O)cc1)" in err
+    assert _log_steps(out / "log.csv") == [50]  # nothing ran
+    # the command line that started the run, with --resume: its settings are the run's
+    code, _ = _simulate(out, "--steps", "50", "--timestep-fs", "1", "--resume", capsys=capsys)
+    assert code == 0 and _log_steps(out / "log.csv") == [50, 100]
+    # --ns counts in the run's time step (1 fs), not the default 2 fs
+    code, _ = _simulate(out, "--resume", "--ns", "0.0001", molecule=None, capsys=capsys)
+    assert code == 0 and _log_steps(out / "log.csv") == [50, 100, 150, 200]
+
 
 # --------------------------------------------------------------------------- molecules at the CLI
 

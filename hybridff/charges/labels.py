@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from rdkit import Chem
 
+from hybridff.exceptions import DataFormatError
+
 
 def mol_from_label_smiles(smiles: str) -> Chem.Mol:
     """Parse a label SMILES keeping its explicit hydrogens as atoms, in SMILES order."""
@@ -15,7 +17,7 @@ def mol_from_label_smiles(smiles: str) -> Chem.Mol:
     params.removeHs = False
     mol = Chem.MolFromSmiles(smiles, params)
     if mol is None:
-        raise ValueError(f"unparseable label SMILES {smiles!r}")
+        raise DataFormatError(f"unparseable label SMILES {smiles!r}: the label file is damaged")
     return mol
 
 

@@ -8,14 +8,19 @@ fast and a missing optional dependency only affects its own command.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import os
 import sys
-from collections.abc import Callable
+import traceback
+from typing import NoReturn
 
 from hybridff import __version__
+from hybridff.cli.argtypes import number_in
 from hybridff.exceptions import HybridFFError
+
+__all__ = ["COMMANDS", "build_parser", "error_message", "main", "number_in"]
 
 #: name -> (module, one-line help); the order is the order ``--help`` shows.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -31,22 +36,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def number_in(low: float, high: float, what: str, unit: str = "") -> Callable[[str], float]:
-    """An argparse ``type`` accepting a number from ``low`` to ``high`` (``what``: its name in
-    the error, e.g. "a fraction"; ``unit`` follows the bounds, e.g. " degrees")."""
-
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{what} is a number, got {text!r}") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{what} must be {low:g} to {high:g}{unit}, got {text}")
-        return value
-
-    return parse
-
-
 def _available() -> dict[str, tuple[str, str]]:
     return {
         name: spec
@@ -55,19 +44,30 @@ def _available() -> dict[str, tuple[str, str]]:
     }
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (``hybridff CMD: error: ...``, exit 2),
+    with a pointer to ``-h`` instead of the full usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} -h)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (imports each sub-command module to add its options)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="hybridff",
         description="hybridff: GAFF2-class force field + learned ML correction for OpenMM.",
     )
     parser.add_argument("--version", action="version", version=f"hybridff {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="debug logging, and the traceback of an error")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in _available().items():
         module = importlib.import_module(module_name)
         p = sub.add_parser(name, help=help_text, description=module.__doc__)
         module.add_arguments(p)
+        p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                       help="debug logging, and the traceback of an error")
         p.set_defaults(_module=module)
     return parser
 
@@ -81,9 +81,12 @@ def limit_threads(argv: list[str]) -> None:
     that reads them is loaded (building the parser already loads numpy); variables the user
     set are left alone."""
     pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--threads", type=int, default=None)
+    pre.add_argument("--threads", default=None)
     known, _ = pre.parse_known_args(argv)
-    threads = known.threads
+    try:  # a bad value is refused by the command's own parser, with its message
+        threads = None if known.threads is None else int(known.threads)
+    except ValueError:
+        threads = None
     if threads is None and argv[:1] == ["label"]:
         from hybridff.cli.label import DEFAULT_THREADS
 
@@ -91,6 +94,50 @@ def limit_threads(argv: list[str]) -> None:
     if threads is not None and threads > 0:
         for name in THREAD_VARIABLES:
             os.environ.setdefault(name, str(threads))
+
+
+#: what to do about an OSError, by errno
+_OS_ADVICE = {
+    errno.ENOENT: "check the path",
+    errno.EACCES: "choose a location you can read and write, or fix its permissions",
+    errno.EPERM: "choose a location you can read and write, or fix its permissions",
+    errno.EROFS: "the file system is read-only: choose another location",
+    errno.ENOSPC: "the disk is full: free space or choose another location",
+    errno.EDQUOT: "the disk quota is used up: free space or choose another location",
+    errno.EISDIR: "give a file, not a folder",
+    errno.ENOTDIR: "a part of the path is a file, not a folder: check the path",
+    errno.ENAMETOOLONG: "use a shorter name",
+    errno.EEXIST: "move it away or choose another name",
+}
+
+
+def _first_line(text: str) -> tuple[str, bool]:
+    """The first non-empty line of ``text`` and whether more followed (C++ stack traces ...)."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return (lines[0] if lines else ""), len(lines) > 1
+
+
+def error_message(exc: BaseException) -> str | None:
+    """The one-line message of an error the command line reports without a traceback: the
+    package's own errors as they are; OSError, ValueError and OpenMM's exception with what was
+    wrong, where and what to do. ``None`` for anything else (a bug: keep its traceback)."""
+    if isinstance(exc, HybridFFError):
+        return str(exc)
+    if isinstance(exc, OSError):
+        where = exc.filename if exc.filename is not None else ""
+        if exc.filename2 is not None:
+            where = f"{where} -> {exc.filename2}"
+        what = exc.strerror or _first_line(str(exc))[0] or type(exc).__name__
+        advice = _OS_ADVICE.get(exc.errno or -1, "check the path and the disk")
+        return f"{where + ': ' if where else ''}{what}; {advice}"
+    openmm = sys.modules.get("openmm")
+    if isinstance(exc, ValueError) or (
+            openmm is not None and isinstance(exc, getattr(openmm, "OpenMMException", ()))):
+        line, more = _first_line(str(exc))
+        source = "OpenMM" if not isinstance(exc, ValueError) else type(exc).__name__
+        return (f"{line or type(exc).__name__} ({source}{'; first line of its message' if more else ''}); "
+                "check the input files and options (-v shows where it came from)")
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -107,8 +154,13 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     try:
         return int(args._module.run(args) or 0)
-    except HybridFFError as exc:
-        print(f"hybridff {args.command}: error: {exc}", file=sys.stderr)
+    except Exception as exc:
+        message = error_message(exc)
+        if message is None:
+            raise
+        if args.verbose:
+            traceback.print_exc()
+        print(f"hybridff {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from rdkit import Chem
 
+from hybridff.cli.argtypes import output_file, positive
 from hybridff.exceptions import MoleculeInputError
 from hybridff.fileio import atomic_write_text
 
@@ -28,10 +29,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``hybridff charges``."""
     parser.add_argument("molecule", help="molecule file (SDF, MOL, mol2, SMI) or a SMILES string")
     parser.add_argument("--method", choices=METHODS, default="ml", help="charge method (default: ml)")
-    parser.add_argument("-o", "--output", type=Path, default=None,
+    parser.add_argument("-o", "--output", type=output_file, default=None,
                         help="output file: .csv (atom index, name, element, charge), .sdf or .mol2")
     parser.add_argument("--model", default=None, help="ml: a charge model file other than the shipped one")
-    parser.add_argument("--timeout", type=float, default=None, help="am1bcc: seconds before giving up")
+    parser.add_argument("--timeout", type=positive("a timeout", " s"), default=None,
+                        help="am1bcc: seconds before giving up")
 
 
 def _options(args: argparse.Namespace) -> dict:

@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 
 from hybridff.cli import number_in
+from hybridff.cli.argtypes import output_file, output_folder, positive
 
 HELP = "compare MM and hybrid against QM on labelled frames"
 
@@ -31,10 +32,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: the one inside --model, if any)")
     parser.add_argument("--frames", default="all", choices=["all", "held-out"],
                         help="held-out: only the model's validation frames of its training file")
-    parser.add_argument("--json", default=None, help="write the report as JSON here")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument("--json", type=output_file, default=None, help="write the report as JSON here")
+    parser.add_argument("--threads", type=positive("a thread count", integer=True), default=1,
+                        help="torch threads")
     plots = parser.add_argument_group("plots")
-    plots.add_argument("--plots", default=None, metavar="DIR",
+    plots.add_argument("--plots", type=output_folder, default=None, metavar="DIR",
                        help="write parity plots and torsion scans (PNG + CSV) into DIR")
     plots.add_argument("--torsion", type=int, nargs=4, action="append", default=None,
                        metavar=("I", "J", "K", "L"),

@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from hybridff.cli import number_in
+from hybridff.cli.argtypes import output_file
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("molecule", help="molecule file (SDF/mol2) or SMILES, atom order of DATA")
     parser.add_argument("data", help="labelled extxyz file (hybridff label)")
-    parser.add_argument("-o", "--output", type=Path, required=True,
+    parser.add_argument("-o", "--output", type=output_file, required=True,
                         help="ForceField XML of the bespoke MM to write")
-    parser.add_argument("--record", type=Path, default=None,
+    parser.add_argument("--record", type=output_file, default=None,
                         help="also write the refit record (JSON) here")
     parser.add_argument("--charges", default=None,
                         help="MM charge method (default: the project default, ml)")

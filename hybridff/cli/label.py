@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 
 from hybridff.cli import number_in
+from hybridff.cli.argtypes import output_file, positive
 
 HELP = "sample conformations and compute QM energies/forces"
 #: threads per QM calculation unless --threads says otherwise
@@ -25,10 +26,13 @@ SAMPLER_NAMES = ["md", "torsion", "mixed", "normal-modes"]
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("molecule", help="molecule file (SDF/mol2) or SMILES")
     parser.add_argument("--method", default="xtb", help="QM method: xtb (GFN2-xTB) or dft (pyscf)")
-    parser.add_argument("--n", type=int, default=200, help="total number of frames wanted")
-    parser.add_argument("-o", "--output", required=True, help="extxyz file (appended to)")
+    parser.add_argument("--n", type=positive("a frame count", integer=True), default=200,
+                        help="total number of frames wanted")
+    parser.add_argument("-o", "--output", type=output_file, required=True,
+                        help="extxyz file (appended to)")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed")
-    parser.add_argument("--temperature", type=float, default=500.0, help="sampling temperature, K")
+    parser.add_argument("--temperature", type=positive("a temperature", " K"), default=500.0,
+                        help="sampling temperature, K")
     parser.add_argument("--sampler", default=None, choices=SAMPLER_NAMES,
                         help="conformation sampler (default: the one recorded in OUTPUT when "
                              "continuing it, else mixed)")
@@ -39,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="MM charge method for sampling (default: the project default, ml)")
     parser.add_argument("--xc", default=None, help="DFT functional (dft only; default b3lyp)")
     parser.add_argument("--basis", default=None, help="DFT basis (dft only; default def2-svp)")
-    parser.add_argument("--threads", type=int, default=DEFAULT_THREADS,
+    parser.add_argument("--threads", type=positive("a thread count", integer=True), default=DEFAULT_THREADS,
                         help="OpenMP/BLAS threads of the QM engine (sets OMP_NUM_THREADS, "
                         "OPENBLAS_NUM_THREADS, MKL_NUM_THREADS unless already set)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")

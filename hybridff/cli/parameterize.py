@@ -8,12 +8,12 @@ import argparse
 import json
 import logging
 import time
-from pathlib import Path
 from xml.etree import ElementTree as ET
 
 from tqdm import tqdm
 
 from hybridff.charges import available_charge_methods
+from hybridff.cli.argtypes import output_file
 from hybridff.fileio import atomic_write_text
 from hybridff.molecule import load_molecules
 from hybridff.parameters import DEFAULT_CHARGE_METHOD, parameterize
@@ -28,8 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "molecules) or a SMILES string")
     parser.add_argument("--charges", default=DEFAULT_CHARGE_METHOD, choices=available_charge_methods(),
                         help=f"charge method (default: {DEFAULT_CHARGE_METHOD})")
-    parser.add_argument("-o", "--output", type=Path, required=True, help="output ForceField XML")
-    parser.add_argument("--report", type=Path, help="write a JSON report (types, charges, filled terms)")
+    parser.add_argument("-o", "--output", type=output_file, required=True, help="output ForceField XML")
+    parser.add_argument("--report", type=output_file,
+                        help="write a JSON report (types, charges, filled terms)")
     parser.add_argument("--forcefield", default="hybridff-gaff2.xml", help="hybridff force-field file")
     parser.add_argument("--pair-order", choices=PAIR_ORDERS, default=DEFAULT_PAIR_ORDER,
                         help="labelling of conjugated pair types (cc/cd, ...): 'canonical' "

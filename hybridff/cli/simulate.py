@@ -3,18 +3,32 @@
 equilibrates, then runs Langevin dynamics with a progress bar. Writes to the output folder:
 log.csv (time, energies, temperature, density, speed ns/day, ensemble disagreement),
 trajectory.dcd, start.pdb, final.pdb, system.xml (XmlSerializer), integrator.xml,
-checkpoint.chk, state.xml and run.json. --resume continues a run from its folder."""
+checkpoint.chk, state.xml and run.json. A folder that holds a run is refused unless --resume
+(continue it, with its own settings) or --overwrite (replace it) is given."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
 from pathlib import Path
+from typing import Any
 
-from hybridff.exceptions import MoleculeInputError
+from hybridff.cli.argtypes import non_negative, number_in, output_folder, positive
+from hybridff.exceptions import InvalidOptionError, MoleculeInputError
 from hybridff.parameters import DEFAULT_CHARGE_METHOD
 
 logger = logging.getLogger(__name__)
+
+
+#: defaults of the options that set up a run; None in the parser, so that --resume can tell
+#: which were given (a resumed run keeps its own settings and refuses others)
+DEFAULTS: dict[str, Any] = {
+    "ml_backend": "torch", "solvent": "tip3p", "box": 3.0, "ionic_strength": 0.15,
+    "platform": "CPU", "timestep_fs": 2.0, "temperature": 300.0, "pressure": 1.0,
+    "friction": 1.0, "equilibration_ps": 10.0, "minimize_iterations": 1000, "report_ps": 10.0,
+    "seed": 2026,
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,64 +37,152 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("molecule", type=Path, nargs="?",
                         help="SDF/MOL/mol2 file (one molecule, 3D or not) or a SMILES string")
-    parser.add_argument("-o", "--output", type=Path, required=True, help="output folder")
+    parser.add_argument("-o", "--output", type=output_folder, required=True, help="output folder")
     parser.add_argument("--model", type=Path, help="trained ML correction (hybridff train); MM alone without it")
-    parser.add_argument("--ml-backend", default="torch", choices=["torch", "python"],
+    parser.add_argument("--ml-backend", choices=["torch", "python"],
                         help="how the correction runs in OpenMM (default: torch = openmm-torch)")
     parser.add_argument("--charges", default=None, choices=available_charge_methods(),
                         help="charge method (default: the one the --model was trained with, "
                              f"else {DEFAULT_CHARGE_METHOD})")
-    parser.add_argument("--solvent", default="tip3p", choices=list(SOLVENTS),
+    parser.add_argument("--solvent", choices=list(SOLVENTS),
                         help="tip3p: cubic water box, PME, ions; none: vacuum, no cutoff (default: tip3p)")
-    parser.add_argument("--box", type=float, default=3.0, help="cubic box edge, nm (default 3.0)")
-    parser.add_argument("--ionic-strength", type=float, default=0.15,
+    parser.add_argument("--box", type=positive("a box edge", " nm"),
+                        help="cubic box edge, nm (default 3.0)")
+    parser.add_argument("--ionic-strength", type=non_negative("an ionic strength", " M"),
                         help="NaCl molar, on top of the neutralizing ions (default 0.15)")
-    parser.add_argument("--platform", default="CPU", help="OpenMM platform: CPU, CUDA, OpenCL, Reference")
-    parser.add_argument("--threads", type=int, help="CPU threads (OpenMM CPU platform and torch)")
+    parser.add_argument("--platform",
+                        help="OpenMM platform: CPU, CUDA, OpenCL, Reference (default: CPU; on "
+                             "--resume the run's own)")
+    parser.add_argument("--threads", type=positive("a thread count", integer=True),
+                        help="CPU threads (OpenMM CPU platform and torch)")
     length = parser.add_mutually_exclusive_group()
-    length.add_argument("--ns", type=float, help="production length in ns (default 1)")
-    length.add_argument("--steps", type=int, help="production length in steps")
-    parser.add_argument("--timestep-fs", type=float, default=2.0, help="time step, fs (default 2; H bonds constrained)")
-    parser.add_argument("--temperature", type=float, default=300.0, help="K (default 300)")
-    parser.add_argument("--pressure", type=float, default=1.0,
+    length.add_argument("--ns", type=non_negative("a length", " ns"),
+                        help="production length in ns (default 1)")
+    length.add_argument("--steps", type=non_negative("a step count", integer=True),
+                        help="production length in steps")
+    parser.add_argument("--timestep-fs", type=number_in(0, 5, "a time step", " fs", low_open=True),
+                        help="time step, fs (default 2; H bonds constrained)")
+    parser.add_argument("--temperature", type=positive("a temperature", " K"), help="K (default 300)")
+    parser.add_argument("--pressure", type=non_negative("a pressure", " bar"),
                         help="bar, Monte Carlo barostat in solvent; 0 for constant volume (default 1)")
-    parser.add_argument("--friction", type=float, default=1.0, help="Langevin friction, 1/ps (default 1)")
-    parser.add_argument("--equilibration-ps", type=float, default=10.0,
+    parser.add_argument("--friction", type=non_negative("a Langevin friction", " /ps"),
+                        help="Langevin friction, 1/ps (default 1)")
+    parser.add_argument("--equilibration-ps", type=non_negative("an equilibration time", " ps"),
                         help="equilibration after minimization, not logged (default 10 ps)")
-    parser.add_argument("--minimize-iterations", type=int, default=1000, help="(default 1000; 0 skips)")
-    parser.add_argument("--report-ps", type=float, default=10.0,
-                        help="interval of log rows and DCD frames, ps (default 10)")
-    parser.add_argument("--seed", type=int, default=2026, help="velocities, thermostat, barostat")
-    parser.add_argument("--disagreement-threshold", type=float,
+    parser.add_argument("--minimize-iterations", type=non_negative("an iteration count", integer=True),
+                        help="(default 1000; 0 skips)")
+    parser.add_argument("--report-ps", type=positive("a report interval", " ps"),
+                        help="interval of log rows and DCD frames, ps (default 10); a shorter "
+                             "run reports its last step")
+    parser.add_argument("--seed", type=int, help="velocities, thermostat, barostat (default 2026)")
+    parser.add_argument("--disagreement-threshold", type=positive("a disagreement threshold", " kcal/mol"),
                         help="kcal/mol; warn when the ensemble spread exceeds it (default: the "
                              "trained range stored in the model file, if any)")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue the run in the output folder from its checkpoint for "
-                             "--steps/--ns more (MOLECULE not needed)")
+    existing = parser.add_mutually_exclusive_group()
+    existing.add_argument("--resume", action="store_true",
+                          help="continue the run in the output folder from its checkpoint for "
+                               "--steps/--ns more, with its own settings (MOLECULE not needed)")
+    existing.add_argument("--overwrite", action="store_true",
+                          help="replace a run already in the output folder (without it, such a "
+                               "folder is refused)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def _steps(args: argparse.Namespace) -> int:
+def _steps(args: argparse.Namespace, timestep_fs: float) -> int:
     if args.steps is not None:
         return int(args.steps)
     ns = 1.0 if args.ns is None else float(args.ns)
-    return int(round(ns * 1e6 / args.timestep_fs))
+    return int(round(ns * 1e6 / timestep_fs))
+
+
+def _report_every(report_ps: float, timestep_fs: float) -> int:
+    return max(1, int(round(report_ps / (timestep_fs / 1000.0))))
+
+
+def _show(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _resume_conflicts(args: argparse.Namespace, summary: dict[str, Any]) -> list[str]:
+    """The options given with --resume that differ from the run's own settings."""
+    opts, system = summary["options"], summary.get("system") or {}
+    dt = float(opts["timestep_fs"])
+    ran: dict[str, Any] = {
+        "ml_backend": system.get("ml_backend") if summary.get("ml_model") else None,
+        "charges": system.get("charge_method"),
+        "solvent": summary.get("solvent"),
+        "box": system.get("box_nm"),
+        "ionic_strength": system.get("ionic_strength_molar"),
+        "timestep_fs": dt,
+        "temperature": opts.get("temperature_k"),
+        "pressure": opts.get("pressure_bar") or 0.0,
+        "friction": opts.get("friction_per_ps"),
+        "minimize_iterations": opts.get("minimize_iterations"),
+        "seed": opts.get("seed"),
+    }
+    conflicts = []
+    for dest, have in ran.items():
+        given = getattr(args, dest)
+        if given is None:
+            continue
+        same = (have is not None and math.isclose(float(given), float(have), rel_tol=1e-9)
+                if isinstance(given, (int, float)) else given == have)
+        if not same:
+            conflicts.append(f"--{dest.replace('_', '-')} {_show(given)} (the run's: "
+                             f"{_show(have) if have is not None else 'none'})")
+    steps_of = {"equilibration_ps": ("equilibration_steps", lambda ps: int(round(ps / (dt / 1000.0)))),
+                "report_ps": ("report_every", lambda ps: _report_every(ps, dt))}
+    for dest, (key, to_steps) in steps_of.items():
+        given = getattr(args, dest)
+        if given is not None and to_steps(given) != opts.get(key):
+            have = opts.get(key, 0) * dt / 1000.0
+            conflicts.append(f"--{dest.replace('_', '-')} {_show(given)} (the run's: {have:g})")
+    if args.model is not None and str(args.model.resolve()) != summary.get("ml_model"):
+        conflicts.append(f"--model {args.model} (the run's: {summary.get('ml_model') or 'none'})")
+    if args.molecule is not None:
+        from hybridff.molecule import canonical_smiles, load_molecule
+
+        smiles = canonical_smiles(load_molecule(str(args.molecule)))
+        if smiles != summary.get("molecule"):
+            conflicts.append(f"molecule {args.molecule} ({smiles}; the run's: {summary.get('molecule')})")
+    return conflicts
+
+
+def _resume(args: argparse.Namespace) -> int:
+    from hybridff.simulation import read_run, resume_md
+
+    summary = read_run(args.output)
+    conflicts = _resume_conflicts(args, summary)
+    if conflicts:
+        raise InvalidOptionError(
+            f"--resume continues {args.output} with the settings it was started with; "
+            f"{'; '.join(conflicts)} cannot change on resume (its System, integrator and "
+            "trajectory were made with its own): leave them out, or start a new run with "
+            "--overwrite or another -o")
+    steps = _steps(args, float(summary["options"]["timestep_fs"]))
+    summary = resume_md(args.output, steps, platform=args.platform, threads=args.threads,
+                        progress=not args.no_progress,
+                        disagreement_threshold_kcal=args.disagreement_threshold)
+    speed = summary["resumed"][-1]
+    rate = f"{speed['ns_per_day']:.2f} ns/day" if speed["ns_per_day"] else "no steps run"
+    print(f"resumed {args.output}: {speed['steps']} more steps (now at step "
+          f"{summary['total_steps']}), {rate}")
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
-    from hybridff.simulation import MDOptions, prepare_system, resume_md, run_md
+    from hybridff.simulation import MDOptions, check_run_folder, prepare_system, run_md
 
-    steps = _steps(args)
     if args.resume:
-        summary = resume_md(args.output, steps, platform=args.platform, threads=args.threads,
-                            progress=not args.no_progress)
-        speed = summary["resumed"][-1]
-        print(f"resumed {args.output}: {speed['steps']} more steps (now at step "
-              f"{summary['total_steps']}), {speed['ns_per_day']:.2f} ns/day")
-        return 0
+        return _resume(args)
     if args.molecule is None:
         raise MoleculeInputError("give the molecule to simulate (SDF/mol2 file or SMILES), or "
                                  "--resume to continue the run in the output folder")
+    check_run_folder(args.output, overwrite=args.overwrite)  # before any work
+    for dest, value in DEFAULTS.items():
+        if getattr(args, dest) is None:
+            setattr(args, dest, value)
+    steps = _steps(args, args.timestep_fs)
     molecule = str(args.molecule)
     prepared = prepare_system(molecule, charge_method=args.charges, solvent=args.solvent,
                               box_nm=args.box, ionic_strength_molar=args.ionic_strength,
@@ -96,11 +198,12 @@ def run(args: argparse.Namespace) -> int:
     options = MDOptions(
         steps=steps, timestep_fs=args.timestep_fs, temperature_k=args.temperature,
         friction_per_ps=args.friction, pressure_bar=args.pressure or None,
-        report_every=max(1, int(round(args.report_ps / dt_ps))),
+        report_every=_report_every(args.report_ps, args.timestep_fs),
         equilibration_steps=int(round(args.equilibration_ps / dt_ps)),
         minimize_iterations=args.minimize_iterations, seed=args.seed, platform=args.platform,
         threads=args.threads, disagreement_threshold_kcal=args.disagreement_threshold)
-    summary = run_md(prepared, args.output, options, progress=not args.no_progress)
+    summary = run_md(prepared, args.output, options, progress=not args.no_progress,
+                     overwrite=args.overwrite)
     prod = summary["production"]
     speed = f"{prod['ns_per_day']:.2f} ns/day" if prod["ns_per_day"] else "no production steps"
     print(f"done: {steps} steps ({steps * dt_ps / 1000:.4g} ns) on {summary['platform']}, {speed}; "

@@ -6,34 +6,51 @@ from __future__ import annotations
 
 import argparse
 
-from hybridff.cli import number_in
+from hybridff.cli.argtypes import int_list, non_negative, number_in, output_file, positive
 
 HELP = "train the ML correction on QM-minus-MM residuals"
+
+#: descriptor cutoffs (nm) that make sense for a local correction: a few bonds to a few
+#: solvation shells; values outside are refused (5, "Angstrom meant", is the usual slip)
+CUTOFF_RANGE_NM = (0.2, 1.2)
+
+
+def _cutoff_hint(value: float) -> str | None:
+    low, high = CUTOFF_RANGE_NM
+    if low <= value / 10 <= high:
+        return f"the cutoff is in nm: {value:g} Angstrom is --cutoff {value / 10:g}"
+    return "the cutoff is in nm (default 0.5)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("molecule", help="molecule file (SDF/mol2) or SMILES, atom order of DATA")
     parser.add_argument("data", help="labelled extxyz file (hybridff label)")
-    parser.add_argument("-o", "--output", required=True, help="model file to write (.pt)")
+    parser.add_argument("-o", "--output", type=output_file, required=True,
+                        help="model file to write (.pt)")
     parser.add_argument("--val-fraction", type=number_in(0.0, 0.9, "a validation fraction"),
                         default=0.1, help="share of the frames held out for early stopping")
-    parser.add_argument("--epochs", type=int, default=None,
+    parser.add_argument("--epochs", type=positive("an epoch count", integer=True), default=None,
                         help="training epochs per member (default: enough for --min-steps "
                         "optimizer steps, at least 200)")
-    parser.add_argument("--min-steps", type=int, default=6000,
+    parser.add_argument("--min-steps", type=positive("a step count", integer=True), default=6000,
                         help="optimizer steps per member when --epochs is not given")
-    parser.add_argument("--patience", type=int, default=None,
+    parser.add_argument("--patience", type=positive("a patience", integer=True), default=None,
                         help="early-stopping patience, epochs (default: a fifth of the epochs)")
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--lr", type=float, default=2e-3, help="learning rate")
+    parser.add_argument("--batch-size", type=positive("a batch size", integer=True), default=16)
+    parser.add_argument("--lr", type=number_in(0, 1, "a learning rate", low_open=True), default=2e-3,
+                        help="learning rate")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--ensemble", type=int, default=1, help="number of ensemble members K")
-    parser.add_argument("--cutoff", type=float, default=0.5, help="descriptor cutoff, nm")
-    parser.add_argument("--hidden", default="32,32", help="hidden layer widths, comma separated")
-    parser.add_argument("--energy-weight", type=float, default=0.03,
+    parser.add_argument("--ensemble", type=positive("an ensemble size", integer=True), default=1,
+                        help="number of ensemble members K")
+    parser.add_argument("--cutoff", type=number_in(*CUTOFF_RANGE_NM, "a descriptor cutoff", " nm",
+                                                   hint=_cutoff_hint),
+                        default=0.5, help="descriptor cutoff, nm (0.2 to 1.2; default 0.5)")
+    parser.add_argument("--hidden", type=int_list("hidden layer widths", "64,64"), default="32,32",
+                        help="hidden layer widths, comma separated")
+    parser.add_argument("--energy-weight", type=non_negative("a loss weight"), default=0.03,
                         help="weight of the energy term of the loss (each term is normalised by "
                         "the variance of its targets; forces weigh 1)")
-    parser.add_argument("--force-weight", type=float, default=1.0,
+    parser.add_argument("--force-weight", type=non_negative("a loss weight"), default=1.0,
                         help="weight of the force term of the loss")
     parser.add_argument("--charges", default=None,
                         help="MM charge method (default: the project default, ml)")
@@ -42,7 +59,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-refit", action="store_true",
                         help="train on QM - GAFF2 as shipped, without first refitting the "
                              "molecule's bonded terms (bespoke MM) to the training frames")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument("--threads", type=positive("a thread count", integer=True), default=1,
+                        help="torch threads")
     parser.add_argument("--no-progress", action="store_true")
     dipoles = parser.add_argument_group("geometry-dependent charges (dipole model)")
     dipoles.add_argument("--dipoles", action="store_true",
@@ -50,18 +68,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                               "them in the model file (hybridff evaluate, hybridff spectrum)")
     dipoles.add_argument("--dipoles-only", action="store_true",
                          help="train only the dipole model, written to OUTPUT on its own")
-    dipoles.add_argument("--dipole-charge-weight", type=float,
+    dipoles.add_argument("--dipole-charge-weight", type=non_negative("a loss weight"),
                          default=None, metavar="W",
                          help="weight of the pull toward the fixed MM charges (default 0.01)")
-    dipoles.add_argument("--dipole-steps", type=int,
+    dipoles.add_argument("--dipole-steps", type=positive("a step count", integer=True),
                          default=None, help="optimizer steps of the dipole model (default 3000)")
 
 
 def config_from_args(args: argparse.Namespace):  # -> TrainConfig (imported lazily: torch)
     """The trainer's options from parsed ``hybridff train`` arguments."""
+    from hybridff.exceptions import InvalidOptionError
     from hybridff.training.trainer import TrainConfig
 
-    hidden = tuple(int(h) for h in args.hidden.split(",") if h.strip())
+    hidden = tuple(args.hidden)
+    if args.energy_weight == 0 and args.force_weight == 0:
+        raise InvalidOptionError("--energy-weight and --force-weight are both 0: nothing to fit; "
+                                 "give at least one a positive weight")
     return TrainConfig(epochs=args.epochs, min_steps=args.min_steps,
                        batch_size=args.batch_size, learning_rate=args.lr,
                        val_fraction=args.val_fraction, patience=args.patience, seed=args.seed,

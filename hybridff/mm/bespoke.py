@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from rdkit import Chem
 
-from hybridff.exceptions import DataFormatError
+from hybridff.exceptions import DataFormatError, InvalidOptionError
 from hybridff.mm.graph import symmetry_classes
 from hybridff.mm.refit import RefitOptions, fit_bonded, periodic_torsion_energy_forces
 from hybridff.mm.signature import canonical_atom_order
@@ -101,7 +101,7 @@ def fit_bespoke(mm: Any, positions_nm: np.ndarray, energies: np.ndarray, forces:
     returns the refit record."""
     pm = mm.parameterized
     if pm.signature.refit is not None:
-        raise ValueError("refit the force field's own terms: give the GAFF2 MM, not a refit one")
+        raise InvalidOptionError("refit the force field's own terms: give the GAFF2 MM, not a refit one")
     terms = pm.canonical_terms()
     e_kept, f_kept = kept_terms_energy_forces(mm, positions_nm, terms)
     result = fit_bonded(pm.mol, terms, symmetry_classes(pm.mol), positions_nm,

@@ -59,6 +59,8 @@ from rdkit import Chem
 from scipy.optimize import least_squares
 from threadpoolctl import threadpool_limits
 
+from hybridff.exceptions import DataFormatError
+
 #: characteristic displacement of the bounded parametrization (bonds nm, angles rad)
 _LENGTH = {"bond": 0.01, "angle": 0.1}
 _PHASE_TOL = 1e-6
@@ -244,7 +246,8 @@ def _groups(terms: dict, classes: list[int], options: RefitOptions) -> tuple[lis
         for members in by_key.values():
             q0, k0 = (float(v) for v in np.mean([table[m][:2] for m in members], axis=0))
             if k0 <= 0:
-                raise ValueError(f"{kind} {members[0]}: GAFF2 force constant {k0} is not positive")
+                raise DataFormatError(f"{kind} {members[0]}: GAFF2 force constant {k0} is not positive; "
+                                      "the force-field file is damaged: reinstall hybridff")
             orders = (2,) if kind == "angle" and q0 > math.pi - options.linear_angle else powers
             prior = np.array([k0 / 2 if m == 2 else 0.0 for m in orders])
             groups.append(_Group(kind, members, np.arange(ncol, ncol + len(orders)), prior,
@@ -501,9 +504,11 @@ def fit_bonded(mol: Chem.Mol, terms: dict, classes: list[int], positions_nm: np.
     f_t = np.asarray(target_forces, dtype=np.float64).reshape(x.shape)
     nf, na = x.shape[:2]
     if mol is not None and mol.GetNumAtoms() != na:
-        raise ValueError(f"frames have {na} atoms, the molecule {mol.GetNumAtoms()}")
+        raise DataFormatError(f"frames have {na} atoms, the molecule {mol.GetNumAtoms()}: give "
+                              "the frames of this molecule")
     if len(e_t) != nf or len(classes) != na:
-        raise ValueError("frames, energies, forces and classes disagree in size")
+        raise DataFormatError(f"{nf} frames but {len(e_t)} energies, or {na} atoms but "
+                              f"{len(classes)} symmetry classes: give one of each per frame/atom")
     groups, ncol = _groups(terms, classes, options)
     offset_col = ncol
     ncol += 1

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from rdkit import Chem
 
-from hybridff.exceptions import DataFormatError, ModelCompatibilityError
+from hybridff.exceptions import DataFormatError, InvalidOptionError, ModelCompatibilityError
 
 logger = logging.getLogger(__name__)
 
@@ -173,7 +173,7 @@ def make_signature(
     the charges the ``file`` method assigned (needed for that method only).
     """
     if pair_order not in PAIR_ORDERS:
-        raise ValueError(f"pair_order must be one of {PAIR_ORDERS}, not {pair_order!r}")
+        raise InvalidOptionError(f"pair_order must be one of {PAIR_ORDERS}, not {pair_order!r}")
     model_sha = None
     if charge_method == "ml":
         from hybridff.charges.ml import charge_model_sha256
@@ -182,7 +182,7 @@ def make_signature(
     charges_sha = None
     if charge_method == "file":
         if charges is None:
-            raise ValueError("the MM signature of user-given charges needs the charges")
+            raise InvalidOptionError("the MM signature of user-given charges needs the charges")
         charges_sha = values_sha256(mol, np.asarray(charges, dtype=float), decimals=6)
     types = "rules" if atom_types is None else f"given:{values_sha256(mol, list(atom_types))}"
     return MMSignature(

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from hybridff import units
+from hybridff.exceptions import InvalidOptionError
 from hybridff.ml.descriptors import DescriptorSpec
 from hybridff.ml.model import EnsembleModel, energies_and_forces
 
@@ -59,11 +60,12 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.val_fraction < 1.0:
-            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+            raise InvalidOptionError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if self.ensemble < 1 or self.batch_size < 1 or (self.epochs is not None and self.epochs < 1):
-            raise ValueError("ensemble, epochs and batch_size must be >= 1")
+            raise InvalidOptionError(f"ensemble, epochs and batch_size must be >= 1 (got "
+                                     f"{self.ensemble}, {self.epochs}, {self.batch_size})")
         if self.patience is not None and self.patience < 1:
-            raise ValueError(f"patience must be >= 1, got {self.patience}")
+            raise InvalidOptionError(f"patience must be >= 1, got {self.patience}")
 
     def schedule(self, n_train: int) -> tuple[int, int]:
         """(epochs, early-stopping patience) for ``n_train`` training frames.
@@ -99,7 +101,8 @@ def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, n
     if val_fraction > 0 and n >= 2:
         n_val = max(1, n_val)
     if n - n_val < 1:
-        raise ValueError(f"{n} frames are too few for a validation fraction of {val_fraction}")
+        raise InvalidOptionError(f"{n} frames are too few for a validation fraction of "
+                                 f"{val_fraction}: label more frames or lower --val-fraction")
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
