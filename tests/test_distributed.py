@@ -244,7 +244,7 @@ def test_label_cli_on_a_cluster(cluster, serial, tmp_path, capsys) -> None:
     assert main([*args, "--scheduler", cluster.scheduler_address]) == 0
     assert f"added {N} frames" in capsys.readouterr().out
     assert_same_frames(out, serial)
-    for bad, message in ((["--workers", "0"], "--workers: at least 1 is needed, got 0"),
+    for bad, message in ((["--workers", "0"], "--workers: a worker count must be 1 or more, got 0"),
                          (["--workers", "2", "--scheduler", "tcp://x:1"],
                           "argument --scheduler: not allowed with argument --workers")):
         with pytest.raises(SystemExit):

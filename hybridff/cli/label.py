@@ -48,7 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "OPENBLAS_NUM_THREADS, MKL_NUM_THREADS unless already set)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     where = parser.add_mutually_exclusive_group()
-    where.add_argument("--workers", type=_positive_int, default=None, metavar="N",
+    where.add_argument("--workers", type=positive("a worker count", integer=True), default=None,
+                       metavar="N",
                        help="compute the QM frames on a local Dask cluster of N worker "
                        "processes (one task per frame, --threads threads each)")
     where.add_argument("--scheduler", default=None, metavar="ADDRESS",
@@ -57,16 +58,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--retry-failed", action="store_true",
                         help="compute again the frames whose QM failed before (recorded in "
                         "OUTPUT.failed.jsonl); by default they are skipped")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"a whole number is needed, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"at least 1 is needed, got {value}")
-    return value
 
 
 def run(args: argparse.Namespace) -> int:
