@@ -37,10 +37,10 @@ from train_charge_model import (  # noqa: E402
     rmse,
     scaffold_of,
     split_with_extras,
+    write_model_file,
 )
 
 from hybridff.charges.labels import label_problem, mol_from_label_smiles  # noqa: E402
-from hybridff.charges.ml import MODEL_FORMAT  # noqa: E402
 from hybridff.charges.ml_model import (  # noqa: E402
     BOND_FEATURES,
     ChargeEquilibrationNet,
@@ -182,12 +182,7 @@ def main(argv: list[str] | None = None) -> int:
                       "best_epoch": best[1], "n_tune": len(tune), "n_epoch_choice": len(pick)},
         "metrics_standard_held_out": {"base": before, "fine_tuned": after},
     })
-    state = {k: v.to(torch.float32).clone() for k, v in net.state_dict().items()}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
-    torch.save({"format": MODEL_FORMAT, "state_dict": state, "metadata": metadata}, tmp)
-    tmp.replace(args.out)
-    print(f"wrote {args.out}")
+    write_model_file(args.out, net, metadata)
     return 0
 
 

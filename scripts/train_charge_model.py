@@ -335,6 +335,16 @@ def evaluate(mols, refs, preds, with_dipoles: bool, keys: list[str] | None = Non
     return metrics
 
 
+def write_model_file(path: Path, net: ChargeEquilibrationNet, metadata: dict) -> None:
+    """The charge-model file (float32 weights and metadata), written atomically."""
+    state = {k: v.to(torch.float32).clone() for k, v in net.state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save({"format": MODEL_FORMAT, "state_dict": state, "metadata": metadata}, tmp)
+    tmp.replace(path)
+    print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB)")
+
+
 def train(args: argparse.Namespace) -> None:
     """The whole training run."""
     RDLogger.DisableLog("rdApp.*")
@@ -467,12 +477,7 @@ def train(args: argparse.Namespace) -> None:
         "threads": args.threads,
         "train_loop_seconds": round(train_seconds, 1),
     }
-    state = {k: v.to(torch.float32).clone() for k, v in net.state_dict().items()}
-    args.model.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.model.with_suffix(".tmp")
-    torch.save({"format": MODEL_FORMAT, "state_dict": state, "metadata": metadata}, tmp)
-    tmp.replace(args.model)
-    print(f"wrote {args.model} ({args.model.stat().st_size / 1024:.0f} KiB)")
+    write_model_file(args.model, net, metadata)
     if args.docs:
         write_docs(args, metadata)
         print(f"wrote {args.docs}")
