@@ -84,3 +84,53 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     with atomic_open(path, "w") as handle:
         handle.write(text)
+
+
+def append_jsonl(path: str | os.PathLike, record: dict[str, Any]) -> None:
+    """Append ``record`` to the JSON-lines file ``path`` in one flushed, fsync'ed write (a
+    record cut short by an interrupted earlier write is ended first, so it stays on its own
+    line)."""
+    import json
+
+    path = Path(path)
+    cut = path.exists() and path.stat().st_size > 0 and not path.read_bytes().endswith(b"\n")
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(("\n" if cut else "") + json.dumps(record) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def read_jsonl(path: str | os.PathLike, what: str = "record") -> list[dict[str, Any]]:
+    """The JSON objects of a JSON-lines file, one a line (empty when it does not exist).
+
+    An incomplete last line (an interrupted write) is skipped with a warning; any other line
+    that is not a JSON object is a :class:`~hybridff.exceptions.DataFormatError` naming the
+    line (``what`` names a record in the message)."""
+    import json
+    import logging
+
+    from hybridff.exceptions import DataFormatError
+
+    path = Path(path)
+    if not path.exists():
+        return []
+    text = path.read_text(encoding="utf-8")
+    lines = text.splitlines()
+    records = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as exc:
+            if number == len(lines) and not text.endswith("\n"):
+                logging.getLogger(__name__).warning(
+                    "%s:%d: an incomplete record (an interrupted write); ignoring it", path,
+                    number)
+                continue
+            raise DataFormatError(f"{path}:{number}: not a {what} ({exc}); repair or delete "
+                                  "this line") from exc
+        records.append(record)
+    return records

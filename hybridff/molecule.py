@@ -664,16 +664,53 @@ def load_molecules(source: Any, conformer: bool = True) -> list[Chem.Mol]:
         for item in source:
             out.extend(load_molecules(item, conformer=conformer))
         return out
-    out = []
-    for mol, where in _from_object(source):
-        try:
-            mol = keep_largest_fragment(mol, where)
-            out.append(prepare(mol, conformer=conformer, where=where))
-        except MoleculeInputError as exc:
-            if where is None:
-                raise
-            raise type(exc)(f"{where}: {exc}") from exc  # say which file and record
-    return out
+    return [_prepared(mol, where, conformer) for mol, where in _from_object(source)]
+
+
+def _prepared(mol: Chem.Mol, where: str | None, conformer: bool = True) -> Chem.Mol:
+    """The largest fragment of ``mol``, prepared; errors name ``where`` (file and record)."""
+    try:
+        mol = keep_largest_fragment(mol, where)
+        return prepare(mol, conformer=conformer, where=where)
+    except MoleculeInputError as exc:
+        if where is None:
+            raise
+        raise type(exc)(f"{where}: {exc}") from exc  # say which file and record
+
+
+def load_record(text: str, kind: str, where: str, conformer: bool = True) -> Chem.Mol:
+    """One record of a molecule file, read and prepared as :func:`load_molecules` would:
+    ``kind`` ``"sdf"`` (the record's text, its data items kept as properties) or ``"smi"``
+    (a SMILES, optionally followed by a name). ``where`` ('file, record k (line n)') starts
+    every error message. Lets many-molecule work read each record on its own, so that one
+    bad record fails alone."""
+    from rdkit import rdBase
+
+    with rdBase.CaptureErrorLog() as capture:
+        if kind == "sdf":
+            supplier = Chem.SDMolSupplier()
+            supplier.SetData(text, sanitize=True, removeHs=False)
+            mol = next(iter(supplier), None)
+        elif kind == "smi":
+            fields = text.split()
+            mol = Chem.MolFromSmiles(fields[0]) if fields else None
+            if mol is not None and len(fields) > 1:
+                mol.SetProp("_Name", fields[1])
+        else:
+            raise ValueError(f"unknown record kind {kind!r}; expected 'sdf' or 'smi'")
+    if mol is None:
+        if kind == "smi":
+            said = _smiles_errors(capture)
+            raise MoleculeInputError(
+                f"{where}: unparseable SMILES {text.split()[0] if text.split() else ''!r}"
+                + (f" (RDKit: {said})" if said else "")
+                + "; check the brackets, ring closures and charges")
+        said = _rdkit_errors(capture)
+        raise MoleculeInputError(
+            f"{where}: the record could not be parsed" + (f" (RDKit: {said})" if said else "")
+            + "; a broken or truncated SDF record, or a valence RDKit rejects (RDKit counts "
+            f"atoms from 0){_valence_advice(said)}; fix or re-export it")
+    return _prepared(mol, where, conformer)
 
 
 def load_molecule(source: Any, conformer: bool = True) -> Chem.Mol:

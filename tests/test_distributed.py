@@ -222,7 +222,7 @@ def test_no_workers_left_stops_with_a_clear_message(serial, tmp_path) -> None:
 def test_unreachable_scheduler_and_busy_output(tmp_path, monkeypatch) -> None:
     from filelock import FileLock
 
-    import hybridff.labels.distributed as dist
+    import hybridff.cluster as dist
 
     monkeypatch.setattr(dist, "CONNECT_TIMEOUT_S", 1.0)
     with pytest.raises(ClusterError, match=r"cannot reach the Dask scheduler at "

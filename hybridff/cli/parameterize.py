@@ -1,6 +1,10 @@
 """Write an OpenMM ForceField XML (residue templates + any terms filled by analogy) for the
 molecules in a file, loadable with ``openmm.app.ForceField("hybridff-gaff2.xml", OUT.xml)``.
-A JSON report lists atom types, charges and every parameter filled by analogy."""
+A JSON report lists atom types, charges and every parameter filled by analogy. With -o FOLDER/
+each molecule of an SDF or SMI file gets its own FOLDER/NAME.xml (template NAME), written as
+it completes; failed molecules are listed in FOLDER/failures.jsonl and the run goes on; a
+re-run skips the files already there; --workers N / --scheduler ADDRESS run one task per
+molecule on Dask (docs/scale-out.md)."""
 
 from __future__ import annotations
 
@@ -14,6 +18,14 @@ from tqdm import tqdm
 
 from hybridff.charges import available_charge_methods
 from hybridff.cli.argtypes import output_file
+from hybridff.cli.batch import (
+    add_batch_arguments,
+    is_batch,
+    output_target,
+    resolved,
+    run_batch_command,
+)
+from hybridff.exceptions import InvalidOptionError
 from hybridff.fileio import atomic_write_text
 from hybridff.molecule import load_molecules
 from hybridff.parameters import DEFAULT_CHARGE_METHOD, parameterize
@@ -28,7 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "molecules) or a SMILES string")
     parser.add_argument("--charges", default=DEFAULT_CHARGE_METHOD, choices=available_charge_methods(),
                         help=f"charge method (default: {DEFAULT_CHARGE_METHOD})")
-    parser.add_argument("-o", "--output", type=output_file, required=True, help="output ForceField XML")
+    parser.add_argument("-o", "--output", type=output_target, required=True,
+                        help="output ForceField XML, or a folder (ending in /) for one "
+                        "NAME.xml per molecule")
     parser.add_argument("--report", type=output_file,
                         help="write a JSON report (types, charges, filled terms)")
     parser.add_argument("--forcefield", default="hybridff-gaff2.xml", help="hybridff force-field file")
@@ -38,7 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "command and the template generator), 'index' as antechamber "
                              "does for this input order (recorded in the MM signature)")
     parser.add_argument("--residue-name", default=None,
-                        help="residue name of the template(s) (default: MOL, MOL2, ...)")
+                        help="residue name of the template(s) (default: MOL, MOL2, ...; "
+                        "with -o FOLDER/ the output's NAME)")
+    add_batch_arguments(parser)
 
 
 def merge_ffxml(documents: list[str]) -> str:
@@ -60,10 +76,19 @@ def merge_ffxml(documents: list[str]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    if is_batch(args):
+        if args.report:
+            raise InvalidOptionError("--report writes one file; with -o FOLDER/ each molecule "
+                                     "has its own NAME.xml: leave --report out")
+        from hybridff.batch import ParameterizeJob
+
+        return run_batch_command(args, args.molecules, ParameterizeJob(
+            args.charges, resolved(args.forcefield), args.pair_order, args.residue_name))
     start = time.perf_counter()
     mols = load_molecules(args.molecules)
     docs, reports = [], []
-    for k, mol in enumerate(tqdm(mols, desc="parameterizing", unit="mol", disable=len(mols) < 2)):
+    for k, mol in enumerate(tqdm(mols, desc="parameterizing", unit="mol",
+                                 disable=len(mols) < 2 or args.no_progress)):
         resname = args.residue_name or ("MOL" if len(mols) == 1 else f"M{k + 1:02d}")
         pm = parameterize(mol, args.charges, args.forcefield, residue_name=resname,
                           pair_order=args.pair_order)

@@ -27,7 +27,7 @@ import numpy as np
 
 from hybridff.data import LabelledFrames, read_extxyz, reorder_frames, write_extxyz
 from hybridff.exceptions import DataFormatError, OutputBusyError
-from hybridff.fileio import atomic_write_text
+from hybridff.fileio import append_jsonl, atomic_write_text, read_jsonl
 from hybridff.labels.tasks import FrameOutcome
 
 logger = logging.getLogger(__name__)
@@ -47,25 +47,13 @@ def lock_file(output: str | os.PathLike) -> Path:
 
 def read_failures(path: str | os.PathLike) -> dict[int, dict[str, Any]]:
     """sample index -> record of a failed-frames file (empty when it does not exist)."""
-    path = Path(path)
-    if not path.exists():
-        return {}
-    text = path.read_text(encoding="utf-8")
-    lines = text.splitlines()
     failures: dict[int, dict[str, Any]] = {}
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
+    for record in read_jsonl(path, "failed-frame record"):
         try:
-            record = json.loads(line)
             failures[int(record["frame"])] = record
-        except (ValueError, KeyError, TypeError) as exc:
-            if number == len(lines) and not text.endswith("\n"):
-                logger.warning("%s:%d: an incomplete record (an interrupted write); ignoring it",
-                               path, number)
-                continue
-            raise DataFormatError(f"{path}:{number}: not a failed-frame record ({exc}); repair "
-                                  "or delete this line") from exc
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataFormatError(f"{path}: a record without its frame number ({exc}): "
+                                  f"{json.dumps(record)[:80]}; repair or delete it") from exc
     return failures
 
 
@@ -152,12 +140,7 @@ class LabelStore:
             return False
         if not outcome.ok:
             record = {"frame": k, "reason": outcome.error, "worker": outcome.worker}
-            cut = self.failed_path.exists() and not self.failed_path.read_bytes().endswith(
-                b"\n") and self.failed_path.stat().st_size > 0  # an interrupted record
-            with open(self.failed_path, "a", encoding="utf-8") as handle:
-                handle.write(("\n" if cut else "") + json.dumps(record) + "\n")
-                handle.flush()
-                os.fsync(handle.fileno())
+            append_jsonl(self.failed_path, record)
             self.failures[k] = record
             return True
         extra = {} if outcome.dipole is None else {"dipoles_e_nm": outcome.dipole[None]}

@@ -11,20 +11,15 @@ reused (pyscf's warm start then carries from frame to frame within a worker).
 
 from __future__ import annotations
 
-import contextlib
-import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from hybridff.cluster import IN_PROCESS, thread_limits, worker_name
 from hybridff.exceptions import HybridFFError
 from hybridff.qm import QMEngine, get_engine
-
-#: the worker name of frames computed in the calling process
-IN_PROCESS = "in-process"
 
 
 @dataclass(frozen=True)
@@ -77,39 +72,6 @@ def engine_for(task: FrameTask) -> QMEngine:
     if key not in _ENGINES:
         _ENGINES[key] = get_engine(task.engine, **task.options)
     return _ENGINES[key]
-
-
-@contextlib.contextmanager
-def thread_limits(threads: int | None) -> Iterator[None]:
-    """Limit the OpenMP and BLAS thread pools loaded in this process (tblite, pyscf, numpy) to
-    ``threads`` inside the block, in the calling thread (a Dask worker's task thread)."""
-    if not threads:
-        yield
-        return
-    from threadpoolctl import threadpool_limits
-
-    pyscf_lib = sys.modules.get("pyscf.lib")
-    before = pyscf_lib.num_threads() if pyscf_lib is not None else None
-    with threadpool_limits(limits=int(threads)):
-        if pyscf_lib is not None:
-            pyscf_lib.num_threads(int(threads))
-        try:
-            yield
-        finally:
-            if pyscf_lib is not None and before is not None:
-                pyscf_lib.num_threads(before)
-
-
-def worker_name() -> str:
-    """The address of the Dask worker running this code, else :data:`IN_PROCESS` (never
-    imports Dask: only a process that already runs it can be a worker)."""
-    distributed = sys.modules.get("distributed")
-    if distributed is None:
-        return IN_PROCESS
-    try:
-        return str(distributed.get_worker().address)
-    except ValueError:  # Dask loaded, but this is not a worker
-        return IN_PROCESS
 
 
 #: what a QM calculation raises for a frame it cannot do (recorded, the run goes on); any

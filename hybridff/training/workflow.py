@@ -31,13 +31,9 @@ from hybridff.training.residuals import MMSetup, build_mm, mm_energies_forces
 logger = logging.getLogger(__name__)
 
 def _progress(total: int, initial: int, desc: str, enabled: bool) -> Any:
-    if not enabled:
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, initial=initial, desc=desc, unit="frame")
+    from hybridff.cluster import progress_bar
+
+    return progress_bar(total, initial, desc, "frame", enabled)
 
 
 def label(
