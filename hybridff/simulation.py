@@ -256,6 +256,7 @@ def prepare_system(
     system = build_system(ff, topology, method, constraints=constraint_map[constraints],
                           remove_cmmotion=remove_cmmotion, hydrogen_mass=hmass)
     info["net_charge"] = round(net_charge(system), 6)
+    info["constraints"] = "none" if constraint_map[constraints] is None else str(constraints)
     if spec is not None and abs(info["net_charge"]) > 1e-3:
         raise SimulationError(f"the solvated system carries {info['net_charge']:+.4f} e after "
                               "adding ions; this should not happen: report it with the input")

@@ -44,6 +44,11 @@ SPEED_OF_LIGHT_CM_PER_PS = _c.speed_of_light * 100.0 * 1e-12
 RAD_PER_PS_TO_WAVENUMBER = 1.0 / (2.0 * np.pi * SPEED_OF_LIGHT_CM_PER_PS)
 #: h c / k_B in cm*K: hbar omega / (k_B T) = WAVENUMBER_TO_KELVIN * nu~ / T
 WAVENUMBER_TO_KELVIN = _c.h * _c.speed_of_light * 100.0 / _c.k
+#: IR intensity A = N_A pi / (3 c^2) |d mu / d Q|^2 / (4 pi eps0): a dipole derivative along
+#: a mass-weighted normal coordinate in e/sqrt(Da) (e*nm per nm*sqrt(Da)) to km/mol
+IR_INTENSITY_E2_PER_DA_TO_KM_PER_MOL = (
+    AVOGADRO * np.pi / (3.0 * _c.speed_of_light**2) * _c.elementary_charge**2
+    / (4.0 * np.pi * _c.epsilon_0) / _c.atomic_mass / 1000.0)
 
 #: 2**(1/6): Amber's R*(=rmin/2) to sigma is sigma = 2 R* / 2**(1/6)
 _TWO_SIXTH = 2.0 ** (1.0 / 6.0)

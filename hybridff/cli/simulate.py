@@ -27,8 +27,11 @@ DEFAULTS: dict[str, Any] = {
     "ml_backend": "torch", "solvent": "tip3p", "box": 3.0, "ionic_strength": 0.15,
     "platform": "CPU", "timestep_fs": 2.0, "temperature": 300.0, "pressure": 1.0,
     "friction": 1.0, "equilibration_ps": 10.0, "minimize_iterations": 1000, "report_ps": 10.0,
-    "seed": 2026,
+    "seed": 2026, "constraints": "hbonds",
 }
+
+#: --constraints names to prepare_system's
+CONSTRAINTS = {"hbonds": "HBonds", "none": None}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -61,7 +64,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     length.add_argument("--steps", type=non_negative("a step count", integer=True),
                         help="production length in steps")
     parser.add_argument("--timestep-fs", type=number_in(0, 5, "a time step", " fs", low_open=True),
-                        help="time step, fs (default 2; H bonds constrained)")
+                        help="time step, fs (default 2, with H bonds constrained; 1 or less "
+                             "with --constraints none)")
+    parser.add_argument("--constraints", choices=list(CONSTRAINTS),
+                        help="hbonds: bonds to hydrogen rigid (default); none: every bond "
+                             "free, e.g. for IR spectra (hybridff spectrum), with a time step "
+                             "of 1 fs or less")
     parser.add_argument("--temperature", type=positive("a temperature", " K"), help="K (default 300)")
     parser.add_argument("--pressure", type=non_negative("a pressure", " bar"),
                         help="bar, Monte Carlo barostat in solvent; 0 for constant volume (default 1)")
@@ -119,6 +127,9 @@ def _resume_conflicts(args: argparse.Namespace, summary: dict[str, Any]) -> list
         "friction": opts.get("friction_per_ps"),
         "minimize_iterations": opts.get("minimize_iterations"),
         "seed": opts.get("seed"),
+        # runs made before the option was recorded were all made with H bonds rigid
+        "constraints": {"HBonds": "hbonds", "none": "none"}.get(
+            system.get("constraints", "HBonds"), system.get("constraints")),
     }
     conflicts = []
     for dest, have in ran.items():
@@ -183,10 +194,15 @@ def run(args: argparse.Namespace) -> int:
         if getattr(args, dest) is None:
             setattr(args, dest, value)
     steps = _steps(args, args.timestep_fs)
+    if args.constraints == "none" and args.timestep_fs > 1.0:
+        logger.warning("--constraints none with a %g fs time step: bonds to hydrogen vibrate "
+                       "with a period of about 9 fs and need a step of 1 fs or less "
+                       "(--timestep-fs 0.5 for IR spectra)", args.timestep_fs)
     molecule = str(args.molecule)
     prepared = prepare_system(molecule, charge_method=args.charges, solvent=args.solvent,
                               box_nm=args.box, ionic_strength_molar=args.ionic_strength,
-                              model=args.model, ml_backend=args.ml_backend)
+                              model=args.model, ml_backend=args.ml_backend,
+                              constraints=CONSTRAINTS[args.constraints])
     info = prepared.info
     where = ("vacuum (NoCutoff)" if args.solvent == "none" else
              f"{args.box} nm TIP3P box, PME: {info['waters']} waters, {info['na']} Na+, "

@@ -80,18 +80,17 @@ def quantum_correction(wavenumber: np.ndarray, temperature_k: float) -> np.ndarr
     return out
 
 
-def ir_spectrum(dipoles: np.ndarray, dt_fs: float, temperature_k: float,
-                max_lag_ps: float | None = None, quantum: bool = True) -> Spectrum:
-    """The IR spectrum of a dipole time series (T, 3) in e*nm sampled every ``dt_fs``.
+def correlation_spectrum(series: np.ndarray, dt_fs: float, max_lag_ps: float | None = None
+                         ) -> tuple[np.ndarray, np.ndarray, int]:
+    """Wavenumbers (cm^-1), the Fourier transform of the time-origin-averaged
+    autocorrelation of the series' time derivative (summed over its K columns; (T, K) values
+    sampled every ``dt_fs``), and the correlation length in frames.
 
-    ``max_lag_ps``: correlation length (default :data:`DEFAULT_MAX_LAG_PS`, or half the
-    series if shorter); ``quantum``: apply the harmonic quantum correction factor.
-    """
-    m = np.asarray(dipoles, dtype=np.float64)
-    if m.ndim != 2 or m.shape[1] != 3 or len(m) < 8:
-        raise DataFormatError(f"a dipole series needs (T >= 8, 3) values, got {m.shape}")
+    Forward differences, their ``sinc^2`` transfer function divided out; Hann half-window over
+    ``max_lag_ps`` (default :data:`DEFAULT_MAX_LAG_PS`, or half the series if shorter)."""
+    m = np.asarray(series, dtype=np.float64)
     dt_ps = dt_fs * 1e-3
-    velocity = np.diff(m, axis=0) / dt_ps  # e*nm/ps
+    velocity = np.diff(m, axis=0) / dt_ps
     n = len(velocity)
     default_lag = min(DEFAULT_MAX_LAG_PS, 0.5 * n * dt_ps)
     lag = default_lag if max_lag_ps is None else min(max_lag_ps, (n - 1) * dt_ps)
@@ -110,6 +109,21 @@ def ir_spectrum(dipoles: np.ndarray, dt_fs: float, temperature_k: float,
     # the forward difference multiplies amplitudes by sinc(pi f dt): undo its square
     transfer = np.sinc(frequency * dt_ps) ** 2
     transform = transform / np.where(transfer > 1e-3, transfer, np.inf)
+    return wavenumber, transform, n_lag
+
+
+def ir_spectrum(dipoles: np.ndarray, dt_fs: float, temperature_k: float,
+                max_lag_ps: float | None = None, quantum: bool = True) -> Spectrum:
+    """The IR spectrum of a dipole time series (T, 3) in e*nm sampled every ``dt_fs``.
+
+    ``max_lag_ps``: correlation length (default :data:`DEFAULT_MAX_LAG_PS`, or half the
+    series if shorter); ``quantum``: apply the harmonic quantum correction factor.
+    """
+    m = np.asarray(dipoles, dtype=np.float64)
+    if m.ndim != 2 or m.shape[1] != 3 or len(m) < 8:
+        raise DataFormatError(f"a dipole series needs (T >= 8, 3) values, got {m.shape}")
+    dt_ps = dt_fs * 1e-3
+    wavenumber, transform, n_lag = correlation_spectrum(m, dt_fs, max_lag_ps)
     if quantum:
         transform = transform * quantum_correction(wavenumber, temperature_k)
     inside = (wavenumber >= BAND_RANGE[0]) & (wavenumber <= BAND_RANGE[1])
@@ -250,7 +264,8 @@ def check_sampling(series: DipoleSeries, where: str) -> None:
     if series.constraints:
         logger.warning("%s: the run constrains %d bonds (hybridff simulate's default, H bonds "
                        "rigid): their stretches (C-H, N-H, O-H near 3000-3600 cm^-1) are "
-                       "missing from the spectrum", where, series.constraints)
+                       "missing from the spectrum; run hybridff simulate with --constraints "
+                       "none --timestep-fs 0.5", where, series.constraints)
 
 
 def write_spectrum(spectra: dict[str, Spectrum], out_dir: str | os.PathLike,
