@@ -144,6 +144,10 @@ class ParameterizedMolecule:
         self-contained and gives the same System for any input order.
         The antechamber-compatible ``"index"`` labelling writes GAFF2 types (plus the terms
         filled by analogy) and leaves the order to OpenMM, as tleap does.
+
+        With a bespoke refit the file also holds its cubic and quartic terms (``CustomBondForce``,
+        ``CustomAngleForce``) and, as a ``<Script>`` (the ForceField XML has no tag for it), a
+        ``CustomCompoundBondForce`` of its stretch-bend and bond-bond terms.
         """
         names = list(names) if names is not None else self.names
         resname = residue_name or self.residue_name
@@ -190,6 +194,10 @@ class ParameterizedMolecule:
             for atoms, (x0, _, c3, c4) in anharmonic.items():
                 ET.SubElement(element, term, {**typed(atoms), "x0": repr(x0), "c3": repr(c3),
                                               "c4": repr(c4)})
+        if terms.get("cross"):
+            ET.SubElement(root, "Script").text = _cross_terms_script(
+                {tuple(own_type[a] for a in atoms): values
+                 for atoms, values in terms["cross"].items()}, f"hybridff cross terms {prefix.rstrip('-')}")
         torsions = ET.SubElement(root, "PeriodicTorsionForce", {"ordering": "amber"})
         for kind in ("Proper", "Improper"):
             for atoms, parts in terms[kind].items():
@@ -358,6 +366,45 @@ def _filled_terms_xml(root: ET.Element, terms: list[FilledTerm]) -> None:
                 "class1": c, "class2": a, "class3": b, "class4": d,
                 "periodicity1": str(abs(int(round(pn)))), "phase1": repr(math.radians(phase)),
                 "k1": repr(pk * units.KCAL_TO_KJ)})
+
+
+#: energy of the stretch-bend and bond-bond terms of a bespoke refit (p2 the angle's vertex;
+#: :func:`hybridff.mm.refit.cross_energy_forces` computes the same)
+CROSS_TERM_ENERGY = ("(angle(p1,p2,p3)-theta0)*(ksb1*(distance(p1,p2)-r10)"
+                     "+ksb2*(distance(p2,p3)-r20))+kbb*(distance(p1,p2)-r10)*(distance(p2,p3)-r20)")
+
+
+def _cross_terms_script(table: dict[tuple[str, str, str], tuple[float, ...]], name: str) -> str:
+    """A ForceField ``<Script>`` that adds the cross terms ``table`` ((type of a, j, b) ->
+    (θ0, r10, r20, k_sb1, k_sb2, k_bb)) as a CustomCompoundBondForce over the System's angles.
+
+    OpenMM's ForceField XML has no tag for CustomCompoundBondForce (which atoms a compound
+    bond spans cannot be told from a Topology in general); a ``<Script>`` is its way to add
+    such a Force: ``createSystem`` runs it at the end with ``sys`` and ``data`` (the atom types
+    and angles it found). Here each angle whose atom types are a key (either direction) gets
+    the term; the types are this molecule's own, so no other molecule's angle matches.
+    """
+    rows = ",\n".join(f"    {key!r}: {tuple(float(v) for v in values)!r}"
+                      for key, values in sorted(table.items()))
+    return f"""
+# hybridff: stretch-bend and bond-bond terms of a bespoke refit (CustomCompoundBondForce)
+import openmm as _openmm
+_cross_table = {{
+{rows},
+}}
+_cross_force = _openmm.CustomCompoundBondForce(3, {CROSS_TERM_ENERGY!r})
+_cross_force.setName({name!r})
+for _name in ("theta0", "r10", "r20", "ksb1", "ksb2", "kbb"):
+    _cross_force.addPerBondParameter(_name)
+for _angle in data.angles:
+    _types = tuple(data.atomType[data.atoms[_i]] for _i in _angle)
+    if _types in _cross_table:
+        _cross_force.addBond(list(_angle), _cross_table[_types])
+    elif _types[::-1] in _cross_table:
+        _cross_force.addBond(list(_angle[::-1]), _cross_table[_types[::-1]])
+if _cross_force.getNumBonds() > 0:
+    sys.addForce(_cross_force)
+"""
 
 
 def _oriented(atoms: tuple[int, ...], types: list[str], mol: Chem.Mol, classes: list[int],

@@ -43,6 +43,7 @@ FORCE_GROUPS: dict[str, int] = {
     "MonteCarloBarostat": 6,
     "CustomBondForce": 8,  # anharmonic bond terms of a bespoke refit
     "CustomAngleForce": 9,  # anharmonic angle terms of a bespoke refit
+    "CustomCompoundBondForce": 10,  # stretch-bend and bond-bond terms of a bespoke refit
 }
 #: Group of the ML correction (used by hybridff.ml.backend).
 ML_FORCE_GROUP = 4

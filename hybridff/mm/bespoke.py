@@ -6,7 +6,12 @@ energies and forces. The result travels as a *refit record*: JSON, keyed by cano
 positions so that it applies to the molecule in any atom order, hashed into the MM signature
 (``refit``), written into every model trained on top of it and turned into a drop-in
 ForceField XML by :meth:`hybridff.parameters.ParameterizedMolecule.to_ffxml` (harmonic terms
-at the fitted minimum plus ``CustomBondForce`` / ``CustomAngleForce`` cubic and quartic terms).
+at the fitted minimum plus ``CustomBondForce`` / ``CustomAngleForce`` cubic and quartic terms
+and a ``CustomCompoundBondForce`` of stretch-bend and bond-bond terms).
+
+Record versions: 2 adds ``cross`` (stretch-bend / bond-bond terms, ``[[a, j, b], [θ0, r10, r20,
+k_sb1, k_sb2, k_bb]]``, the atom order of each angle kept: r1 is the a-j bond); version-1
+records (no cross terms) still read, and hash as they always did.
 """
 
 from __future__ import annotations
@@ -23,13 +28,17 @@ from hybridff.mm.graph import symmetry_classes
 from hybridff.mm.refit import RefitOptions, fit_bonded, periodic_torsion_energy_forces
 from hybridff.mm.signature import canonical_atom_order
 
-#: layout version of a refit record
-RECORD_VERSION = 1
+#: layout version of a refit record (written); every version in READ_VERSIONS is read
+RECORD_VERSION = 2
+READ_VERSIONS = (1, 2)
 
 
 def refit_sha256(record: dict[str, Any]) -> str:
     """Hash of a record's parameters (what the MM signature's ``refit`` field holds)."""
-    payload = {k: record[k] for k in ("version", "smiles", "n_atoms", "bonds", "angles", "propers")}
+    keys = ("version", "smiles", "n_atoms", "bonds", "angles", "propers")
+    if int(record.get("version", -1)) >= 2:
+        keys += ("cross",)
+    payload = {k: record[k] for k in keys}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
@@ -53,6 +62,7 @@ def record_from_result(result: Any, mol: Chem.Mol) -> dict[str, Any]:
         "propers": sorted([[rank[a] for a in atoms], [[int(n), float(p), float(k)]
                                                        for n, p, k in parts]]
                           for atoms, parts in result.propers.items()),
+        "cross": rows(result.cross),
         "metrics": {k: float(v) for k, v in result.metrics.items()},
     }
 
@@ -60,15 +70,17 @@ def record_from_result(result: Any, mol: Chem.Mol) -> dict[str, Any]:
 def record_in_atom_order(record: dict[str, Any], mol: Chem.Mol
                          ) -> dict[str, dict[tuple[int, ...], Any]]:
     """A record's terms in ``mol``'s atom indices: ``bonds`` / ``angles`` (atoms) -> (x0, k,
-    c3, c4); ``Proper`` (atoms) -> [(periodicity, phase, k), ...]."""
+    c3, c4); ``Proper`` (atoms) -> [(periodicity, phase, k), ...]; ``cross`` (a, j, b) ->
+    (θ0, r10, r20, k_sb1, k_sb2, k_bb) (empty for a version-1 record)."""
     from hybridff.molecule import canonical_smiles
 
-    if (int(record.get("version", -1)) != RECORD_VERSION or record.get("n_atoms") != mol.GetNumAtoms()
+    if (int(record.get("version", -1)) not in READ_VERSIONS
+            or record.get("n_atoms") != mol.GetNumAtoms()
             or record.get("smiles") != canonical_smiles(mol)):
         raise DataFormatError(
             f"refit record of version {record.get('version')} for {record.get('smiles')} does "
-            f"not fit this hybridff (version {RECORD_VERSION}) or this molecule "
-            f"({canonical_smiles(mol)}); refit it (hybridff fit / hybridff train)")
+            f"not fit this hybridff (versions {', '.join(map(str, READ_VERSIONS))}) or this "
+            f"molecule ({canonical_smiles(mol)}); refit it (hybridff fit / hybridff train)")
     order = canonical_atom_order(mol)
     return {
         "bonds": {tuple(order[k] for k in atoms): tuple(values) for atoms, values in record["bonds"]},
@@ -76,6 +88,8 @@ def record_in_atom_order(record: dict[str, Any], mol: Chem.Mol
                    for atoms, values in record["angles"]},
         "Proper": {tuple(order[k] for k in atoms): [(int(n), p, k_) for n, p, k_ in parts]
                    for atoms, parts in record["propers"]},
+        "cross": {tuple(order[k] for k in atoms): tuple(values)
+                  for atoms, values in record.get("cross", [])},
     }
 
 
