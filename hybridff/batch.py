@@ -57,7 +57,7 @@ from hybridff.exceptions import (
     OutputBusyError,
     UnknownNameError,
 )
-from hybridff.fileio import append_jsonl, atomic_write_text, read_jsonl
+from hybridff.fileio import append_jsonl, atomic_write_bytes, atomic_write_text, read_jsonl
 from hybridff.mm.signature import DEFAULT_PAIR_ORDER
 from hybridff.parameters import DEFAULT_CHARGE_METHOD
 
@@ -172,7 +172,13 @@ def read_records(source: str | os.PathLike) -> list[MoleculeRecord]:
 
 
 class Job(Protocol):
-    """What to compute for each molecule, and the file it gives."""
+    """What to compute for each molecule, and the file it gives.
+
+    Optional: ``task_data(record)``, what a molecule's task needs beside its record, read
+    where the run starts and sent with the task (then ``run(mol, name, data)``; ``None``: the
+    molecule lacks its input and is counted, not failed, with ``lacking_hint`` in the
+    summary); ``complete_file(path)``, the check of a binary output in place of
+    ``complete(text)``; ``run`` may return ``bytes``."""
 
     command: str
     suffix: str
@@ -265,11 +271,14 @@ class ChargesJob:
 
 @dataclass(frozen=True)
 class MoleculeTask:
-    """Run ``job`` on one record with ``threads`` OpenMP/BLAS threads."""
+    """Run ``job`` on one record with ``threads`` OpenMP/BLAS threads; ``data``: what the job
+    needs beside the record (its ``task_data``, e.g. the molecule's label file), sent with
+    the task."""
 
     record: MoleculeRecord
     job: Any
     threads: int | None = DEFAULT_THREADS
+    data: Any = None
 
 
 @dataclass
@@ -279,7 +288,7 @@ class MoleculeOutcome:
 
     index: int
     name: str
-    text: str | None = None
+    text: str | bytes | None = None
     info: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
@@ -316,7 +325,8 @@ def compute_molecule(task: MoleculeTask) -> MoleculeOutcome:
     try:
         with thread_limits(task.threads):
             mol = load_record(record.text, record.kind, record.where)
-            text, info = task.job.run(mol, record.name)
+            extra = () if task.data is None else (task.data,)
+            text, info = task.job.run(mol, record.name, *extra)
     except RUN_ERRORS:
         raise
     except MOLECULE_FAILURES as exc:
@@ -413,6 +423,12 @@ class BatchFolder:
         path = self.path(record)
         if not path.is_file():
             return False
+        complete_file = getattr(self.job, "complete_file", None)  # a binary output's check
+        if complete_file is not None:
+            if complete_file(path):
+                return True
+            logger.warning("%s is incomplete or unreadable; computing it again", path)
+            return False
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError):
@@ -425,14 +441,25 @@ class BatchFolder:
     def add(self, outcome: MoleculeOutcome, record: MoleculeRecord) -> None:
         """Write a molecule's file (atomically), or record its failure."""
         if not outcome.ok:
-            entry = {"record": record.index + 1, "name": record.name, "source": record.where,
-                     "reason": outcome.error, "worker": outcome.worker}
-            append_jsonl(self.failures_path, entry)
-            self.failures[record.name] = entry
+            self.fail(record, str(outcome.error), outcome.worker)
             return
-        atomic_write_text(self.path(record), outcome.text or "")
-        if record.name in self.failures:  # a retried failure that now worked
-            del self.failures[record.name]
+        if isinstance(outcome.text, bytes):
+            atomic_write_bytes(self.path(record), outcome.text)
+        else:
+            atomic_write_text(self.path(record), outcome.text or "")
+        self.clear_failure(record.name)
+
+    def fail(self, record: MoleculeRecord, reason: str, worker: str) -> None:
+        """Record that ``record`` failed (in ``failures.jsonl``)."""
+        entry = {"record": record.index + 1, "name": record.name, "source": record.where,
+                 "reason": reason, "worker": worker}
+        append_jsonl(self.failures_path, entry)
+        self.failures[record.name] = entry
+
+    def clear_failure(self, name: str) -> None:
+        """Forget the failure of molecule ``name``, if any (a retried molecule that worked)."""
+        if name in self.failures:
+            del self.failures[name]
             text = "".join(json.dumps(r) + "\n" for r in self.failures.values())
             if text:
                 atomic_write_text(self.failures_path, text)
@@ -454,6 +481,9 @@ class BatchSummary:
     seconds: float = 0.0
     first_failure: str | None = None
     per_worker: dict[str, int] = field(default_factory=dict)
+    #: molecules whose input (``job.task_data``) is not there yet, and what to do about it
+    lacking: list[str] = field(default_factory=list)
+    lacking_hint: str = ""
 
     @property
     def complete(self) -> bool:
@@ -469,6 +499,9 @@ class BatchSummary:
             text += f" ({self.already_done} by an earlier run)"
         if self.failed:
             text += f"; {self.failed} failed (reasons in {Path(self.folder) / FAILURES})"
+        if self.lacking:
+            names = ", ".join(self.lacking[:5]) + (", ..." if len(self.lacking) > 5 else "")
+            text += f"; {len(self.lacking)} lack their input ({names}){self.lacking_hint}"
         if self.skipped_failed:
             text += (f"; {self.skipped_failed} skipped that failed before (--retry-failed "
                      "retries them)")
@@ -493,17 +526,23 @@ def run_batch(source: str | os.PathLike, folder: str | os.PathLike, job: Job, *,
     start = time.perf_counter()
     distributed = any(x is not None for x in (workers, scheduler, client))
     summary = BatchSummary(job.command, str(folder), len(records))
+    task_data = getattr(job, "task_data", None)  # what the job needs beside the record
+    summary.lacking_hint = getattr(job, "lacking_hint", "")
     with BatchFolder(folder, job) as out:
-        todo = []
+        tasks = []
         for record in records:
             if out.done(record):
                 summary.already_done += 1
             elif record.name in out.failures and not retry_failed:
                 summary.skipped_failed += 1
+            elif task_data is None:
+                tasks.append(MoleculeTask(record, job, threads))
+            elif (data := task_data(record)) is None:
+                summary.lacking.append(record.name)
             else:
-                todo.append(record)
+                tasks.append(MoleculeTask(record, job, threads, data))
+        todo = [task.record for task in tasks]
         by_index = {r.index: r for r in todo}
-        tasks = [MoleculeTask(r, job, threads) for r in todo]
         bar = progress_bar(len(records), len(records) - len(todo), job.command, "mol",
                            progress and bool(todo))
         seen: list[MoleculeOutcome] = []

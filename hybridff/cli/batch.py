@@ -29,8 +29,8 @@ def output_target(text: str) -> Path:
     return OutputFolder(text)
 
 
-def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--workers`` / ``--scheduler``, ``--retry-failed`` and ``--no-progress``."""
+def add_batch_arguments(parser: argparse.ArgumentParser, progress: bool = True) -> None:
+    """``--workers`` / ``--scheduler``, ``--retry-failed`` and (``progress``) ``--no-progress``."""
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--workers", type=positive("a worker count", integer=True), default=None,
                        metavar="N", help="with -o FOLDER/: process the molecules on a local "
@@ -41,7 +41,8 @@ def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--retry-failed", action="store_true",
                         help="with -o FOLDER/: process again the molecules recorded in "
                         "FOLDER/failures.jsonl (by default a later run skips them)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    if progress:
+        parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def is_batch(args: argparse.Namespace) -> bool:

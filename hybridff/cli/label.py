@@ -7,14 +7,16 @@ restrained at random angles on the full circle), mixed (md and torsion frames in
 continues an interrupted file up to --n frames (each frame carries its sample index; only
 the missing ones are computed). --workers N or --scheduler ADDRESS run one QM task per frame
 on a Dask cluster (docs/scale-out.md); frames whose QM fails are recorded in
-OUTPUT.failed.jsonl and the run goes on."""
+OUTPUT.failed.jsonl and the run goes on. A series: an SDF/SMI file of several molecules with
+-o FOLDER/ writes FOLDER/NAME.xyz per molecule, every frame of every molecule one task."""
 
 from __future__ import annotations
 
 import argparse
 
 from hybridff.cli import number_in
-from hybridff.cli.argtypes import output_file, positive
+from hybridff.cli.argtypes import positive
+from hybridff.cli.batch import OutputFolder, output_target
 
 HELP = "sample conformations and compute QM energies/forces"
 #: threads per QM calculation unless --threads says otherwise
@@ -24,12 +26,15 @@ SAMPLER_NAMES = ["md", "torsion", "mixed", "normal-modes"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("molecule", help="molecule file (SDF/mol2) or SMILES")
+    parser.add_argument("molecule", help="molecule file (SDF/mol2) or SMILES; with -o FOLDER/ "
+                        "an SDF or SMI file of a series")
     parser.add_argument("--method", default="xtb", help="QM method: xtb (GFN2-xTB) or dft (pyscf)")
     parser.add_argument("--n", type=positive("a frame count", integer=True), default=200,
                         help="total number of frames wanted")
-    parser.add_argument("-o", "--output", type=output_file, required=True,
-                        help="extxyz file (appended to)")
+    parser.add_argument("-o", "--output", type=output_target, required=True,
+                        help="extxyz file (appended to); a path ending in / is a folder: one "
+                        "file FOLDER/NAME.xyz per molecule of the input (names from the "
+                        "records' titles), see docs/scale-out.md")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed")
     parser.add_argument("--temperature", type=positive("a temperature", " K"), default=500.0,
                         help="sampling temperature, K")
@@ -57,7 +62,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        "is at ADDRESS (e.g. tcp://10.0.0.5:8786); see docs/scale-out.md")
     parser.add_argument("--retry-failed", action="store_true",
                         help="compute again the frames whose QM failed before (recorded in "
-                        "OUTPUT.failed.jsonl); by default they are skipped")
+                        "OUTPUT.failed.jsonl; with -o FOLDER/ also the molecules in "
+                        "FOLDER/failures.jsonl); by default they are skipped")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -73,11 +79,23 @@ def run(args: argparse.Namespace) -> int:
     if sampler_options and args.sampler not in (None, "mixed"):
         raise UnknownNameError(
             f"--torsion-fraction only applies to --sampler mixed, not {args.sampler!r}")
+    threads = args.threads if args.workers or args.scheduler else None
+    if isinstance(args.output, OutputFolder):
+        from hybridff.labels.series import label_series
+
+        summary = label_series(args.molecule, args.output, args.n, method=args.method,
+                               seed=args.seed, temperature=args.temperature,
+                               sampler=args.sampler, charge_method=args.charges,
+                               progress=not args.no_progress, sampler_options=sampler_options,
+                               workers=args.workers, scheduler=args.scheduler,
+                               retry_failed=args.retry_failed, threads=threads, **options)
+        print(summary.line())
+        return 0 if summary.complete else 1
     added = label(args.molecule, args.output, args.n, method=args.method, seed=args.seed,
                   temperature=args.temperature, sampler=args.sampler,
                   charge_method=args.charges, progress=not args.no_progress,
                   sampler_options=sampler_options, workers=args.workers,
                   scheduler=args.scheduler, retry_failed=args.retry_failed,
-                  threads=args.threads if args.workers or args.scheduler else None, **options)
+                  threads=threads, **options)
     print(f"{args.output}: added {added} frames ({args.n} wanted)")
     return 0

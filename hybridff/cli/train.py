@@ -1,12 +1,16 @@
 """Train the ML correction on QM-minus-MM residuals of labelled frames (energies with their
 mean removed, and forces), with a validation split, early stopping and an optional ensemble;
-writes one TorchScript model file with its metadata."""
+writes one TorchScript model file with its metadata. A series: an SDF/SMI file of several
+molecules, the folder 'hybridff label ... -o FOLDER/' wrote and -o MODELS/ train one model
+MODELS/NAME.pt per molecule, one task each (--workers/--scheduler: on Dask)."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from hybridff.cli.argtypes import int_list, non_negative, number_in, output_file, positive
+from hybridff.cli.argtypes import int_list, non_negative, number_in, positive
+from hybridff.cli.batch import add_batch_arguments, is_batch, output_target
 
 HELP = "train the ML correction on QM-minus-MM residuals"
 
@@ -23,10 +27,13 @@ def _cutoff_hint(value: float) -> str | None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("molecule", help="molecule file (SDF/mol2) or SMILES, atom order of DATA")
-    parser.add_argument("data", help="labelled extxyz file (hybridff label)")
-    parser.add_argument("-o", "--output", type=output_file, required=True,
-                        help="model file to write (.pt)")
+    parser.add_argument("molecule", help="molecule file (SDF/mol2) or SMILES, atom order of "
+                        "DATA; with -o FOLDER/ an SDF or SMI file of a series")
+    parser.add_argument("data", help="labelled extxyz file (hybridff label); with -o FOLDER/ "
+                        "the folder of label files NAME.xyz (hybridff label ... -o FOLDER/)")
+    parser.add_argument("-o", "--output", type=output_target, required=True,
+                        help="model file to write (.pt); a path ending in / is a folder: one "
+                        "model FOLDER/NAME.pt per molecule, see docs/scale-out.md")
     parser.add_argument("--val-fraction", type=number_in(0.0, 0.9, "a validation fraction"),
                         default=0.1, help="share of the frames held out for early stopping")
     parser.add_argument("--epochs", type=positive("an epoch count", integer=True), default=None,
@@ -62,6 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=positive("a thread count", integer=True), default=1,
                         help="torch threads")
     parser.add_argument("--no-progress", action="store_true")
+    add_batch_arguments(parser.add_argument_group("a series (-o FOLDER/)"), progress=False)
     dipoles = parser.add_argument_group("geometry-dependent charges (dipole model)")
     dipoles.add_argument("--dipoles", action="store_true",
                          help="also train charges q(X) on the frames' QM dipoles and store "
@@ -101,6 +109,14 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     config = config_from_args(args)
     dipole_config = dipole_config_from_args(args)
+    if is_batch(args):
+        return run_series(args, config, dipole_config)
+    if Path(args.data).is_dir():
+        from hybridff.exceptions import InvalidOptionError
+
+        raise InvalidOptionError(f"{args.data} is a folder: to train one model per molecule "
+                                 "of a series on its label files, give -o a folder, e.g. "
+                                 "-o models/")
     if args.dipoles_only:
         from hybridff.training.dipoles import train_dipoles_from_files
 
@@ -137,6 +153,23 @@ def run(args: argparse.Namespace) -> int:
         print("  dipole model (charges q(X)) stored in the model file")
         print_dipole_metrics(meta["dipole_model"]["metrics"])
     return 0
+
+
+def run_series(args: argparse.Namespace, config, dipole_config) -> int:
+    """``hybridff train MOLECULES LABELS/ -o MODELS/``: one model per molecule."""
+    from hybridff.training.series import series_report, train_series
+
+    summary = train_series(args.molecule, args.data, args.output, config=config,
+                           charge_method=args.charges, ml_only=args.ml_only,
+                           refit=not args.no_refit,
+                           dipoles=dipole_config,
+                           dipoles_only=args.dipoles_only, threads=args.threads,
+                           workers=args.workers, scheduler=args.scheduler,
+                           retry_failed=args.retry_failed, progress=not args.no_progress)
+    for line in series_report(args.molecule, args.output):
+        print(line)
+    print(summary.line())
+    return 0 if summary.complete else 1
 
 
 def dipole_config_from_args(args: argparse.Namespace):  # -> DipoleConfig | None

@@ -23,10 +23,11 @@ from hybridff.cluster import run_tasks as _run_tasks
 from hybridff.labels.tasks import FrameOutcome, FrameTask, compute_frame
 
 __all__ = ["CONNECT_TIMEOUT_S", "NO_WORKERS_TIMEOUT_S", "dask_client", "log_worker_counts",
-           "run_tasks"]
+           "lost_frame", "run_tasks"]
 
 
-def _lost(task: FrameTask, exc: BaseException) -> FrameOutcome:
+def lost_frame(task: FrameTask, exc: BaseException) -> FrameOutcome:
+    """The failed outcome of a frame that every worker computing it died on."""
     return FrameOutcome(task.index, error=(
         "every Dask worker that computed this frame died (the QM program crashed or ran out "
         f"of memory?): {exc}"), worker="(killed)")
@@ -37,6 +38,6 @@ def run_tasks(tasks: Sequence[FrameTask], scheduler: str | None = None,
               no_workers_timeout: float = NO_WORKERS_TIMEOUT_S) -> Iterator[FrameOutcome]:
     """Outcomes of ``tasks`` as they complete: in-process and in order without ``scheduler``,
     ``workers`` or ``client``; else on that Dask cluster, in completion order."""
-    return _run_tasks(compute_frame, tasks, what="frame", ident=lambda t: t.index, lost=_lost,
+    return _run_tasks(compute_frame, tasks, what="frame", ident=lambda t: t.index, lost=lost_frame,
                       scheduler=scheduler, workers=workers, client=client,
                       no_workers_timeout=no_workers_timeout)

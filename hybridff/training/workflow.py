@@ -76,11 +76,12 @@ def label(
     each QM calculation (``None``: as the environment says).
     """
     from hybridff.labels.distributed import NO_WORKERS_TIMEOUT_S, log_worker_counts, run_tasks
+    from hybridff.labels.plan import frame_settings, log_nothing_to_do, plan_labels, qm_info
     from hybridff.labels.store import LabelStore
     from hybridff.labels.tasks import FrameTask
     from hybridff.molecule import formal_charge
     from hybridff.qm import QMEngine, get_engine
-    from hybridff.sampling import DEFAULT_SAMPLER, SAMPLERS, sample_conformations
+    from hybridff.sampling import SAMPLERS, sample_conformations
 
     if sampler is not None and sampler not in SAMPLERS:
         from hybridff.exceptions import UnknownNameError
@@ -92,36 +93,17 @@ def label(
     mm = build_mm(molecule, charge_method=charge_method)
     output = Path(output)
     with LabelStore(output, mm.numbers, bonds=mm.bonds) as store:
-        existing = store.existing
-        recorded = existing.info[0] if existing is not None and existing.info else {}
-        options = dict(sampler_options or {})
-        if sampler is None:
-            sampler = str(recorded.get("sampler", DEFAULT_SAMPLER))
-            if sampler not in SAMPLERS:
-                sampler = DEFAULT_SAMPLER
-            if store.done:
-                logger.info("%s: continuing with the %s sampler", output, sampler)
-        if sampler == recorded.get("sampler") and "torsion_fraction" in recorded:
-            options.setdefault("torsion_fraction", float(recorded["torsion_fraction"]))
-        missing = store.missing(n_frames, retry_failed)
+        plan = plan_labels(store, n_frames, sampler, sampler_options, retry_failed)
+        missing = plan.missing
         if not missing:
-            skipped = len(set(range(n_frames)) & set(store.failures))
-            logger.info("%s already holds %d frames (asked for %d%s): nothing to do", output,
-                        len(store.done), n_frames,
-                        f"; {skipped} failed before, --retry-failed retries them"
-                        if skipped else "")
+            log_nothing_to_do(store, n_frames)
             return 0
-        sampled = sample_conformations(sampler, mm.system, mm.positions, n_frames,
+        sampled = sample_conformations(plan.sampler, mm.system, mm.positions, n_frames,
                                        mol=mm.parameterized.mol, temperature=temperature,
-                                       seed=seed, **options)
-        settings = {"seed": seed, "temperature": temperature, "sampler": sampler,
-                    **sampled.settings}
-        held = store.existing_frames(range(n_frames))
-        if held:
-            _warn_other_settings(output, recorded, settings, held, sampled.positions)
+                                       seed=seed, **plan.options)
+        settings = frame_settings(store, plan, seed, temperature, sampled)
         charge = formal_charge(mm.parameterized.mol)
-        describe = engine.describe()
-        qm_info = {f"qm_{key}": str(v) for key, v in describe.items()}
+        level = qm_info(engine)
         # serially the engine object is reused; on a cluster each worker builds its own
         spec = method if distributed and isinstance(method, str) else engine
         tasks = [FrameTask(k, mm.numbers, sampled.positions[k], charge, spec,
@@ -135,7 +117,7 @@ def label(
                     tasks, scheduler=scheduler, workers=workers, client=client,
                     no_workers_timeout=no_workers_timeout or NO_WORKERS_TIMEOUT_S):
                 k = outcome.index
-                info = {**settings, **sampled.info[k], **qm_info}
+                info = {**settings, **sampled.info[k], **level}
                 if store.add(outcome, sampled.positions[k], info) and outcome.ok:
                     added += 1
                 outcomes.append(outcome)
@@ -152,28 +134,6 @@ def label(
                            "e.g. frame %d: %s", output, len(failed), len(outcomes),
                            store.failed_path, failed[0].index, failed[0].error)
     return added
-
-
-def _warn_other_settings(output: Path, recorded: dict[str, Any], settings: dict[str, Any],
-                         held: dict[int, np.ndarray], sampled: np.ndarray) -> None:
-    """Warn when the frames ``output`` holds (sample index -> positions) are not the samples
-    of these settings."""
-    def equal(a: Any, b: Any) -> bool:
-        try:
-            return float(a) == float(b)
-        except (TypeError, ValueError):
-            return str(a) == str(b)
-
-    differ = [key for key, value in settings.items()
-              if key in recorded and not equal(recorded[key], value)]
-    same = all(np.allclose(x, sampled[k], atol=1e-5) for k, x in held.items())
-    if differ or not same:
-        said = "; ".join(f"{key} {recorded.get(key)} in the file, {settings.get(key)} now"
-                         for key in differ) or ("its frames are not the ones these settings "
-                                                "give: another platform, MM force field or "
-                                                "charge model?")
-        logger.warning("%s was not made with these sampling settings (%s); appending frames "
-                       "of the current settings", output, said)
 
 
 def train(
