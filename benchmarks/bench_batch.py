@@ -36,7 +36,7 @@ from bench_parameterize import pick_molecules  # noqa: E402
 
 def _warm(charges: str) -> str:
     """Run on every worker before timing: imports, tables, the first parmchk2."""
-    from hybridff.parameters import parameterize
+    from hybridff.mm.parameters import parameterize
 
     parameterize("CCO", charges)
     return "warm"

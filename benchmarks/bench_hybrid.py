@@ -26,8 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def build(molecule: str, padding_nm: float) -> tuple[openmm.System, app.Topology, object]:
     """The solvated MM System of ``molecule`` (hybridff GAFF2-class + TIP3P, PME)."""
-    from hybridff.parameters import parameterize
-    from hybridff.system import build_system, make_forcefield, molecules_topology
+    from hybridff.mm.parameters import parameterize
+    from hybridff.mm.system import build_system, make_forcefield, molecules_topology
 
     pm = parameterize(molecule)
     ff = make_forcefield([pm], extra_files=("amber14/tip3p.xml",))

@@ -6,7 +6,7 @@ fragment, neutral, 5-40 heavy atoms. Both routes start from the same prepared mo
 hydrogens and a 3D conformer; preparation is not timed) and run in the same process, one after
 the other per molecule, so the ratio is measured under the same load.
 
-- hybridff: ``parameterize(mol, "gasteiger")`` (own typer when ``hybridff.atomtyping`` exists,
+- hybridff: ``parameterize(mol, "gasteiger")`` (own typer when ``hybridff.mm.atomtyping`` exists,
   otherwise antechamber's types are passed in and the typing is not in the hybridff time; the
   header says which). Note it runs parmchk2 once per molecule (terms by analogy).
 - antechamber: ``antechamber -at gaff2`` with no ``-c`` (this AmberTools refuses ``-c none``) on an SDF, one subprocess per molecule
@@ -52,7 +52,7 @@ def pick_molecules(n: int, seed: int) -> list[tuple[str, str]]:
 
 
 def time_antechamber(mol: Chem.Mol, workdir: Path) -> float:
-    from hybridff.ambertools import run_program
+    from hybridff.mm.ambertools import run_program
 
     sdf = workdir / "in.sdf"
     writer = Chem.SDWriter(str(sdf))
@@ -86,11 +86,11 @@ def main(argv: list[str] | None = None) -> int:
     import rdkit
 
     import hybridff
+    from hybridff.mm.parameters import parameterize
     from hybridff.molecule import load_molecule
-    from hybridff.parameters import parameterize
 
     try:
-        from hybridff.atomtyping import assign_atom_types  # noqa: F401
+        from hybridff.mm.atomtyping import assign_atom_types  # noqa: F401
 
         own_typer = True
     except ImportError:
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
           f"affinity={len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else '?'}")
     print(f"python {platform.python_version()}  hybridff {hybridff.__version__}  rdkit "
           f"{rdkit.__version__}  openmm {openmm.__version__}")
-    print(f"hybridff typing: {'own typer (hybridff.atomtyping)' if own_typer else 'antechamber types passed in (typer absent; typing not timed)'}")
+    print(f"hybridff typing: {'own typer (hybridff.mm.atomtyping)' if own_typer else 'antechamber types passed in (typer absent; typing not timed)'}")
 
     # warm-up: imports, force-field tables, first subprocess
     warm = load_molecule("CCO")

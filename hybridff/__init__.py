@@ -2,7 +2,7 @@
 
 Public API (imported lazily so ``import hybridff`` stays light):
 
-- :func:`parameterize` -> :class:`~hybridff.parameters.ParameterizedMolecule`
+- :func:`parameterize` -> :class:`~hybridff.mm.parameters.ParameterizedMolecule`
 - :func:`create_system` -> ``openmm.System`` for one or more small molecules
 - :func:`ligand_topology` -> OpenMM ``Topology`` and positions of one molecule (file or SMILES)
 - :class:`HybridTemplateGenerator` for ``openmm.app.ForceField.registerTemplateGenerator``
@@ -16,11 +16,11 @@ import importlib
 __version__ = "0.1.0"
 
 _LAZY = {
-    "parameterize": "hybridff.parameters",
-    "ParameterizedMolecule": "hybridff.parameters",
-    "create_system": "hybridff.system",
-    "ligand_topology": "hybridff.system",
-    "HybridTemplateGenerator": "hybridff.templates",
+    "parameterize": "hybridff.mm.parameters",
+    "ParameterizedMolecule": "hybridff.mm.parameters",
+    "create_system": "hybridff.mm.system",
+    "ligand_topology": "hybridff.mm.system",
+    "HybridTemplateGenerator": "hybridff.mm.templates",
     "assign_charges": "hybridff.charges",
     "load_molecule": "hybridff.molecule",
     "add_ml_correction": "hybridff.ml.backend",

@@ -1,7 +1,7 @@
 """Conformations to label: MM molecular dynamics at elevated temperature, MD with the
 rotatable torsions restrained at random angles, a mix of the two, normal-mode displacements.
 
-Every sampler uses the MM System (from :func:`hybridff.system.create_system`) and returns
+Every sampler uses the MM System (from :func:`hybridff.mm.system.create_system`) and returns
 positions in nm, (F, N, 3). All are seeded and use OpenMM's Reference platform by default, so
 the same seed gives the same frames, and the first frames do not depend on how many are asked
 for (which is what lets ``hybridff label`` resume a file). :func:`sample_conformations` runs one

@@ -40,8 +40,8 @@ from hybridff.exceptions import (
     UnknownNameError,
 )
 from hybridff.fileio import atomic_write_bytes, atomic_write_text
-from hybridff.parameters import DEFAULT_CHARGE_METHOD
-from hybridff.system import (
+from hybridff.mm.parameters import DEFAULT_CHARGE_METHOD
+from hybridff.mm.system import (
     DEFAULT_CUTOFF_NM,
     FORCE_GROUPS,
     build_system,
@@ -86,7 +86,7 @@ class PreparedSystem:
     topology: app.Topology
     positions: unit.Quantity
     solute_atoms: list[int]
-    parameterized: Any  # hybridff.parameters.ParameterizedMolecule
+    parameterized: Any  # hybridff.mm.parameters.ParameterizedMolecule
     solvent: str
     model: Any = None  # hybridff.ml.modelfile.ModelFile
     model_path: str | None = None
@@ -174,10 +174,10 @@ def prepare_system(
     record): default the model's, else hybridff's defaults (GAFF2 as shipped). ``cache``: the
     template generator's parameter cache (``False`` off).
     """
-    from hybridff.forcefield_files import forcefield_path
+    from hybridff.mm.forcefield_files import forcefield_path
     from hybridff.mm.signature import DEFAULT_PAIR_ORDER, trained_build_options
+    from hybridff.mm.templates import HybridTemplateGenerator
     from hybridff.molecule import load_molecule
-    from hybridff.templates import HybridTemplateGenerator
 
     if model is not None:
         from hybridff.ml.modelfile import ModelFile, load_model

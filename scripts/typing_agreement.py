@@ -1,7 +1,7 @@
 """Agreement of hybridff's GAFF2 atom typer with antechamber's types (the reference file).
 
 Reads ``tests/data/gaff2_reference_types.json.gz`` (made by make_typing_reference.py), types
-every molecule with :class:`hybridff.atomtyping.AtomTyper` and reports, per split
+every molecule with :class:`hybridff.mm.atomtyping.AtomTyper` and reports, per split
 (``dev``: used while writing the rules; ``eval``: held out) and overall:
 
 * strict agreement per atom and per molecule (identical type strings);
@@ -28,7 +28,7 @@ from rdkit import Chem, RDLogger
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hybridff.atomtyping import SOURCE_XML, AtomTyper  # noqa: E402
+from hybridff.mm.atomtyping import SOURCE_XML, AtomTyper  # noqa: E402
 
 DEFAULT_REF = ROOT / "tests" / "data" / "gaff2_reference_types.json.gz"
 DOC = ROOT / "docs" / "atom-typing.md"

@@ -15,7 +15,7 @@ import openmm
 from openmm import app, unit
 from rdkit import Chem
 
-from hybridff.ambertools import mol2_text, run_program
+from hybridff.mm.ambertools import mol2_text, run_program
 from hybridff.molecule import atom_names
 
 

@@ -14,11 +14,11 @@ import openmm
 import pytest
 from openmm import app, unit
 
-from hybridff.ambertools import find_program
 from hybridff.exceptions import ExternalToolError
+from hybridff.mm.ambertools import find_program
+from hybridff.mm.parameters import ParameterizedMolecule, parameterize
+from hybridff.mm.system import make_forcefield
 from hybridff.molecule import load_molecule
-from hybridff.parameters import ParameterizedMolecule, parameterize
-from hybridff.system import make_forcefield
 
 pytest_plugins = ["strict_skips"]
 
@@ -58,7 +58,7 @@ def have_program(name: str) -> bool:
 
 
 def hybridff_typer() -> Callable | None:
-    """hybridff's own GAFF2 typer, or None while ``hybridff.atomtyping`` does not exist.
+    """hybridff's own GAFF2 typer, or None while ``hybridff.mm.atomtyping`` does not exist.
 
     ``HYBRIDFF_TEST_TYPES=antechamber`` forces antechamber's types (to test parameter
     assignment apart from typing).
@@ -66,7 +66,7 @@ def hybridff_typer() -> Callable | None:
     if os.environ.get("HYBRIDFF_TEST_TYPES", "").lower() == "antechamber":
         return None
     try:
-        from hybridff.atomtyping import assign_atom_types
+        from hybridff.mm.atomtyping import assign_atom_types
     except ImportError:
         return None
     return assign_atom_types
@@ -82,7 +82,7 @@ def parameterized(smiles: str, charge_method: str = "gasteiger") -> Parameterize
     if hybridff_typer() is not None:
         return parameterize(smiles, charge_method, pair_order="index")
     if not have_program("antechamber"):
-        pytest.skip("neither hybridff.atomtyping nor antechamber is available to type atoms")
+        pytest.skip("neither hybridff.mm.atomtyping nor antechamber is available to type atoms")
     from amber_reference import antechamber_types
 
     mol = load_molecule(smiles)
@@ -110,7 +110,7 @@ class Solvated:
 @functools.cache
 def solvated(smiles: str, box_nm: float) -> Solvated:
     """``smiles`` centred in a cubic TIP3P box of edge ``box_nm`` (Modeller.addSolvent)."""
-    from hybridff.system import molecules_topology
+    from hybridff.mm.system import molecules_topology
 
     pm = parameterized(smiles)
     ff = make_forcefield([pm], extra_files=["amber14/tip3p.xml"])

@@ -5,7 +5,7 @@ the same charges (gasteiger); the Systems are built in vacuum without cutoff. Co
 energies per Force at the conformer and at a seeded distorted geometry, and the parameters
 themselves (bonds, angles, torsion terms, particles, exceptions).
 
-Atom types come from hybridff's own typer when ``hybridff.atomtyping`` is importable (then the
+Atom types come from hybridff's own typer when ``hybridff.mm.atomtyping`` is importable (then the
 types are first checked against antechamber's), otherwise from antechamber, in which case
 parameter assignment and System building alone are under test.
 """
@@ -29,9 +29,9 @@ from amber_reference import (
 )
 from conftest import have_program, hybridff_typer
 
+from hybridff.mm.parameters import ParameterizedMolecule, parameterize
+from hybridff.mm.system import create_system
 from hybridff.molecule import load_molecule
-from hybridff.parameters import ParameterizedMolecule, parameterize
-from hybridff.system import create_system
 
 pytestmark = [
     pytest.mark.amber,
@@ -174,7 +174,7 @@ def geometries(pm: ParameterizedMolecule) -> dict[str, np.ndarray]:
 @pytest.mark.parametrize("name", _params("types"))
 def test_atom_types_match_antechamber(name: str, cases) -> None:
     if hybridff_typer() is None:
-        pytest.skip("hybridff.atomtyping not available: antechamber's types are used")
+        pytest.skip("hybridff.mm.atomtyping not available: antechamber's types are used")
     assert_same_types(cases(name))
 
 
@@ -252,7 +252,7 @@ def test_pme_solvated_matches_tleap() -> None:
     from conftest import solvated
     from openmm import app, unit
 
-    from hybridff.system import build_system
+    from hybridff.mm.system import build_system
 
     sol = solvated(PME_LIGAND, PME_BOX_NM)
     settings = dict(cutoff=1.0, switch=0.9, tol=5e-4)

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from rdkit import Chem
 
-from hybridff.atomtyping import SOURCE_XML, TYPING_TAG, AtomTyper, assign_atom_types
 from hybridff.exceptions import AtomTypingError
+from hybridff.mm.atomtyping import SOURCE_XML, TYPING_TAG, AtomTyper, assign_atom_types
 from hybridff.molecule import prepare
 
 ROOT = Path(__file__).resolve().parents[1]

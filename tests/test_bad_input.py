@@ -87,7 +87,6 @@ from openmm import app, unit
 from rdkit import Chem
 from rdkit.Chem import AllChem
 
-from hybridff.cache import ParameterCache, cache_key
 from hybridff.exceptions import (
     DataFormatError,
     MoleculeInputError,
@@ -96,6 +95,7 @@ from hybridff.exceptions import (
     UnsupportedElementError,
 )
 from hybridff.fileio import atomic_write_text
+from hybridff.mm.cache import ParameterCache, cache_key
 from hybridff.molecule import load_molecule, load_molecules
 
 pytest.importorskip("ase")
@@ -419,7 +419,7 @@ def test_overlapping_atoms(where, paracetamol_mol, tmp_path) -> None:
 
 def test_non_neutral_periodic_system_strict() -> None:
     """Warned by default (test_system_options); ``strict`` refuses it with the same text."""
-    from hybridff.system import create_system, warn_if_charged_periodic
+    from hybridff.mm.system import create_system, warn_if_charged_periodic
 
     box = [openmm.Vec3(3, 0, 0), openmm.Vec3(0, 3, 0), openmm.Vec3(0, 0, 3)]
     with pytest.warns(UserWarning):
@@ -580,7 +580,7 @@ def test_atomic_write_readers_see_whole_files(tmp_path) -> None:
 
 
 def _cached(directory: Path, smiles: str = "CCO"):
-    from hybridff.templates import HybridTemplateGenerator
+    from hybridff.mm.templates import HybridTemplateGenerator
 
     gen = HybridTemplateGenerator(smiles, charge_method="gasteiger", cache=directory)
     return gen.parameterize_molecule(gen.molecules[0])
@@ -607,7 +607,7 @@ def test_corrupt_cache_entry_is_recomputed(damage, tmp_path, caplog) -> None:
     other = _cached(tmp_path / "other", "CCN")
     other_entry = next((tmp_path / "other").glob("*.json")).read_text()
     path.write_text(_damaged(damage, path.read_text(), other_entry))
-    with caplog.at_level(logging.WARNING, logger="hybridff.cache"):
+    with caplog.at_level(logging.WARNING, logger="hybridff.mm.cache"):
         again = _cached(tmp_path)
     assert f"ignoring corrupt cache entry {path}" in caplog.text
     assert "it will be recomputed and rewritten" in caplog.text
@@ -623,8 +623,8 @@ def test_cache_round_trip_keeps_unspecified_stereo(tmp_path, caplog) -> None:
     """A molecule with an unspecified stereocentre read back from the cache is the same
     molecule (a molblock read back perceives stereo from 3D and made the template generator
     fail with 'cache entry does not match the molecule' on the second run)."""
-    from hybridff.system import molecules_topology
-    from hybridff.templates import HybridTemplateGenerator
+    from hybridff.mm.system import molecules_topology
+    from hybridff.mm.templates import HybridTemplateGenerator
 
     top, _ = molecules_topology([parameterized("CC(N)C(=O)O")])
     charges = []
@@ -632,7 +632,7 @@ def test_cache_round_trip_keeps_unspecified_stereo(tmp_path, caplog) -> None:
         gen = HybridTemplateGenerator("CC(N)C(=O)O", charge_method="gasteiger", cache=tmp_path)
         ff = app.ForceField("hybridff-gaff2.xml")
         ff.registerTemplateGenerator(gen.generator)
-        with caplog.at_level(logging.INFO, logger="hybridff.templates"):
+        with caplog.at_level(logging.INFO, logger="hybridff.mm.templates"):
             system = ff.createSystem(top)
         nb = next(f for f in system.getForces() if isinstance(f, openmm.NonbondedForce))
         charges.append([nb.getParticleParameters(i)[0]._value for i in range(nb.getNumParticles())])
@@ -656,7 +656,7 @@ def test_unusable_cache_warns_and_parameterizes_without_it(problem, tmp_path, ca
         held = FileLock(str(cache.path(key)) + ".lock")
         held.acquire()
     try:
-        with caplog.at_level(logging.WARNING, logger="hybridff.cache"):
+        with caplog.at_level(logging.WARNING, logger="hybridff.mm.cache"):
             got = cache.get_or_create(key, lambda: pm)
     finally:
         if held is not None:
@@ -929,8 +929,8 @@ def test_package_errors_on_user_paths_are_typed() -> None:
     """The bare ValueErrors of option checks are the package's own (the CLI formats them);
     they still are ValueErrors."""
     from hybridff.exceptions import InvalidOptionError
+    from hybridff.mm.system import check_nonbonded_options
     from hybridff.sampling import mixed_frame_kinds
-    from hybridff.system import check_nonbonded_options
     from hybridff.training.trainer import TrainConfig, split_indices
 
     with pytest.raises(InvalidOptionError, match="switching distance 1.2 nm must be positive and below"):

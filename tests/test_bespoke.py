@@ -15,18 +15,18 @@ from openmm import app
 
 from hybridff.data import read_extxyz
 from hybridff.exceptions import DataFormatError, ModelCompatibilityError
-from hybridff.forcefield_files import forcefield_path
 from hybridff.mm.bespoke import (
     fit_bespoke,
     kept_terms_energy_forces,
     record_in_atom_order,
     refit_sha256,
 )
+from hybridff.mm.forcefield_files import forcefield_path
+from hybridff.mm.parameters import parameterize
 from hybridff.mm.refit import RefitResult
 from hybridff.mm.signature import trained_build_options
+from hybridff.mm.system import FORCE_GROUPS, molecules_topology
 from hybridff.molecule import load_molecule
-from hybridff.parameters import parameterize
-from hybridff.system import FORCE_GROUPS, molecules_topology
 from hybridff.training.residuals import build_mm, mm_energies_forces
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "data"

@@ -24,19 +24,19 @@ pytest.importorskip("torch")
 pytest.importorskip("tblite.interface")
 pytest.importorskip("openmmtorch")
 
-from hybridff.cache import ParameterCache, cache_key  # noqa: E402
 from hybridff.cli import main  # noqa: E402
 from hybridff.data import read_extxyz  # noqa: E402
 from hybridff.exceptions import ModelCompatibilityError  # noqa: E402
-from hybridff.forcefield_files import forcefield_path  # noqa: E402
 from hybridff.ml.backend import add_ml_correction, model_molecule, select_ml_atoms  # noqa: E402
 from hybridff.ml.modelfile import load_model  # noqa: E402
+from hybridff.mm.cache import ParameterCache, cache_key  # noqa: E402
+from hybridff.mm.forcefield_files import forcefield_path  # noqa: E402
 from hybridff.mm.graph import MoleculeGraph  # noqa: E402
+from hybridff.mm.parameters import parameterize  # noqa: E402
 from hybridff.mm.signature import make_signature, trained_build_options  # noqa: E402
+from hybridff.mm.system import FORCE_GROUPS, molecules_topology  # noqa: E402
+from hybridff.mm.templates import HybridTemplateGenerator  # noqa: E402
 from hybridff.molecule import load_molecule  # noqa: E402
-from hybridff.parameters import parameterize  # noqa: E402
-from hybridff.system import FORCE_GROUPS, molecules_topology  # noqa: E402
-from hybridff.templates import HybridTemplateGenerator  # noqa: E402
 from hybridff.training.residuals import build_mm, mm_energies_forces  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")

@@ -14,8 +14,8 @@ from xml.etree import ElementTree as ET
 import pytest
 
 from hybridff.cli import main
-from hybridff.parameters import parameterize
-from hybridff.system import create_system, energy_components
+from hybridff.mm.parameters import parameterize
+from hybridff.mm.system import create_system, energy_components
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"

@@ -12,7 +12,7 @@ from xml.etree import ElementTree as ET
 import pytest
 from openmm import app
 
-from hybridff.forcefield_files import forcefield_path
+from hybridff.mm.forcefield_files import forcefield_path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))

@@ -20,7 +20,7 @@ import pytest
 from conftest import parameterized, solvated
 from openmm import unit
 
-from hybridff.system import FORCE_GROUPS, build_system, create_system
+from hybridff.mm.system import FORCE_GROUPS, build_system, create_system
 
 STEP_NM = 1e-5
 REL_TOL, ABS_TOL = 1e-4, 1e-3

@@ -7,8 +7,8 @@ import openmm
 import pytest
 from rdkit import Chem
 
-from hybridff.parameters import parameterize
-from hybridff.system import create_system
+from hybridff.mm.parameters import parameterize
+from hybridff.mm.system import create_system
 
 MOLECULES = {
     "toluene": "Cc1ccccc1",

@@ -21,7 +21,7 @@ from hybridff.exceptions import (  # noqa: E402
 from hybridff.ml.backend import BACKENDS, add_ml_correction, select_ml_atoms  # noqa: E402
 from hybridff.ml.model import energies_and_forces  # noqa: E402
 from hybridff.ml.modelfile import ModelFile, build_metadata, load_model, save_model  # noqa: E402
-from hybridff.parameters import parameterize  # noqa: E402
+from hybridff.mm.parameters import parameterize  # noqa: E402
 
 BACKEND_NAMES = ["torch", "python"]
 SYMBOLS = {0: "H", 1: "C", 2: "O"}
@@ -266,8 +266,8 @@ def test_solvated_ligand_split_across_box_matches_vacuum_model() -> None:
 
     from hybridff.ml.descriptors import DescriptorSpec
     from hybridff.ml.model import EnsembleModel
-    from hybridff.parameters import parameterize
-    from hybridff.system import build_system, make_forcefield, molecules_topology
+    from hybridff.mm.parameters import parameterize
+    from hybridff.mm.system import build_system, make_forcefield, molecules_topology
     from hybridff.units import strip_positions
 
     sdf = Path(__file__).resolve().parents[1] / "examples" / "data" / "paracetamol.sdf"

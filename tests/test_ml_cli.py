@@ -39,7 +39,7 @@ def test_label_resumes_train_evaluate(tmp_path, capsys) -> None:
     assert main(argv) == 0
     meta = load_model(model).metadata
     assert meta["ensemble_size"] == 2 and meta["kind"] == "correction"
-    from hybridff.parameters import DEFAULT_CHARGE_METHOD
+    from hybridff.mm.parameters import DEFAULT_CHARGE_METHOD
 
     assert meta["mm"]["charge_method"] == DEFAULT_CHARGE_METHOD
     assert len(meta["training_set_sha256"]) == 64

@@ -178,7 +178,7 @@ ANTECHAMBER_MOLECULES = {
 
 
 def _antechamber_mol2(smiles: str, charge_method: str, folder) -> str:
-    from hybridff.ambertools import run_program
+    from hybridff.mm.ambertools import run_program
 
     mol = Chem.AddHs(Chem.MolFromSmiles(smiles))
     AllChem.EmbedMolecule(mol, randomSeed=7)

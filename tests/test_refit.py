@@ -17,6 +17,7 @@ from rdkit.Chem import AllChem
 
 from hybridff.data import read_extxyz
 from hybridff.mm.graph import symmetry_classes
+from hybridff.mm.parameters import parameterize
 from hybridff.mm.refit import (
     RefitOptions,
     RefitResult,
@@ -26,7 +27,6 @@ from hybridff.mm.refit import (
     fit_bonded,
     periodic_torsion_energy_forces,
 )
-from hybridff.parameters import parameterize
 from hybridff.training.residuals import build_mm, mm_energies_forces
 
 DATA = Path(__file__).resolve().parents[1] / "examples" / "data"

@@ -18,6 +18,7 @@ from rdkit import Chem
 
 from hybridff.cli import main
 from hybridff.exceptions import MoleculeInputError, SimulationError, UnknownNameError
+from hybridff.mm.system import is_ml_force
 from hybridff.simulation import (
     OUTPUTS,
     MDOptions,
@@ -28,7 +29,6 @@ from hybridff.simulation import (
     resume_md,
     run_md,
 )
-from hybridff.system import is_ml_force
 
 ROOT = Path(__file__).resolve().parents[1]
 PARACETAMOL = ROOT / "examples" / "data" / "paracetamol.sdf"

@@ -12,8 +12,8 @@ import pytest
 from conftest import parameterized
 from openmm import app, unit
 
-from hybridff.parameters import ParameterizedMolecule
-from hybridff.system import FORCE_GROUPS, build_system, create_system, energy_components
+from hybridff.mm.parameters import ParameterizedMolecule
+from hybridff.mm.system import FORCE_GROUPS, build_system, create_system, energy_components
 
 BOX = [openmm.Vec3(3.0, 0, 0), openmm.Vec3(0, 3.0, 0), openmm.Vec3(0, 0, 3.0)]
 EXPECTED_FORCES = {"HarmonicBondForce", "HarmonicAngleForce", "PeriodicTorsionForce",
@@ -162,7 +162,7 @@ def test_serialization_round_trip_same_energy(paracetamol) -> None:
 
 def test_build_system_from_plain_forcefield_topology(paracetamol) -> None:
     """build_system on a Topology keeps the options (the route users of ForceField take)."""
-    from hybridff.system import make_forcefield, molecules_topology
+    from hybridff.mm.system import make_forcefield, molecules_topology
 
     top, _ = molecules_topology([paracetamol])
     top.setPeriodicBoxVectors(BOX)

@@ -14,10 +14,10 @@ import openmm
 import pytest
 from openmm import app, unit
 
-from hybridff.cache import ParameterCache, cache_key
-from hybridff.parameters import parameterize
-from hybridff.system import create_system, molecules_topology
-from hybridff.templates import HybridTemplateGenerator
+from hybridff.mm.cache import ParameterCache, cache_key
+from hybridff.mm.parameters import parameterize
+from hybridff.mm.system import create_system, molecules_topology
+from hybridff.mm.templates import HybridTemplateGenerator
 
 ROOT = Path(__file__).resolve().parents[1]
 PARACETAMOL = ROOT / "examples" / "data" / "paracetamol.sdf"

@@ -16,7 +16,7 @@ from typing import Any
 
 from hybridff.cli.argtypes import non_negative, number_in, output_folder, positive
 from hybridff.exceptions import InvalidOptionError, MoleculeInputError
-from hybridff.parameters import DEFAULT_CHARGE_METHOD
+from hybridff.mm.parameters import DEFAULT_CHARGE_METHOD
 
 logger = logging.getLogger(__name__)
 

@@ -212,7 +212,7 @@ def mm_signature_of(source: Any, model: ModelFile | None = None
     process are asked for the model's molecule; when none parameterized it, a warning says the
     MM could not be checked.
     """
-    from hybridff.templates import HybridTemplateGenerator, live_signatures
+    from hybridff.mm.templates import HybridTemplateGenerator, live_signatures
 
     molecule = model_molecule(model) if model is not None else None
     smiles = molecule[0] if molecule is not None else None

@@ -1,5 +1,14 @@
-"""The MM of a molecule: its identity (signature) and its graph.
+"""The MM of a molecule: typing, parameter tables, assignment, the System, its identity.
 
+- :mod:`hybridff.mm.atomtyping`: GAFF2 atom types from SMARTS rules in the XML.
+- :mod:`hybridff.mm.forcefield_files`: where the shipped ForceField XML files live.
+- :mod:`hybridff.mm.tables`: read-only lookup tables of a ForceField XML.
+- :mod:`hybridff.mm.ambertools`: the one AmberTools runner (parmchk2, mol2, frcmod).
+- :mod:`hybridff.mm.parameters`: :func:`~hybridff.mm.parameters.parameterize`, a molecule's
+  types, charges and terms filled by analogy.
+- :mod:`hybridff.mm.system`: the route to an OpenMM System through OpenMM's ``ForceField``.
+- :mod:`hybridff.mm.templates`: the template generator; :mod:`hybridff.mm.cache` its cache.
+- :mod:`hybridff.mm.refit`, :mod:`hybridff.mm.bespoke`: bespoke refits of the bonded terms.
 - :mod:`hybridff.mm.signature`: :class:`~hybridff.mm.signature.MMSignature`, the one record of
   what decides a molecule's MM parameters (cache key, model metadata, compatibility checks).
 - :mod:`hybridff.mm.graph`: :class:`~hybridff.mm.graph.MoleculeGraph`, which residue of a

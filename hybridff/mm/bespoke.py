@@ -5,7 +5,7 @@
 energies and forces. The result travels as a *refit record*: JSON, keyed by canonical atom
 positions so that it applies to the molecule in any atom order, hashed into the MM signature
 (``refit``), written into every model trained on top of it and turned into a drop-in
-ForceField XML by :meth:`hybridff.parameters.ParameterizedMolecule.to_ffxml` (harmonic terms
+ForceField XML by :meth:`hybridff.mm.parameters.ParameterizedMolecule.to_ffxml` (harmonic terms
 at the fitted minimum plus ``CustomBondForce`` / ``CustomAngleForce`` cubic and quartic terms
 and a ``CustomCompoundBondForce`` of stretch-bend and bond-bond terms).
 
@@ -99,7 +99,7 @@ def kept_terms_energy_forces(mm: Any, positions_nm: np.ndarray,
     """Energy (F,) and forces (F, N, 3) of the MM terms a refit keeps: nonbonded and impropers
     (``mm``: a :class:`hybridff.training.residuals.MMSetup` of the GAFF2 MM; ``terms``: its
     ``canonical_terms()``, computed here when not given)."""
-    from hybridff.system import FORCE_GROUPS
+    from hybridff.mm.system import FORCE_GROUPS
     from hybridff.training.residuals import mm_energies_forces
 
     terms = terms if terms is not None else mm.parameterized.canonical_terms()
