@@ -5,7 +5,8 @@
 - :mod:`hybridff.mm.tables`: read-only lookup tables of a ForceField XML.
 - :mod:`hybridff.mm.ambertools`: the one AmberTools runner (parmchk2, mol2, frcmod).
 - :mod:`hybridff.mm.parameters`: :func:`~hybridff.mm.parameters.parameterize`, a molecule's
-  types, charges and terms filled by analogy.
+  types, charges and terms filled by analogy (:mod:`hybridff.mm.analogy`, parmchk2);
+  :mod:`hybridff.mm.ffxml` writes them as a per-molecule ForceField XML.
 - :mod:`hybridff.mm.system`: the route to an OpenMM System through OpenMM's ``ForceField``.
 - :mod:`hybridff.mm.templates`: the template generator; :mod:`hybridff.mm.cache` its cache.
 - :mod:`hybridff.mm.refit`, :mod:`hybridff.mm.bespoke`: bespoke refits of the bonded terms.

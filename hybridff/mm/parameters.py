@@ -3,6 +3,8 @@
 :func:`parameterize` returns a :class:`ParameterizedMolecule`, which writes the per-molecule
 OpenMM ForceField XML (a residue template with types and charges, plus any bonded parameters
 that GAFF2 lacks, filled by analogy the way parmchk2 does and listed in ``filled_terms``).
+Assignment lives here; the analogy in :mod:`hybridff.mm.analogy`, the XML export in
+:mod:`hybridff.mm.ffxml`.
 The System itself is built by OpenMM's own ``ForceField`` from the shipped file and this XML,
 so the drop-in XML route and the Python route give the same System.
 """
@@ -11,21 +13,19 @@ from __future__ import annotations
 
 import hashlib
 import io
-import itertools
 import json
-import logging
-import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
-from xml.etree import ElementTree as ET
 
 import numpy as np
 from openmm import unit
 from rdkit import Chem
 
-from hybridff import __version__, units
+from hybridff import __version__
 from hybridff.charges import assign_charges
 from hybridff.exceptions import InvalidOptionError, MissingParameterError, MoleculeInputError
+from hybridff.mm import ffxml
+from hybridff.mm.analogy import FilledTerm, canonical_copy, fill_by_analogy
 from hybridff.mm.graph import MoleculeGraph, symmetry_classes
 from hybridff.mm.signature import (
     DEFAULT_PAIR_ORDER,
@@ -33,25 +33,11 @@ from hybridff.mm.signature import (
     canonical_atom_order,
     make_signature,
 )
-from hybridff.mm.tables import ForceFieldTables, load_tables
+from hybridff.mm.tables import load_tables
 from hybridff.molecule import atom_label, atom_names, canonical_smiles, formal_charge, load_molecule
-
-logger = logging.getLogger(__name__)
 
 #: ML charges (AM1-BCC quality at milliseconds per molecule; docs/charges.md)
 DEFAULT_CHARGE_METHOD = "ml"
-
-
-@dataclass
-class FilledTerm:
-    """A bonded term GAFF2 lacks, filled by analogy (Amber units as in frcmod)."""
-
-    kind: str  # bond | angle | proper | improper
-    classes: tuple[str, ...]
-    #: bond/angle: (k, x0); proper: (idivf, pk, phase, pn) per term, flattened;
-    #: improper: (pk, phase, pn)
-    values: list[float]
-    source: str  # parmchk2's note: the analogous term it used and the penalty
 
 
 @dataclass
@@ -131,120 +117,10 @@ class ParameterizedMolecule:
     def to_ffxml(self, names: list[str] | None = None, residue_name: str | None = None) -> str:
         """Per-molecule ForceField XML; load it after the shipped force-field file.
 
-        ``names`` renames the atoms (same order) to match a topology's residue.
-
-        With canonical pair labelling (the default) the System it gives does not depend on the
-        atom order of the topology. OpenMM orders the atoms of an improper torsion by template
-        index where two share a type, and reuses the first order it found for every later
-        improper of the same types, so with shared GAFF2 types the result would follow the
-        topology's atom order. Here each atom gets a type and class of its own (with its GAFF2
-        type's mass and Lennard-Jones parameters) and every bonded term is written for its
-        atoms' types, with the parameters and atom order OpenMM gives the molecule in
-        canonical atom order, averaged over symmetry-equivalent atoms: the file is
-        self-contained and gives the same System for any input order.
-        The antechamber-compatible ``"index"`` labelling writes GAFF2 types (plus the terms
-        filled by analogy) and leaves the order to OpenMM, as tleap does.
-
-        With a bespoke refit the file also holds its cubic and quartic terms (``CustomBondForce``,
-        ``CustomAngleForce``) and, as a ``<Script>`` (the ForceField XML has no tag for it), a
-        ``CustomCompoundBondForce`` of its stretch-bend and bond-bond terms.
+        ``names`` renames the atoms (same order) to match a topology's residue. Written by
+        :func:`hybridff.mm.ffxml.to_ffxml` (which says how the file is built).
         """
-        names = list(names) if names is not None else self.names
-        resname = residue_name or self.residue_name
-        if self.pair_order != "canonical":
-            return self._class_typed_ffxml(names, resname, range(self.mol.GetNumAtoms()))
-        tables = load_tables(self.forcefield)
-        order = canonical_atom_order(self.mol)
-        prefix = f"{resname}-{self.content_hash()[:8]}-"
-        own_type = {i: f"{prefix}{rank}" for rank, i in enumerate(order)}
-        root = self._xml_header()
-        atom_types = ET.SubElement(root, "AtomTypes")
-        for i in order:
-            gaff = tables.type_attributes[tables.type_name(self.atom_types[i])]
-            # a class of its own too, so that no class-based term of the shipped file applies
-            # to it even when both files are loaded in one call
-            ET.SubElement(atom_types, "Type", {"name": own_type[i], "class": own_type[i],
-                                               "element": gaff["element"], "mass": gaff["mass"]})
-        self._residue_xml(root, names, resname, order, own_type)
-        terms = self.canonical_terms()
-        if self.refit is not None:
-            from hybridff.mm.bespoke import record_in_atom_order
-
-            terms.update(record_in_atom_order(self.refit, self.mol))
-
-        def typed(atoms: tuple[int, ...]) -> dict[str, str]:
-            return {f"type{k + 1}": own_type[a] for k, a in enumerate(atoms)}
-
-        bonds = ET.SubElement(root, "HarmonicBondForce")
-        for atoms, (length, k, *_) in terms["bonds"].items():
-            ET.SubElement(bonds, "Bond", {**typed(atoms), "length": repr(length), "k": repr(k)})
-        angles = ET.SubElement(root, "HarmonicAngleForce")
-        for atoms, (angle, k, *_) in terms["angles"].items():
-            ET.SubElement(angles, "Angle", {**typed(atoms), "angle": repr(angle), "k": repr(k)})
-        # anharmonic terms of a refit: c3 d^3 + c4 d^4 about the harmonic term's minimum
-        for tag, term, variable, table in (("CustomBondForce", "Bond", "r", terms["bonds"]),
-                                           ("CustomAngleForce", "Angle", "theta", terms["angles"])):
-            anharmonic = {a: v for a, v in table.items() if len(v) == 4 and (v[2] or v[3])}
-            if not anharmonic:
-                continue
-            element = ET.SubElement(root, tag, {
-                "energy": f"c3*({variable}-x0)^3 + c4*({variable}-x0)^4"})
-            for name in ("x0", "c3", "c4"):
-                ET.SubElement(element, f"Per{term}Parameter", {"name": name})
-            for atoms, (x0, _, c3, c4) in anharmonic.items():
-                ET.SubElement(element, term, {**typed(atoms), "x0": repr(x0), "c3": repr(c3),
-                                              "c4": repr(c4)})
-        if terms.get("cross"):
-            ET.SubElement(root, "Script").text = _cross_terms_script(
-                {tuple(own_type[a] for a in atoms): values
-                 for atoms, values in terms["cross"].items()}, f"hybridff cross terms {prefix.rstrip('-')}")
-        torsions = ET.SubElement(root, "PeriodicTorsionForce", {"ordering": "amber"})
-        for kind in ("Proper", "Improper"):
-            for atoms, parts in terms[kind].items():
-                # OpenMM lists an improper's centre first; the System (amber order) third
-                attrs = typed(atoms if kind == "Proper" else (atoms[2], atoms[0], atoms[1], atoms[3]))
-                for j, (periodicity, phase, k) in enumerate(parts, start=1):
-                    attrs.update({f"periodicity{j}": str(periodicity), f"phase{j}": repr(phase),
-                                  f"k{j}": repr(k)})
-                ET.SubElement(torsions, kind, attrs)
-        nonbonded = ET.SubElement(root, "NonbondedForce", dict(tables.nonbonded_attributes))
-        ET.SubElement(nonbonded, "UseAttributeFromResidue", {"name": "charge"})
-        for i in order:
-            lj = tables.nonbonded_atoms[tables.type_name(self.atom_types[i])]
-            ET.SubElement(nonbonded, "Atom", {"type": own_type[i], "sigma": lj["sigma"],
-                                              "epsilon": lj["epsilon"]})
-        ET.indent(root, space=" ")
-        return ET.tostring(root, encoding="unicode")
-
-    def _xml_header(self) -> ET.Element:
-        root = ET.Element("ForceField")
-        info = ET.SubElement(root, "Info")
-        ET.SubElement(info, "Source").text = (
-            f"hybridff {__version__}; force field {self.forcefield} (sha256 "
-            f"{self.forcefield_sha256[:12]}); charges {self.charge_method}; {self.smiles}; "
-            f"MM signature {self.signature.key()}")
-        return root
-
-    def _residue_xml(self, root: ET.Element, names: list[str], resname: str, order: Any,
-                     type_of: dict[int, str]) -> None:
-        residues = ET.SubElement(root, "Residues")
-        res = ET.SubElement(residues, "Residue", {"name": resname})
-        for i in order:
-            ET.SubElement(res, "Atom", {"name": names[i], "type": type_of[i],
-                                        "charge": format(float(self.charges[i]), ".10f")})
-        for b in self.mol.GetBonds():
-            ET.SubElement(res, "Bond", {"atomName1": names[b.GetBeginAtomIdx()],
-                                        "atomName2": names[b.GetEndAtomIdx()]})
-
-    def _class_typed_ffxml(self, names: list[str], resname: str, order: Any) -> str:
-        """The template with GAFF2's own types (OpenMM orders impropers itself)."""
-        tables = load_tables(self.forcefield)
-        root = self._xml_header()
-        self._residue_xml(root, names, resname, order,
-                          {i: tables.type_name(t) for i, t in enumerate(self.atom_types)})
-        _filled_terms_xml(root, self.filled_terms)
-        ET.indent(root, space=" ")
-        return ET.tostring(root, encoding="unicode")
+        return ffxml.to_ffxml(self, names, residue_name)
 
     def canonical_terms(self) -> dict[str, dict[tuple[int, ...], Any]]:
         """Bonded terms OpenMM gives this molecule in canonical atom order (GAFF2 types, the
@@ -256,7 +132,8 @@ class ParameterizedMolecule:
 
         tables = load_tables(self.forcefield)
         order = canonical_atom_order(self.mol)
-        xml = self._class_typed_ffxml([f"A{k}" for k in range(len(order))], "CANONICAL", order)
+        xml = ffxml.class_typed_ffxml(self, [f"A{k}" for k in range(len(order))], "CANONICAL",
+                                     order)
         forcefield = app.ForceField(str(tables.path), io.StringIO(xml))
         topology = app.Topology()
         residue = topology.addResidue("CANONICAL", topology.addChain())
@@ -330,83 +207,6 @@ def parameters_key(smiles: str, signature: MMSignature) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _filled_terms_xml(root: ET.Element, terms: list[FilledTerm]) -> None:
-    bonds = [t for t in terms if t.kind == "bond"]
-    angles = [t for t in terms if t.kind == "angle"]
-    propers = [t for t in terms if t.kind == "proper"]
-    impropers = [t for t in terms if t.kind == "improper"]
-    if bonds:
-        el = ET.SubElement(root, "HarmonicBondForce")
-        for t in bonds:
-            k, r0 = t.values
-            ET.SubElement(el, "Bond", {"class1": t.classes[0], "class2": t.classes[1],
-                                       "length": repr(r0 * units.ANGSTROM_TO_NM),
-                                       "k": repr(units.amber_bond_k_to_openmm(k))})
-    if angles:
-        el = ET.SubElement(root, "HarmonicAngleForce")
-        for t in angles:
-            k, theta0 = t.values
-            ET.SubElement(el, "Angle", {"class1": t.classes[0], "class2": t.classes[1],
-                                        "class3": t.classes[2], "angle": repr(math.radians(theta0)),
-                                        "k": repr(units.amber_angle_k_to_openmm(k))})
-    if propers or impropers:
-        el = ET.SubElement(root, "PeriodicTorsionForce", {"ordering": "amber"})
-        for t in propers:
-            attrs = {f"class{i + 1}": ("" if c == "X" else c) for i, c in enumerate(t.classes)}
-            for j, (idivf, pk, phase, pn) in enumerate(
-                    np.asarray(t.values).reshape(-1, 4).tolist(), start=1):
-                attrs[f"periodicity{j}"] = str(abs(int(round(pn))))
-                attrs[f"phase{j}"] = repr(math.radians(phase))
-                attrs[f"k{j}"] = repr(pk / idivf * units.KCAL_TO_KJ)
-            ET.SubElement(el, "Proper", attrs)
-        for t in impropers:  # Amber puts the central atom third, OpenMM first
-            a, b, c, d = t.classes
-            pk, phase, pn = t.values
-            ET.SubElement(el, "Improper", {
-                "class1": c, "class2": a, "class3": b, "class4": d,
-                "periodicity1": str(abs(int(round(pn)))), "phase1": repr(math.radians(phase)),
-                "k1": repr(pk * units.KCAL_TO_KJ)})
-
-
-#: energy of the stretch-bend and bond-bond terms of a bespoke refit (p2 the angle's vertex;
-#: :func:`hybridff.mm.refit.cross_energy_forces` computes the same)
-CROSS_TERM_ENERGY = ("(angle(p1,p2,p3)-theta0)*(ksb1*(distance(p1,p2)-r10)"
-                     "+ksb2*(distance(p2,p3)-r20))+kbb*(distance(p1,p2)-r10)*(distance(p2,p3)-r20)")
-
-
-def _cross_terms_script(table: dict[tuple[str, str, str], tuple[float, ...]], name: str) -> str:
-    """A ForceField ``<Script>`` that adds the cross terms ``table`` ((type of a, j, b) ->
-    (θ0, r10, r20, k_sb1, k_sb2, k_bb)) as a CustomCompoundBondForce over the System's angles.
-
-    OpenMM's ForceField XML has no tag for CustomCompoundBondForce (which atoms a compound
-    bond spans cannot be told from a Topology in general); a ``<Script>`` is its way to add
-    such a Force: ``createSystem`` runs it at the end with ``sys`` and ``data`` (the atom types
-    and angles it found). Here each angle whose atom types are a key (either direction) gets
-    the term; the types are this molecule's own, so no other molecule's angle matches.
-    """
-    rows = ",\n".join(f"    {key!r}: {tuple(float(v) for v in values)!r}"
-                      for key, values in sorted(table.items()))
-    return f"""
-# hybridff: stretch-bend and bond-bond terms of a bespoke refit (CustomCompoundBondForce)
-import openmm as _openmm
-_cross_table = {{
-{rows},
-}}
-_cross_force = _openmm.CustomCompoundBondForce(3, {CROSS_TERM_ENERGY!r})
-_cross_force.setName({name!r})
-for _name in ("theta0", "r10", "r20", "ksb1", "ksb2", "kbb"):
-    _cross_force.addPerBondParameter(_name)
-for _angle in data.angles:
-    _types = tuple(data.atomType[data.atoms[_i]] for _i in _angle)
-    if _types in _cross_table:
-        _cross_force.addBond(list(_angle), _cross_table[_types])
-    elif _types[::-1] in _cross_table:
-        _cross_force.addBond(list(_angle[::-1]), _cross_table[_types[::-1]])
-if _cross_force.getNumBonds() > 0:
-    sys.addForce(_cross_force)
-"""
-
-
 def _oriented(atoms: tuple[int, ...], types: list[str], mol: Chem.Mol, classes: list[int],
               rank: dict[int, int]) -> tuple[int, ...]:
     """An improper (a, b, centre, d) with its outer atoms ordered the same way on every
@@ -436,33 +236,6 @@ def _oriented(atoms: tuple[int, ...], types: list[str], mol: Chem.Mol, classes: 
         if ok and key(outer[p]) > key(outer[q]):
             outer[p], outer[q] = outer[q], outer[p]
     return outer[0], outer[1], centre, outer[2]
-
-
-def _canonical_copy(mol: Chem.Mol, order: list[int]) -> Chem.Mol:
-    """``mol`` with atoms in ``order``, bonds sorted by atom and placeholder coordinates: the
-    same file for parmchk2 whatever the input order (its first-come choices follow the atom
-    and bond order of its input, and Kekule bond orders follow the bond order)."""
-    position = {i: k for k, i in enumerate(order)}
-    copy = Chem.RWMol()
-    for i in order:
-        source = mol.GetAtomWithIdx(i)
-        atom = Chem.Atom(source.GetAtomicNum())
-        atom.SetFormalCharge(source.GetFormalCharge())
-        atom.SetNoImplicit(True)
-        atom.SetNumExplicitHs(0)
-        copy.AddAtom(atom)
-    bonds = sorted((min(position[b.GetBeginAtomIdx()], position[b.GetEndAtomIdx()]),
-                    max(position[b.GetBeginAtomIdx()], position[b.GetEndAtomIdx()]),
-                    b.GetBondType()) for b in mol.GetBonds())
-    for p, q, bond_type in bonds:
-        copy.AddBond(p, q, bond_type)
-    canonical = copy.GetMol()
-    Chem.SanitizeMol(canonical)
-    conformer = Chem.Conformer(canonical.GetNumAtoms())
-    for k in range(canonical.GetNumAtoms()):
-        conformer.SetAtomPosition(k, (1.5 * k, 0.7 * (k % 3), 0.9 * (k % 5)))
-    canonical.AddConformer(conformer, assignId=True)
-    return canonical
 
 
 def _symmetrized(terms: dict[str, dict[tuple[int, ...], Any]], classes: list[int]
@@ -498,120 +271,6 @@ def _symmetrized(terms: dict[str, dict[tuple[int, ...], Any]], classes: list[int
             out[kind][atoms] = [(n, phase, k / len(group)) for (n, phase), k in sorted(k_sum.items())
                                 if k != 0.0]
     return out
-
-
-def missing_terms(mol: Chem.Mol, atom_types: list[str], tables: ForceFieldTables
-                  ) -> dict[str, set[tuple[str, ...]]]:
-    """Class tuples of ``mol``'s terms that the force field lacks.
-
-    ``bond``, ``angle``, ``proper``: no parameters at all. ``generic_proper``: torsions that
-    only a wildcard (X-b-c-X) term covers; parmchk2 may know a better specific analogue,
-    which tleap would then prefer, so they are offered to it too.
-    """
-    missing: dict[str, set[tuple[str, ...]]] = {
-        "bond": set(), "angle": set(), "proper": set(), "generic_proper": set()}
-    t = atom_types
-    for b in mol.GetBonds():
-        i, j = b.GetBeginAtomIdx(), b.GetEndAtomIdx()
-        if not tables.has_bond(t[i], t[j]):
-            missing["bond"].add((t[i], t[j]))
-    for atom in mol.GetAtoms():
-        j = atom.GetIdx()
-        nbrs = [n.GetIdx() for n in atom.GetNeighbors()]
-        for i, k in itertools.combinations(nbrs, 2):
-            if not tables.has_angle(t[i], t[j], t[k]):
-                missing["angle"].add((t[i], t[j], t[k]))
-    for b in mol.GetBonds():
-        j, k = b.GetBeginAtomIdx(), b.GetEndAtomIdx()
-        for i in (n.GetIdx() for n in mol.GetAtomWithIdx(j).GetNeighbors() if n.GetIdx() != k):
-            for m in (n.GetIdx() for n in mol.GetAtomWithIdx(k).GetNeighbors() if n.GetIdx() != j):
-                if i == m:
-                    continue
-                classes = (t[i], t[j], t[k], t[m])
-                if not tables.has_proper(*classes):
-                    missing["proper"].add(classes)
-                elif not tables.has_proper(*classes, specific=True):
-                    missing["generic_proper"].add(classes)
-    return missing
-
-
-def _same_term(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
-    return a == b or a == tuple(reversed(b))
-
-
-def fill_by_analogy(mol: Chem.Mol, names: list[str], atom_types: list[str],
-                    tables: ForceFieldTables) -> list[FilledTerm]:
-    """Terms the force field lacks, filled by parmchk2's analogy rules (as the Amber route does).
-
-    Bonds, angles and proper torsions are added only where the force field has none.
-    Impropers are taken as parmchk2 writes them (it also adds out-of-plane terms for sp2
-    centres that GAFF2's generic impropers miss, e.g. substituted aromatic carbons), so the
-    System equals antechamber -> parmchk2 -> tleap. Raises :class:`MissingParameterError`
-    when a bond or angle has no analogue at all, or when something is missing and parmchk2
-    is not installed.
-    """
-    from hybridff.exceptions import ExternalToolError
-    from hybridff.mm.ambertools import run_parmchk2
-
-    missing = missing_terms(mol, atom_types, tables)
-    truly_missing = {k: v for k, v in missing.items() if k != "generic_proper"}
-    try:
-        frcmod = run_parmchk2(mol, names, atom_types)
-    except ExternalToolError as exc:
-        if any(truly_missing.values()):
-            listing = "; ".join(f"{k} {'-'.join(c)}" for k, v in truly_missing.items()
-                                for c in sorted(v))
-            raise MissingParameterError(
-                f"the force field lacks parameters for: {listing}. Filling them by analogy "
-                f"needs parmchk2 ({exc})") from exc
-        logger.warning("parmchk2 unavailable (%s): GAFF2's generic torsions and impropers are "
-                       "used without parmchk2's more specific analogues", exc)
-        return []
-    filled: list[FilledTerm] = []
-    unresolved: list[str] = []
-    for kind, entries in (("bond", frcmod.bonds), ("angle", frcmod.angles),
-                          ("proper", frcmod.propers)):
-        wanted = missing[kind]
-        offered = wanted | missing["generic_proper"] if kind == "proper" else wanted
-        merged: dict[tuple[str, ...], FilledTerm] = {}
-        for classes, values, note in entries:
-            if not any(_same_term(classes, w) or (kind == "proper" and _matches_wild(classes, w))
-                       for w in offered):
-                continue
-            if "ATTN" in note and kind in ("bond", "angle"):
-                unresolved.append(f"{kind} {'-'.join(classes)}")
-                continue
-            if classes in merged and kind == "proper":
-                merged[classes].values.extend(values)
-                continue
-            merged[classes] = FilledTerm(kind, classes, list(values), note.strip())
-        filled.extend(merged.values())
-        for w in wanted:
-            if not any(_same_term(c, w) or (kind == "proper" and _matches_wild(c, w))
-                       for c in merged):
-                if kind == "proper":
-                    logger.warning("no torsion parameters for %s, even by analogy: term omitted "
-                                   "(as tleap does)", "-".join(w))
-                else:
-                    unresolved.append(f"{kind} {'-'.join(w)}")
-    if unresolved:
-        raise MissingParameterError(
-            f"no parameters, even by analogy, for {', '.join(sorted(set(unresolved)))} in "
-            f"{canonical_smiles(mol)}; this chemistry is outside GAFF2's coverage")
-    filled.extend(FilledTerm("improper", classes, list(values), note.strip())
-                  for classes, values, note in frcmod.impropers)
-    for term in filled:
-        logger.debug("filled by analogy: %s %s = %s (%s)", term.kind, "-".join(term.classes),
-                     term.values, term.source)
-    return filled
-
-
-def _matches_wild(classes: tuple[str, ...], wanted: tuple[str, ...]) -> bool:
-    pattern = ["" if c == "X" else c for c in classes]
-    for w in (wanted, tuple(reversed(wanted))):
-        if all(p in ("", x) for p, x in zip(pattern, w, strict=True)):
-            return True
-    return False
 
 
 def parameterize(molecule: Any, charge_method: str = DEFAULT_CHARGE_METHOD,
@@ -675,7 +334,7 @@ def parameterize(molecule: Any, charge_method: str = DEFAULT_CHARGE_METHOD,
                                refit=refit_hash)
     if pair_order == "canonical":  # parmchk2's choices follow its input order: give it one
         order = canonical_atom_order(mol)
-        canonical = _canonical_copy(mol, order)
+        canonical = canonical_copy(mol, order)
         filled = fill_by_analogy(canonical, [f"{a.GetSymbol()}{k}" for k, a in
                                              enumerate(canonical.GetAtoms())],
                                  [atom_types[i] for i in order], tables)
