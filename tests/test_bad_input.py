@@ -385,7 +385,7 @@ def test_overlapping_atoms(where, paracetamol_mol, tmp_path) -> None:
                                  "fix the input structure"):
             load_molecule(path)
     elif where == "simulation set-up":  # refused before anything is built or run
-        from hybridff.simulation import prepare_system
+        from hybridff.md.prepare import prepare_system
 
         with pytest.raises(OverlappingAtomsError, match=pair):
             prepare_system(_overlapping_ethanol(), solvent="none", cache=False)
@@ -402,7 +402,7 @@ def test_overlapping_atoms(where, paracetamol_mol, tmp_path) -> None:
                                  r"0\.100 Angstrom apart.*remove or recompute this frame"):
             read_extxyz(path, z, _bonds(paracetamol_mol))
     else:
-        from hybridff.simulation import check_positions
+        from hybridff.md.prepare import check_positions
 
         box = 2.0 if where == "periodic image" else None
         top = _topology(["C1", "O1", "N1"], box)
@@ -673,7 +673,7 @@ def test_unusable_cache_warns_and_parameterizes_without_it(problem, tmp_path, ca
 
 
 def _md_options(steps: int):
-    from hybridff.simulation import MDOptions
+    from hybridff.md.run import MDOptions
 
     return MDOptions(steps=steps, report_every=10, equilibration_steps=10, minimize_iterations=20,
                      checkpoint_every=20, platform="Reference", threads=1, seed=7)
@@ -692,24 +692,27 @@ def test_resume_after_a_stop_between_checkpoints(tmp_path, monkeypatch, caplog) 
     """Killed at step 60 (last checkpoint 40) in the middle of writing the log and the DCD:
     the resumed run drops what came after the checkpoint and ends where an uninterrupted run
     ends, with each step logged once."""
-    import hybridff.simulation as simulation
+    from hybridff.md.prepare import prepare_system
+    from hybridff.md.reporters import Production
+    from hybridff.md.resume import resume_md
+    from hybridff.md.run import run_md
 
     once = tmp_path / "once"
-    simulation.run_md(simulation.prepare_system(PARACETAMOL, "gasteiger", solvent="none", cache=False), once,
-                      _md_options(80), progress=False)
+    run_md(prepare_system(PARACETAMOL, "gasteiger", solvent="none", cache=False), once,
+           _md_options(80), progress=False)
 
     stopped = tmp_path / "stopped"
-    row = simulation._Production.row
+    row = Production.row
 
     def stop_at_60(self, *args):
         if self.sim.currentStep == 60:
             raise KeyboardInterrupt
         return row(self, *args)
 
-    monkeypatch.setattr(simulation._Production, "row", stop_at_60)
+    monkeypatch.setattr(Production, "row", stop_at_60)
     with pytest.raises(KeyboardInterrupt):
-        simulation.run_md(simulation.prepare_system(PARACETAMOL, "gasteiger", solvent="none", cache=False),
-                          stopped, _md_options(80), progress=False)
+        run_md(prepare_system(PARACETAMOL, "gasteiger", solvent="none", cache=False),
+               stopped, _md_options(80), progress=False)
     monkeypatch.undo()
     summary = json.loads((stopped / "run.json").read_text())
     assert summary["status"] == "running" and summary["production"] is None
@@ -721,8 +724,8 @@ def test_resume_after_a_stop_between_checkpoints(tmp_path, monkeypatch, caplog) 
     with open(stopped / "trajectory.dcd", "ab") as fh:
         fh.write(os.urandom(100))
 
-    with caplog.at_level(logging.WARNING, logger="hybridff.simulation"):
-        summary = simulation.resume_md(stopped, 40, progress=False)
+    with caplog.at_level(logging.WARNING, logger="hybridff.md.resume"):
+        summary = resume_md(stopped, 40, progress=False)
     assert "stopped after its last checkpoint (step 40); dropped 2 log row(s) and 3 trajectory " \
            "frame(s)" in caplog.text
     assert summary["status"] == "finished" and summary["total_steps"] == 80

@@ -1,4 +1,4 @@
-"""``hybridff simulate`` and :mod:`hybridff.simulation`: outputs, PME set-up, serialization,
+"""``hybridff simulate`` and :mod:`hybridff.md` (prepare, run, resume): outputs, PME set-up, serialization,
 restart from the checkpoint, neutralizing ions, ML correction with ensemble monitor, errors."""
 
 from __future__ import annotations
@@ -18,17 +18,12 @@ from rdkit import Chem
 
 from hybridff.cli import main
 from hybridff.exceptions import MoleculeInputError, SimulationError, UnknownNameError
+from hybridff.md.outputs import OUTPUTS, load_system_xml
+from hybridff.md.prepare import check_positions, prepare_system
+from hybridff.md.reporters import degrees_of_freedom
+from hybridff.md.resume import resume_md
+from hybridff.md.run import MDOptions, run_md
 from hybridff.mm.system import is_ml_force
-from hybridff.simulation import (
-    OUTPUTS,
-    MDOptions,
-    check_positions,
-    degrees_of_freedom,
-    load_system_xml,
-    prepare_system,
-    resume_md,
-    run_md,
-)
 
 ROOT = Path(__file__).resolve().parents[1]
 PARACETAMOL = ROOT / "examples" / "data" / "paracetamol.sdf"
@@ -239,7 +234,7 @@ def test_ml_correction_with_ensemble_monitor(tmp_path, caplog) -> None:
         prepared = prepare_system("CCO", solvent="none", model=path, cache=False)
         assert prepared.ml_force_group is not None
         assert sum(is_ml_force(f) for f in prepared.system.getForces()) == 1
-        with caplog.at_level(logging.WARNING, logger="hybridff.simulation"):
+        with caplog.at_level(logging.WARNING, logger="hybridff.md.reporters"):
             summary = run_md(prepared, tmp_path / "run",
                              quick(20, report_every=10, timestep_fs=1.0, equilibration_steps=0,
                                    minimize_iterations=10, disagreement_threshold_kcal=1e-12),

@@ -158,7 +158,7 @@ def test_jacobian_and_direct_training_agree(ethanol_fit) -> None:
 def test_ensemble_records_the_disagreement_range_the_md_monitor_uses(ethanol_fit) -> None:
     """An ensemble stores the largest member energy spread over its frames, in the definition
     the MD monitor computes, so `hybridff simulate` warns outside the trained range."""
-    from hybridff.simulation import EnsembleMonitor, trained_disagreement_kcal
+    from hybridff.md.reporters import EnsembleMonitor, trained_disagreement_kcal
 
     mm, data, _ = ethanol_fit
     frames = data.subset(range(24))

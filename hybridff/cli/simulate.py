@@ -36,7 +36,7 @@ CONSTRAINTS = {"hbonds": "HBonds", "none": None}
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from hybridff.charges import available_charge_methods
-    from hybridff.simulation import SOLVENTS
+    from hybridff.md.prepare import SOLVENTS
 
     parser.add_argument("molecule", type=Path, nargs="?",
                         help="SDF/MOL/mol2 file (one molecule, 3D or not) or a SMILES string")
@@ -160,7 +160,8 @@ def _resume_conflicts(args: argparse.Namespace, summary: dict[str, Any]) -> list
 
 
 def _resume(args: argparse.Namespace) -> int:
-    from hybridff.simulation import read_run, resume_md
+    from hybridff.md.outputs import read_run
+    from hybridff.md.resume import resume_md
 
     summary = read_run(args.output)
     conflicts = _resume_conflicts(args, summary)
@@ -182,7 +183,9 @@ def _resume(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hybridff.simulation import MDOptions, check_run_folder, prepare_system, run_md
+    from hybridff.md.outputs import check_run_folder
+    from hybridff.md.prepare import prepare_system
+    from hybridff.md.run import MDOptions, run_md
 
     if args.resume:
         return _resume(args)

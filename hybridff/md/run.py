@@ -1,0 +1,216 @@
+"""Running molecular dynamics: minimize, equilibrate, Langevin production (:func:`run_md`).
+
+Writes a CSV log, a DCD trajectory, start/final PDB, the serialized System and integrator, a
+checkpoint, a portable State XML and ``run.json`` (settings and measured speed); ``run.json``
+and a checkpoint exist from the start of production, so a stopped run can be resumed
+(:mod:`hybridff.md.resume`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import openmm
+from openmm import app, unit
+
+from hybridff.exceptions import SimulationError, UnknownNameError
+from hybridff.fileio import atomic_write_text
+from hybridff.md.outputs import OUTPUTS, check_run_folder, write_pdb, write_restart_files
+from hybridff.md.prepare import PreparedSystem, check_positions
+from hybridff.md.reporters import EnsembleMonitor, Production, Trajectory, check_energy, guarded
+from hybridff.mm.system import FORCE_GROUPS, is_ml_force
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class MDOptions:
+    """Settings of :func:`run_md` (temperatures K, times fs/ps, pressure bar)."""
+
+    steps: int = 5000
+    timestep_fs: float = 2.0
+    temperature_k: float = 300.0
+    friction_per_ps: float = 1.0
+    pressure_bar: float | None = 1.0  # solvated only; None or 0: constant volume
+    report_every: int = 500
+    equilibration_steps: int = 500
+    minimize_iterations: int = 1000
+    checkpoint_every: int | None = None  # default: about every tenth of the run
+    seed: int = 2026
+    platform: str = "CPU"
+    threads: int | None = None
+    disagreement_every: int = 1  # in reports
+    disagreement_threshold_kcal: float | None = None
+
+    def check(self) -> None:
+        """Refuse settings that cannot run (quoting the value)."""
+        if self.steps < 0:
+            raise SimulationError(f"steps must be >= 0, got {self.steps}")
+        if not 0 < self.timestep_fs <= 5:
+            raise SimulationError(f"time step {self.timestep_fs} fs is outside (0, 5] fs")
+        if not 0 < self.temperature_k < math.inf:
+            raise SimulationError(f"temperature {self.temperature_k} K must be positive")
+        if not 0 <= self.friction_per_ps < math.inf:
+            raise SimulationError(f"Langevin friction {self.friction_per_ps} /ps must be >= 0 "
+                                  "(0: constant-energy dynamics; 1 /ps is usual)")
+        if self.pressure_bar is not None and not 0 <= self.pressure_bar < math.inf:
+            raise SimulationError(f"pressure {self.pressure_bar} bar must be >= 0 (0 or None: "
+                                  "constant volume)")
+        if self.report_every < 1:
+            raise SimulationError(f"report interval {self.report_every} must be >= 1 step")
+        if self.checkpoint_every is not None and self.checkpoint_every < 1:
+            raise SimulationError(f"checkpoint interval {self.checkpoint_every} must be >= 1 step")
+        if self.equilibration_steps < 0 or self.minimize_iterations < 0:
+            raise SimulationError("equilibration steps and minimization iterations must be >= 0")
+
+    def first_report(self) -> int:
+        """Step of a new run's first log row and trajectory frame: ``report_every``, or the
+        run's last step when the run is shorter (so a short run still writes its end)."""
+        if 0 < self.steps < self.report_every:
+            return self.steps
+        return self.report_every
+
+
+def get_platform(name: str, threads: int | None = None) -> tuple[openmm.Platform, dict[str, str]]:
+    """The OpenMM platform called ``name`` and its properties; unknown names list those present."""
+    names = [openmm.Platform.getPlatform(i).getName() for i in range(openmm.Platform.getNumPlatforms())]
+    if name not in names:
+        raise UnknownNameError(f"OpenMM platform {name!r} is not available here; available: "
+                               f"{', '.join(names)}")
+    properties: dict[str, str] = {}
+    if name == "CPU" and threads:
+        properties["Threads"] = str(int(threads))
+    if name in ("CUDA", "OpenCL", "HIP"):
+        properties["Precision"] = "mixed"
+    return openmm.Platform.getPlatformByName(name), properties
+
+
+def set_torch_threads(system: openmm.System, threads: int | None) -> None:
+    """Limit torch's threads where a TorchForce runs (deliberately, when a Context is made)."""
+    if threads and any(is_ml_force(f) for f in system.getForces()):
+        import torch
+
+        torch.set_num_threads(int(threads))
+
+
+def make_simulation(topology: app.Topology, system: openmm.System, options: MDOptions
+                     ) -> app.Simulation:
+    integrator = openmm.LangevinMiddleIntegrator(options.temperature_k * unit.kelvin,
+                                                 options.friction_per_ps / unit.picosecond,
+                                                 options.timestep_fs * unit.femtosecond)
+    integrator.setRandomNumberSeed(int(options.seed))
+    platform, properties = get_platform(options.platform, options.threads)
+    set_torch_threads(system, options.threads)
+    return app.Simulation(topology, system, integrator, platform, properties)
+
+
+def run_md(prepared: PreparedSystem, output_dir: str | os.PathLike, options: MDOptions | None = None,
+           progress: bool = True, overwrite: bool = False) -> dict[str, Any]:
+    """Minimize, equilibrate and run ``options.steps`` of Langevin MD; write the run folder.
+
+    A folder that holds another run is refused unless ``overwrite`` (its run files are then
+    removed when this run starts writing). Log rows and trajectory frames are written every
+    ``options.report_every`` steps; a run shorter than that writes them at its last step.
+    Returns the summary also written to ``run.json`` (settings, atom counts, ns/day).
+    """
+    options = options or MDOptions()
+    options.check()
+    out = Path(output_dir)
+    earlier = check_run_folder(out, overwrite)
+    out.mkdir(parents=True, exist_ok=True)
+    system = prepared.system
+    if prepared.periodic and options.pressure_bar:
+        barostat = openmm.MonteCarloBarostat(options.pressure_bar * unit.bar,
+                                             options.temperature_k * unit.kelvin)
+        barostat.setRandomNumberSeed(int(options.seed))
+        barostat.setForceGroup(FORCE_GROUPS["MonteCarloBarostat"])
+        system.addForce(barostat)
+    check_positions(prepared.positions, prepared.topology, "starting positions")
+    sim = make_simulation(prepared.topology, system, options)
+    if prepared.periodic:
+        sim.context.setPeriodicBoxVectors(*prepared.topology.getPeriodicBoxVectors())
+    sim.context.setPositions(prepared.positions)
+    e_start = check_energy(sim, "at the starting structure")
+    t0 = time.perf_counter()
+    if options.minimize_iterations:
+        guarded(lambda: sim.minimizeEnergy(maxIterations=options.minimize_iterations),
+                 "during minimization", sim)
+    e_min = check_energy(sim, "after minimization")
+    minimize_s = time.perf_counter() - t0
+    sim.context.setVelocitiesToTemperature(options.temperature_k * unit.kelvin, int(options.seed))
+    t0 = time.perf_counter()
+    for start in range(0, options.equilibration_steps, max(1, options.report_every)):
+        n = min(options.report_every, options.equilibration_steps - start)
+        guarded(lambda n=n: sim.step(n), "during equilibration", sim)
+        check_energy(sim, "during equilibration", sim.currentStep)
+    equilibrate_s = time.perf_counter() - t0
+    sim.currentStep = 0
+    sim.context.setTime(0.0)
+    for path in earlier:  # --overwrite: the earlier run's files go when this one starts writing
+        path.unlink(missing_ok=True)
+    start_state = sim.context.getState(getPositions=True, enforcePeriodicBox=prepared.periodic)
+    write_pdb(out / OUTPUTS["start"], sim.topology, start_state)
+    atomic_write_text(out / OUTPUTS["system"], openmm.XmlSerializer.serialize(system))
+    atomic_write_text(out / OUTPUTS["integrator"], openmm.XmlSerializer.serialize(sim.integrator))
+    monitor = None
+    if prepared.model is not None and int(prepared.model.metadata.get("ensemble_size", 1)) > 1:
+        monitor = EnsembleMonitor(prepared.model, prepared.topology, prepared.solute_atoms,
+                                  options.disagreement_threshold_kcal)
+        if monitor.threshold is None:
+            logger.info("the model file carries no trained range of the ensemble disagreement; "
+                        "logging it without a warning threshold (--disagreement-threshold sets one)")
+    summary = {
+        "molecule": prepared.info.get("smiles"),
+        "solvent": prepared.solvent,
+        "atoms": prepared.topology.getNumAtoms(),
+        "platform": sim.context.getPlatform().getName(),
+        "options": asdict(options),
+        "system": prepared.info,
+        "energy_start_kJ_mol": e_start,
+        "energy_minimized_kJ_mol": e_min,
+        "minimize_s": round(minimize_s, 3),
+        "equilibrate_s": round(equilibrate_s, 3),
+        "production": None,
+        "status": "running",
+        "ml_force_group": prepared.ml_force_group,
+        "ml_model": prepared.model_path,
+        "outputs": {k: v for k, v in OUTPUTS.items()},
+    }
+    # a run stopped before its end can be resumed: run.json and a step-0 checkpoint of this
+    # run are there from the start (and no final structure of an earlier run in this folder)
+    (out / OUTPUTS["final"]).unlink(missing_ok=True)
+    first_report = options.first_report()
+    summary["first_report_step"] = first_report
+    if first_report != options.report_every:
+        logger.info("the run (%d steps) is shorter than the report interval (%d steps): its log "
+                    "row and trajectory frame are at its last step, and a resumed run reports "
+                    "every %d steps from there", options.steps, options.report_every,
+                    options.report_every)
+    write_restart_files(out, sim)
+    atomic_write_text(out / OUTPUTS["summary"], json.dumps(summary, indent=1, default=str) + "\n")
+    trajectory = Trajectory(out / OUTPUTS["trajectory"], sim.topology, options.timestep_fs,
+                             first_report, options.report_every, prepared.periodic, append=False)
+    production = Production(sim, out, options, prepared.periodic, prepared.ml_force_group, monitor,
+                             append=False, progress=progress, trajectory=trajectory)
+    summary["production"] = production.run(options.steps)
+    summary["status"] = "finished"
+    write_pdb(out / OUTPUTS["final"], sim.topology,
+               sim.context.getState(getPositions=True, enforcePeriodicBox=prepared.periodic))
+    write_restart_files(out, sim)
+    if monitor is not None:
+        summary["ensemble_disagreement_kcal_mol"] = {
+            "max": max(production.disagreement, default=None),
+            "mean": float(np.mean(production.disagreement)) if production.disagreement else None,
+            "trained_max": monitor.threshold,
+            "exceeded": monitor.warned,
+        }
+    atomic_write_text(out / OUTPUTS["summary"], json.dumps(summary, indent=1, default=str) + "\n")
+    return summary
