@@ -4,6 +4,7 @@ The split module's names, private ones included (``_Production`` is
 :class:`hybridff.md.reporters.Production`), are the same objects as in their new homes.
 """
 
+from hybridff.md.options import MDOptions  # noqa: F401
 from hybridff.md.outputs import (  # noqa: F401
     OUTPUTS,
     check_run_folder,
@@ -36,6 +37,6 @@ from hybridff.md.reporters import guarded as _guarded  # noqa: F401
 from hybridff.md.resume import resume_md  # noqa: F401
 from hybridff.md.resume import trim_dcd as _trim_dcd  # noqa: F401
 from hybridff.md.resume import trim_log as _trim_log  # noqa: F401
-from hybridff.md.run import MDOptions, get_platform, run_md  # noqa: F401
+from hybridff.md.run import get_platform, run_md  # noqa: F401
 from hybridff.md.run import make_simulation as _make_simulation  # noqa: F401
 from hybridff.md.run import set_torch_threads as _set_torch_threads  # noqa: F401

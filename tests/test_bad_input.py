@@ -673,7 +673,7 @@ def test_unusable_cache_warns_and_parameterizes_without_it(problem, tmp_path, ca
 
 
 def _md_options(steps: int):
-    from hybridff.md.run import MDOptions
+    from hybridff.md.options import MDOptions
 
     return MDOptions(steps=steps, report_every=10, equilibration_steps=10, minimize_iterations=20,
                      checkpoint_every=20, platform="Reference", threads=1, seed=7)

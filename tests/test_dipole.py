@@ -357,8 +357,9 @@ def test_the_spectrum_of_a_harmonic_dipole_peaks_at_its_frequency() -> None:
 def test_spectrum_of_a_vacuum_run_from_the_command_line(tmp_path, capsys) -> None:
     pytest.importorskip("mdtraj")
     from hybridff.cli import main
+    from hybridff.md.options import MDOptions
     from hybridff.md.prepare import prepare_system
-    from hybridff.md.run import MDOptions, run_md
+    from hybridff.md.run import run_md
     from hybridff.md.spectrum import run_dipoles
 
     prepared = prepare_system("CCO", solvent="none", constraints=None, charge_method="gasteiger")

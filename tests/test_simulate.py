@@ -18,11 +18,12 @@ from rdkit import Chem
 
 from hybridff.cli import main
 from hybridff.exceptions import MoleculeInputError, SimulationError, UnknownNameError
+from hybridff.md.options import MDOptions
 from hybridff.md.outputs import OUTPUTS, load_system_xml
 from hybridff.md.prepare import check_positions, prepare_system
 from hybridff.md.reporters import degrees_of_freedom
 from hybridff.md.resume import resume_md
-from hybridff.md.run import MDOptions, run_md
+from hybridff.md.run import run_md
 from hybridff.mm.system import is_ml_force
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -183,9 +183,10 @@ def _resume(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from hybridff.md.options import MDOptions
     from hybridff.md.outputs import check_run_folder
     from hybridff.md.prepare import prepare_system
-    from hybridff.md.run import MDOptions, run_md
+    from hybridff.md.run import run_md
 
     if args.resume:
         return _resume(args)

@@ -23,7 +23,7 @@ from hybridff.md.outputs import OUTPUTS, write_restart_files
 from hybridff.units import AVOGADRO, KJ_TO_KCAL
 
 if TYPE_CHECKING:
-    from hybridff.md.run import MDOptions
+    from hybridff.md.options import MDOptions
 
 logger = logging.getLogger(__name__)
 

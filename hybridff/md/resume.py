@@ -19,9 +19,10 @@ from openmm import app
 
 from hybridff.exceptions import SimulationError
 from hybridff.fileio import atomic_write_text
+from hybridff.md.options import MDOptions
 from hybridff.md.outputs import OUTPUTS, load_system_xml, read_run, write_pdb, write_restart_files
 from hybridff.md.reporters import EnsembleMonitor, Production, Trajectory
-from hybridff.md.run import MDOptions, get_platform, set_torch_threads
+from hybridff.md.run import get_platform, set_torch_threads
 
 logger = logging.getLogger(__name__)
 
