@@ -54,7 +54,7 @@ def test_bespoke_xml_reproduces_the_fit_in_a_plain_forcefield(refit) -> None:
     frames = read_extxyz(TEST, mm.numbers, bonds=mm.bonds)
     e, f = mm_energies_forces(system, frames.positions)
     terms = record_in_atom_order(record, pm.mol)
-    assert record["version"] == 2 and len(terms["cross"]) == 31  # every angle (none linear)
+    assert record["version"] == 3 and len(terms["cross"]) == 31  # every angle (none linear)
     compound = [f for f in system.getForces() if isinstance(f, openmm.CustomCompoundBondForce)]
     assert len(compound) == 1 and compound[0].getNumBonds() == len(terms["cross"])
     fitted = RefitResult(terms["bonds"], terms["angles"], terms["Proper"], cross=terms["cross"])
@@ -62,6 +62,16 @@ def test_bespoke_xml_reproduces_the_fit_in_a_plain_forcefield(refit) -> None:
     e_kept, f_kept = kept_terms_energy_forces(mm, frames.positions)
     np.testing.assert_allclose(f, f_fit + f_kept, atol=1e-6)
     assert np.ptp(e - (e_fit + e_kept)) < 1e-6  # equal up to the constant the fit dropped
+    # far beyond every term's training range too (the tangent continuation): the molecule
+    # stretched by 12 % and squeezed by 8 % about its centre, and a frame with random kicks
+    x = frames.positions[0]
+    kicked = x + np.random.default_rng(3).normal(scale=0.006, size=x.shape)
+    far = np.stack([x.mean(0) + 1.12 * (x - x.mean(0)), x.mean(0) + 0.92 * (x - x.mean(0)), kicked])
+    e_far, f_far = mm_energies_forces(system, far)
+    e_fit, f_fit = fitted.energy_forces(far)
+    e_kept, f_kept = kept_terms_energy_forces(mm, far)
+    np.testing.assert_allclose(f_far, f_fit + f_kept, atol=1e-5 * np.abs(f_far).max())
+    assert np.ptp(e_far - (e_fit + e_kept)) < 1e-6 * np.abs(e_far).max()
     # held-out MD frames: the bespoke MM is closer to QM than GAFF2 (measured 0.34x in force;
     # 0.53x without cross terms)
     e_gaff, f_gaff = mm_energies_forces(mm.system, frames.positions)
@@ -113,8 +123,8 @@ def test_version_1_record_still_loads_and_hashes_as_before(refit) -> None:
     system = app.ForceField(str(forcefield_path("hybridff-gaff2.xml")),
                             io.StringIO(xml)).createSystem(molecules_topology([pm])[0])
     assert not any(isinstance(f, openmm.CustomCompoundBondForce) for f in system.getForces())
-    with pytest.raises(DataFormatError, match="versions 1, 2"):
-        parameterize(PARACETAMOL, "gasteiger", refit={**record, "version": 3})
+    with pytest.raises(DataFormatError, match="versions 1, 2, 3"):
+        parameterize(PARACETAMOL, "gasteiger", refit={**record, "version": 4})
 
 
 def test_refit_record_applies_in_any_atom_order_and_only_to_its_molecule(refit) -> None:

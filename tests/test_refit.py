@@ -22,6 +22,7 @@ from hybridff.mm.refit import (
     RefitOptions,
     RefitResult,
     angle_geometry,
+    anharmonic_energy_slope,
     bond_geometry,
     dihedral_geometry,
     fit_bonded,
@@ -92,7 +93,7 @@ def _oriented_cross(result: RefitResult, atoms: tuple[int, int, int]) -> tuple[f
 
 
 def _polynomial(value: tuple[float, ...], q: np.ndarray) -> np.ndarray:
-    x0, k, c3, c4 = value
+    x0, k, c3, c4, *_ = value
     d = q - x0
     return 0.5 * k * d**2 + c3 * d**3 + c4 * d**4
 
@@ -119,7 +120,7 @@ def _assert_cross_bounded(result: RefitResult, margin: float = 0.9) -> None:
         n1, n2 = share[frozenset((a, j))], share[frozenset((j, b))]
         diagonal = []
         for value, ref, n in ((angle, theta0, 1), (bond(a, j), r10, n1), (bond(j, b), r20, n2)):
-            x0, k, c3, c4 = value
+            x0, k, c3, c4, *_ = value
             e = ref - x0
             secant = k - c3**2 / (2 * c4) if c4 > 0 else k
             diagonal.append(min(secant, k + 6 * c3 * e + 12 * c4 * e**2) / n)
@@ -142,18 +143,38 @@ def _assert_cross_bounded(result: RefitResult, margin: float = 0.9) -> None:
                 (a, j, b), axis)
 
 
+def test_terms_are_harmonic_beyond_the_training_range() -> None:
+    """Inside [lo, hi] the polynomial; beyond it the same k, energy and slope continuous at the
+    edges (a quartic fitted to small motions must not decide far stretches)."""
+    k, c3, c4, lo, hi = 3.0e5, -4.0e6, 9.0e7, -0.004, 0.006
+    d = np.linspace(-0.06, 0.08, 14001)
+    e, slope = anharmonic_energy_slope(d, k, c3, c4, lo, hi)
+    inside = (d >= lo) & (d <= hi)
+    assert np.allclose(e[inside], 0.5 * k * d[inside]**2 + c3 * d[inside]**3 + c4 * d[inside]**4)
+    step = d[1] - d[0]
+    assert np.allclose(np.gradient(e, step)[1:-1], slope[1:-1], rtol=1e-3, atol=1e-6 * k)
+    for far in (d < lo - 0.001, d > hi + 0.001):  # curvature k out there
+        assert np.allclose(np.diff(slope[far]) / step, k, rtol=1e-6)
+    for edge in (lo, hi):  # continuous energy and slope across each edge
+        a, b = anharmonic_energy_slope(np.array([edge - 1e-9, edge + 1e-9]), k, c3, c4, lo, hi)
+        assert abs(a[1] - a[0]) < 1e-5 and abs(b[1] - b[0]) < 1e-2
+    # the polynomial alone would be far steeper at 0.08 nm than the continued term
+    assert slope[-1] < 0.2 * (k * 0.08 + 3 * c3 * 0.08**2 + 4 * c4 * 0.08**3)
+
+
 def _assert_bounded(result: RefitResult) -> None:
     """Every bond and angle term: k > 0, c4 > 0, 9 c3² < 16 k c4, and on a wide grid one
     minimum (at r0 / θ0, energy 0) with the energy rising on both sides."""
     for table, grid in ((result.bonds, lambda q0: np.linspace(0.5 * q0, 3.0 * q0, 4001)),
                         (result.angles, lambda q0: np.linspace(0.0, math.pi, 4001))):
-        for atoms, (q0, k, c3, c4) in table.items():
+        for atoms, (q0, k, c3, c4, lo, hi) in table.items():
             assert k > 0, (atoms, k)
             if c3 or c4:
                 assert c4 > 0 and 9 * c3**2 < 16 * k * c4, (atoms, k, c3, c4)
+            assert lo < hi, (atoms, lo, hi)
             q = grid(q0)
             d = q - q0
-            e = 0.5 * k * d**2 + c3 * d**3 + c4 * d**4
+            e, _ = anharmonic_energy_slope(d, k, c3, c4, lo, hi)
             assert e.min() >= -1e-9, atoms
             slope = np.diff(e)
             below, above = q[1:] <= q0, q[:-1] >= q0
@@ -327,7 +348,7 @@ def test_recovers_known_parameters(ethanol):
     for fitted, true, tol_q in ((result.bonds, truth.bonds, 1e-5),
                                 (result.angles, truth.angles, 1e-4)):
         for atoms, (q0, k, c3, c4) in true.items():
-            q, kk, cc3, cc4 = fitted[atoms]
+            q, kk, cc3, cc4, *_ = fitted[atoms]
             assert q == pytest.approx(q0, abs=tol_q), atoms
             assert kk == pytest.approx(k, rel=1e-3), atoms
             assert cc3 == pytest.approx(c3, rel=1e-2), atoms
@@ -366,9 +387,9 @@ def test_default_prior_stays_close_and_harmonic_option(ethanol):
     assert default.metrics["force_rmse_refit"] < 0.1 * default.metrics["force_rmse_gaff2"]
     harmonic = fit_bonded(*args, RefitOptions(anharmonic=False))
     assert all(c3 == 0.0 and c4 == 0.0 for table in (harmonic.bonds, harmonic.angles)
-               for _, _, c3, c4 in table.values())
+               for _, _, c3, c4, *_ in table.values())
     assert harmonic.metrics["force_rmse_refit"] < 0.7 * harmonic.metrics["force_rmse_gaff2"]
-    for atoms, (r0, _, _, _) in harmonic.bonds.items():  # truth: +2 pm, and c3 < 0 lengthens
+    for atoms, (r0, *_) in harmonic.bonds.items():  # truth: +2 pm, and c3 < 0 lengthens
         assert r0 > ethanol["terms"]["bonds"][atoms][0] + 0.001
     _assert_bounded(default)
     _assert_bounded(harmonic)
@@ -393,7 +414,7 @@ def test_unbounded_data_give_bounded_terms():
     linear = [a for a, (t0, _) in terms["angles"].items() if t0 > math.radians(170)]
     assert linear
     for atoms in linear:
-        t0, k, c3, c4 = result.angles[atoms]
+        t0, k, c3, c4, *_ = result.angles[atoms]
         assert t0 == terms["angles"][atoms][0] and k > 0 and c3 == c4 == 0.0
         assert atoms not in result.cross and atoms[::-1] not in result.cross  # none on sp atoms
     assert result.cross  # the H-C-H and H-C-C angles have them

@@ -77,19 +77,27 @@ def to_ffxml(pm: ParameterizedMolecule, names: list[str] | None = None,
     angles = ET.SubElement(root, "HarmonicAngleForce")
     for atoms, (angle, k, *_) in terms["angles"].items():
         ET.SubElement(angles, "Angle", {**typed(atoms), "angle": repr(angle), "k": repr(k)})
-    # anharmonic terms of a refit: c3 d^3 + c4 d^4 about the harmonic term's minimum
+    # anharmonic terms of a refit: c3 d^3 + c4 d^4 about the harmonic term's minimum, inside
+    # the training data's range [lo, hi] of d (records from version 3), tangent beyond it
+    from hybridff.mm.refit import ANHARMONIC_ENERGY
+
     for tag, term, variable, table in (("CustomBondForce", "Bond", "r", terms["bonds"]),
                                        ("CustomAngleForce", "Angle", "theta", terms["angles"])):
-        anharmonic = {a: v for a, v in table.items() if len(v) == 4 and (v[2] or v[3])}
-        if not anharmonic:
-            continue
-        element = ET.SubElement(root, tag, {
-            "energy": f"c3*({variable}-x0)^3 + c4*({variable}-x0)^4"})
-        for name in ("x0", "c3", "c4"):
-            ET.SubElement(element, f"Per{term}Parameter", {"name": name})
-        for atoms, (x0, _, c3, c4) in anharmonic.items():
-            ET.SubElement(element, term, {**typed(atoms), "x0": repr(x0), "c3": repr(c3),
-                                          "c4": repr(c4)})
+        anharmonic = {a: v for a, v in table.items() if len(v) >= 4 and (v[2] or v[3])}
+        for ranged in (False, True):
+            chosen = {a: v for a, v in anharmonic.items() if (len(v) == 6) == ranged}
+            if not chosen:
+                continue
+            energy = (ANHARMONIC_ENERGY.format(q=variable) if ranged else
+                      f"c3*({variable}-x0)^3 + c4*({variable}-x0)^4")
+            names = ("x0", "c3", "c4", "lo", "hi") if ranged else ("x0", "c3", "c4")
+            element = ET.SubElement(root, tag, {"energy": energy})
+            for name in names:
+                ET.SubElement(element, f"Per{term}Parameter", {"name": name})
+            for atoms, value in chosen.items():
+                numbers = (value[0], *value[2:])
+                ET.SubElement(element, term, {**typed(atoms), **{
+                    name: repr(float(v)) for name, v in zip(names, numbers, strict=True)}})
     if terms.get("cross"):
         ET.SubElement(root, "Script").text = cross_terms_script(
             {tuple(own_type[a] for a in atoms): values
