@@ -45,6 +45,7 @@ from hybridff.cluster import (
     progress_bar,
     run_tasks,
     thread_limits,
+    ticking,
     worker_name,
 )
 from hybridff.exceptions import (
@@ -467,20 +468,28 @@ class BatchFolder:
                 self.failures_path.unlink(missing_ok=True)
 
 
+@dataclass(kw_only=True)
+class RunCounts:
+    """The counts every run over the molecules of a file keeps (:class:`BatchSummary`,
+    :class:`hybridff.labels.series.SeriesLabelSummary`)."""
+
+    #: molecules whose output was complete at the start
+    already_done: int = 0
+    skipped_failed: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+    first_failure: str | None = None
+    per_worker: dict[str, int] = field(default_factory=dict)
+
+
 @dataclass
-class BatchSummary:
+class BatchSummary(RunCounts):
     """How a many-molecule run went (counts of input molecules)."""
 
     command: str
     folder: str
     total: int
-    already_done: int = 0
-    skipped_failed: int = 0
     written: int = 0
-    failed: int = 0
-    seconds: float = 0.0
-    first_failure: str | None = None
-    per_worker: dict[str, int] = field(default_factory=dict)
     #: molecules whose input (``job.task_data``) is not there yet, and what to do about it
     lacking: list[str] = field(default_factory=list)
     lacking_hint: str = ""
@@ -547,10 +556,11 @@ def run_batch(source: str | os.PathLike, folder: str | os.PathLike, job: Job, *,
                            progress and bool(todo))
         seen: list[MoleculeOutcome] = []
         try:
-            for outcome in run_tasks(compute_molecule, tasks, what="molecule",
-                                     ident=lambda t: t.record.index, lost=_lost,
-                                     scheduler=scheduler, workers=workers, client=client,
-                                     no_workers_timeout=no_workers_timeout):
+            for outcome in ticking(run_tasks(compute_molecule, tasks, what="molecule",
+                                             ident=lambda t: t.record.index, lost=_lost,
+                                             scheduler=scheduler, workers=workers,
+                                             client=client,
+                                             no_workers_timeout=no_workers_timeout), bar):
                 record = by_index[outcome.index]
                 out.add(outcome, record)
                 if outcome.ok:
@@ -564,11 +574,7 @@ def run_batch(source: str | os.PathLike, folder: str | os.PathLike, job: Job, *,
                         logger.warning("%s: %s", record.name, message)
                 outcome.text = None  # written: keep only what the counts need
                 seen.append(outcome)
-                if bar is not None:
-                    bar.update(1)
         finally:
-            if bar is not None:
-                bar.close()
             if distributed:
                 summary.per_worker = dict(log_worker_counts(seen, "molecules"))
             summary.seconds = time.perf_counter() - start

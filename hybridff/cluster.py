@@ -278,6 +278,19 @@ def log_worker_counts(outcomes: Iterable[Any], what: str = "tasks") -> Counter:
     return counts
 
 
+def ticking(outcomes: Iterable[R], bar: Any) -> Iterator[R]:
+    """Each of ``outcomes``, ticking ``bar`` (a :func:`progress_bar`, or ``None``) once the
+    caller has handled it; the bar is closed at the end, on an error too."""
+    try:
+        for outcome in outcomes:
+            yield outcome
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
 def progress_bar(total: int, initial: int, desc: str, unit: str, enabled: bool = True) -> Any:
     """A tqdm bar over ``total`` outcomes, ``initial`` of them done before the run (``None``
     when disabled or tqdm is missing)."""

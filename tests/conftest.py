@@ -37,6 +37,16 @@ def private_parameter_cache(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def cluster():
+    """A local Dask cluster of 2 worker processes (one thread each) on loopback, per test
+    module (tests/dask_helpers.py)."""
+    from dask_helpers import local_cluster
+
+    with local_cluster() as local:
+        yield local
+
+
+@pytest.fixture(scope="module")
 def torch_single_thread():
     """Run a module's torch work on one thread (OpenMM's CPU threads share the 2 cores);
     the previous setting is restored afterwards, so no global state leaks between modules."""

@@ -7,14 +7,13 @@ its settings and one writer; the serial path never imports Dask."""
 from __future__ import annotations
 
 import json
-import logging
 import os
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from dask_helpers import assert_no_dask
 
 from hybridff.batch import (
     FAILURES,
@@ -59,16 +58,6 @@ def serial(smi, tmp_path_factory) -> dict[str, Path]:
         assert (summary.written, summary.failed, summary.total) == (6, 1, 7)
         out[name] = folder
     return out
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    """A local Dask cluster of 2 worker processes (one thread each) on loopback."""
-    from distributed import LocalCluster
-
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=":0", silence_logs=logging.ERROR) as local:
-        yield local
 
 
 def outputs(folder: Path) -> dict[str, bytes]:
@@ -266,11 +255,5 @@ def test_serial_batch_does_not_import_dask(smi, tmp_path) -> None:
         f"s = run_batch({str(smi)!r}, {str(tmp_path / 'out')!r}, ChargesJob('gasteiger'), "
         "progress=False)\n"
         "assert s.written == 6, s\n"
-        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed'))\n"
-        "print('loaded:', loaded)\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env=env, cwd=tmp_path, timeout=300)
-    assert done.returncode == 0, done.stderr
-    assert "loaded: []" in done.stdout
+    assert_no_dask(code, tmp_path)

@@ -8,13 +8,10 @@ Dask."""
 from __future__ import annotations
 
 import json
-import logging
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from dask_helpers import assert_no_dask
 
 from hybridff.batch import FAILURES
 from hybridff.data import read_extxyz, write_extxyz
@@ -48,16 +45,6 @@ def serial(smi, tmp_path_factory) -> Path:
     summary = label_series(smi, folder, N, **COMMON)
     assert (summary.frames_added, summary.failed, summary.complete) == (2 * N, 1, False)
     return folder
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    """A local Dask cluster of 2 worker processes (one thread each) on loopback."""
-    from distributed import LocalCluster
-
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=":0", silence_logs=logging.ERROR) as local:
-        yield local
 
 
 def labels(folder: Path) -> dict[str, bytes]:
@@ -219,11 +206,5 @@ def test_serial_series_does_not_import_dask(smi, tmp_path) -> None:
         "t = train_series(" f"{str(smi)!r}" ", 'labels', 'models', config=TrainConfig("
         "epochs=1, hidden=(4,)), charge_method='gasteiger', progress=False)\n"
         "assert t.written == 2, t\n"
-        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed'))\n"
-        "print('loaded:', loaded)\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env=env, cwd=tmp_path, timeout=300)
-    assert done.returncode == 0, done.stderr
-    assert "loaded: []" in done.stdout
+    assert_no_dask(code, tmp_path)

@@ -35,7 +35,13 @@ from typing import Any
 
 import numpy as np
 
-from hybridff.batch import MOLECULE_FAILURES, BatchFolder, MoleculeRecord, read_records
+from hybridff.batch import (
+    MOLECULE_FAILURES,
+    BatchFolder,
+    MoleculeRecord,
+    RunCounts,
+    read_records,
+)
 from hybridff.cluster import (
     IN_PROCESS,
     NO_WORKERS_TIMEOUT_S,
@@ -44,6 +50,7 @@ from hybridff.cluster import (
     progress_bar,
     run_tasks,
     thread_limits,
+    ticking,
     worker_name,
 )
 from hybridff.exceptions import OutputBusyError
@@ -179,21 +186,16 @@ class _Molecule:
 
 
 @dataclass
-class SeriesLabelSummary:
-    """How a series labelling run went (counts of input molecules and of frames)."""
+class SeriesLabelSummary(RunCounts):
+    """How a series labelling run went (counts of input molecules and of frames;
+    ``already_done``: molecules whose file already held every wanted frame, or failed frame,
+    at the start)."""
 
     folder: str
     total: int
     n_frames: int
-    #: molecules whose file already held every wanted frame (or failed frame) at the start
-    already_done: int = 0
-    skipped_failed: int = 0
-    failed: int = 0
     frames_added: int = 0
     frames_failed: int = 0
-    seconds: float = 0.0
-    first_failure: str | None = None
-    per_worker: dict[str, int] = field(default_factory=dict)
 
     @property
     def complete(self) -> bool:
@@ -345,22 +347,17 @@ def _sample(todo: list[_Molecule], out: BatchFolder, seed: int, temperature: flo
                         m.plan.sampler, m.plan.n_frames, temperature, seed, m.plan.options,
                         threads) for m in todo]
     bar = progress_bar(len(tasks), 0, "sampling", "mol", progress)
-    try:
-        for outcome in run_tasks(sample_molecule, tasks, what="sampling",
-                                 ident=lambda t: t.index, lost=_lost_sampling, **runs):
-            molecule = by_index[outcome.index]
-            if outcome.ok:
-                molecule.sampled = outcome.sampled
-                molecule.settings = frame_settings(molecule.store, molecule.plan, seed,
-                                                   temperature, outcome.sampled)
-            else:
-                _molecule_failed(out, molecule.record, str(outcome.error), outcome.worker,
-                                 summary)
-            if bar is not None:
-                bar.update(1)
-    finally:
-        if bar is not None:
-            bar.close()
+    for outcome in ticking(run_tasks(sample_molecule, tasks, what="sampling",
+                                     ident=lambda t: t.index, lost=_lost_sampling, **runs),
+                           bar):
+        molecule = by_index[outcome.index]
+        if outcome.ok:
+            molecule.sampled = outcome.sampled
+            molecule.settings = frame_settings(molecule.store, molecule.plan, seed,
+                                               temperature, outcome.sampled)
+        else:
+            _molecule_failed(out, molecule.record, str(outcome.error), outcome.worker,
+                             summary)
     sampled = [m for m in todo if m.sampled is not None]
     for molecule in sampled:
         out.clear_failure(molecule.record.name)
@@ -384,9 +381,9 @@ def _label(todo: list[_Molecule], engine: Any, method: str, engine_options: dict
     seen: list[SeriesFrameOutcome] = []
     failed: dict[int, list[FrameOutcome]] = {}
     try:
-        for outcome in run_tasks(compute_series_frame, tasks, what="frame",
-                                 ident=lambda t: f"{t.molecule}-{t.frame.index}",
-                                 lost=_lost_series_frame, **runs):
+        for outcome in ticking(run_tasks(compute_series_frame, tasks, what="frame",
+                                         ident=lambda t: f"{t.molecule}-{t.frame.index}",
+                                         lost=_lost_series_frame, **runs), bar):
             molecule, frame = by_index[outcome.molecule], outcome.frame
             info = {**molecule.settings, **molecule.sampled.info[frame.index], **level}
             if molecule.store.add(frame, molecule.sampled.positions[frame.index], info):
@@ -397,11 +394,7 @@ def _label(todo: list[_Molecule], engine: Any, method: str, engine_options: dict
                     failed.setdefault(outcome.molecule, []).append(frame)
             seen.append(SeriesFrameOutcome(outcome.molecule, FrameOutcome(
                 frame.index, error=frame.error, worker=frame.worker)))  # counts only
-            if bar is not None:
-                bar.update(1)
     finally:
-        if bar is not None:
-            bar.close()
         if distributed:
             summary.per_worker = dict(log_worker_counts(seen, "frames"))
     for index, frames in failed.items():

@@ -75,6 +75,7 @@ def label(
     completes; the file ends in sample order either way. ``threads``: OpenMP/BLAS threads of
     each QM calculation (``None``: as the environment says).
     """
+    from hybridff.cluster import ticking
     from hybridff.labels.distributed import NO_WORKERS_TIMEOUT_S, log_worker_counts, run_tasks
     from hybridff.labels.plan import frame_settings, log_nothing_to_do, plan_labels, qm_info
     from hybridff.labels.store import LabelStore
@@ -113,19 +114,15 @@ def label(
         outcomes = []
         added = 0
         try:
-            for outcome in run_tasks(
+            for outcome in ticking(run_tasks(
                     tasks, scheduler=scheduler, workers=workers, client=client,
-                    no_workers_timeout=no_workers_timeout or NO_WORKERS_TIMEOUT_S):
+                    no_workers_timeout=no_workers_timeout or NO_WORKERS_TIMEOUT_S), bar):
                 k = outcome.index
                 info = {**settings, **sampled.info[k], **level}
                 if store.add(outcome, sampled.positions[k], info) and outcome.ok:
                     added += 1
                 outcomes.append(outcome)
-                if bar is not None:
-                    bar.update(1)
         finally:
-            if bar is not None:
-                bar.close()
             if distributed:
                 log_worker_counts(outcomes)
         failed = [o for o in outcomes if not o.ok]
