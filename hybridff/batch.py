@@ -59,8 +59,8 @@ from hybridff.exceptions import (
     UnknownNameError,
 )
 from hybridff.fileio import append_jsonl, atomic_write_bytes, atomic_write_text, read_jsonl
+from hybridff.mm.parameters import DEFAULT_CHARGE_METHOD
 from hybridff.mm.signature import DEFAULT_PAIR_ORDER
-from hybridff.parameters import DEFAULT_CHARGE_METHOD
 
 logger = logging.getLogger(__name__)
 
@@ -208,13 +208,13 @@ class ParameterizeJob:
 
     def check(self) -> None:
         from hybridff.charges import get_charge_method
-        from hybridff.forcefield_tables import load_tables
+        from hybridff.mm.tables import load_tables
 
         load_tables(self.forcefield)
         get_charge_method(self.charge_method)
 
     def run(self, mol: Any, name: str) -> tuple[str, dict[str, Any]]:
-        from hybridff.parameters import parameterize
+        from hybridff.mm.parameters import parameterize
 
         pm = parameterize(mol, self.charge_method, self.forcefield,
                           residue_name=self.residue_name or name, pair_order=self.pair_order)

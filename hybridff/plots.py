@@ -321,8 +321,8 @@ def write_torsion_scan(evaluated: Any, torsion: Torsion, out_dir: Path, step_deg
     import torch
 
     from hybridff.ml.model import energies_and_forces
+    from hybridff.mm.energies import mm_energies_forces
     from hybridff.molecule import formal_charge
-    from hybridff.training.residuals import mm_energies_forces
     from hybridff.training.trainer import species_of
 
     mm = evaluated.mm

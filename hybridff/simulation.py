@@ -4,6 +4,8 @@ The split module's names, private ones included (``_Production`` is
 :class:`hybridff.md.reporters.Production`), are the same objects as in their new homes.
 """
 
+import warnings
+
 from hybridff.md.options import MDOptions  # noqa: F401
 from hybridff.md.outputs import (  # noqa: F401
     OUTPUTS,
@@ -40,3 +42,6 @@ from hybridff.md.resume import trim_log as _trim_log  # noqa: F401
 from hybridff.md.run import get_platform, run_md  # noqa: F401
 from hybridff.md.run import make_simulation as _make_simulation  # noqa: F401
 from hybridff.md.run import set_torch_threads as _set_torch_threads  # noqa: F401
+
+warnings.warn("hybridff.simulation is deprecated: import hybridff.md (prepare, run, reporters, "
+              "outputs, resume, options)", DeprecationWarning, stacklevel=2)

@@ -2,5 +2,8 @@
 
 import importlib
 import sys
+import warnings
 
+warnings.warn("hybridff.system is deprecated: import hybridff.mm.system", DeprecationWarning,
+              stacklevel=2)  # 2: the importer (the import machinery's frames are skipped)
 sys.modules[__name__] = importlib.import_module("hybridff.mm.system")

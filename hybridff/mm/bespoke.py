@@ -26,6 +26,7 @@ import numpy as np
 from rdkit import Chem
 
 from hybridff.exceptions import DataFormatError, InvalidOptionError
+from hybridff.mm.energies import FORCE_GROUPS, mm_energies_forces
 from hybridff.mm.graph import symmetry_classes
 from hybridff.mm.refit import RefitOptions, fit_bonded, periodic_torsion_energy_forces
 from hybridff.mm.signature import canonical_atom_order
@@ -101,9 +102,6 @@ def kept_terms_energy_forces(mm: Any, positions_nm: np.ndarray,
     """Energy (F,) and forces (F, N, 3) of the MM terms a refit keeps: nonbonded and impropers
     (``mm``: a :class:`hybridff.training.residuals.MMSetup` of the GAFF2 MM; ``terms``: its
     ``canonical_terms()``, computed here when not given)."""
-    from hybridff.mm.system import FORCE_GROUPS
-    from hybridff.training.residuals import mm_energies_forces
-
     terms = terms if terms is not None else mm.parameterized.canonical_terms()
     e_nb, f_nb = mm_energies_forces(mm.system, positions_nm, groups={FORCE_GROUPS["NonbondedForce"]})
     e_imp, f_imp = periodic_torsion_energy_forces(positions_nm, terms["Improper"])

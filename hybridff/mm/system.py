@@ -24,6 +24,7 @@ from hybridff.exceptions import (
     NonNeutralSystemError,
     SimulationError,
 )
+from hybridff.mm.energies import FORCE_GROUPS
 from hybridff.mm.forcefield_files import forcefield_path
 from hybridff.mm.parameters import ParameterizedMolecule
 from hybridff.units import length_in_nm
@@ -33,18 +34,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_CUTOFF_NM = 1.0
 DEFAULT_SWITCH_NM = 0.9
 
-#: Force group of each Force class: one group per energy term, so energies decompose.
-FORCE_GROUPS: dict[str, int] = {
-    "HarmonicBondForce": 0,
-    "HarmonicAngleForce": 1,
-    "PeriodicTorsionForce": 2,
-    "NonbondedForce": 3,
-    "CMMotionRemover": 5,
-    "MonteCarloBarostat": 6,
-    "CustomBondForce": 8,  # anharmonic bond terms of a bespoke refit
-    "CustomAngleForce": 9,  # anharmonic angle terms of a bespoke refit
-    "CustomCompoundBondForce": 10,  # stretch-bend and bond-bond terms of a bespoke refit
-}
 #: Group of the ML correction (used by hybridff.ml.backend).
 ML_FORCE_GROUP = 4
 #: Group of any other Force (e.g. from other force fields' files).

@@ -78,7 +78,7 @@ def likely_unit(ratio: float, table: dict[str, float]) -> str | None:
 def measure_label_scale(system: openmm.System, frames: LabelledFrames,
                         n_frames: int = UNIT_CHECK_FRAMES) -> LabelScale:
     """The QM/MM ratios of :class:`LabelScale` on the first ``n_frames`` frames."""
-    from hybridff.training.residuals import mm_energies_forces
+    from hybridff.mm.energies import mm_energies_forces
 
     n = min(n_frames, len(frames))
     e_mm, f_mm = mm_energies_forces(system, frames.positions[:n])

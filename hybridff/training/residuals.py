@@ -1,6 +1,6 @@
 """QM-minus-MM residuals: the MM energy and forces of every labelled frame, from OpenMM.
 
-The MM System is the one simulations use (:func:`hybridff.simulation.prepare_system` in
+The MM System is the one simulations use (:func:`hybridff.md.prepare.prepare_system` in
 vacuum), evaluated frame by frame on the Reference platform (deterministic, float64).
 """
 
@@ -14,6 +14,7 @@ import openmm
 from openmm import app, unit
 
 from hybridff.data import LabelledFrames, check_atom_order
+from hybridff.mm.energies import mm_energies_forces
 from hybridff.mm.signature import MMSignature
 
 
@@ -43,13 +44,13 @@ def build_mm(
     cache: Any = None, refit: dict[str, Any] | None = None, **charge_options: Any,
 ) -> MMSetup:
     """The vacuum MM System of ``molecule`` (path, SMILES, RDKit Mol), built by the route
-    ``hybridff simulate`` uses (:func:`hybridff.simulation.prepare_system`), so residuals are
+    ``hybridff simulate`` uses (:func:`hybridff.md.prepare.prepare_system`), so residuals are
     taken against exactly the MM that runs.
 
     ``charge_method`` / ``pair_order``: default hybridff's (``ml``, ``canonical``);
     ``refit``: a bespoke refit record (:mod:`hybridff.mm.bespoke`), else GAFF2 as shipped.
     """
-    from hybridff.simulation import prepare_system
+    from hybridff.md.prepare import prepare_system
 
     prepared = prepare_system(molecule, charge_method=charge_method, solvent="none",
                               constraints=None, cache=cache, pair_order=pair_order,
@@ -60,28 +61,6 @@ def build_mm(
     return MMSetup(prepared.system, prepared.topology,
                    np.asarray(prepared.positions.value_in_unit(unit.nanometer)), numbers,
                    pm.signature, pm)
-
-
-def mm_energies_forces(
-    system: openmm.System, frames_nm: np.ndarray, platform: str = "Reference",
-    groups: set[int] | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """MM energies (F,) kJ/mol and forces (F, N, 3) kJ/mol/nm of frames (F, N, 3) nm."""
-    integrator = openmm.VerletIntegrator(0.001)
-    context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName(platform))
-    kwargs: dict[str, Any] = {"getEnergy": True, "getForces": True}
-    if groups is not None:
-        kwargs["groups"] = set(groups)
-    energies = np.empty(len(frames_nm))
-    forces = np.empty(frames_nm.shape)
-    for k, x in enumerate(frames_nm):
-        context.setPositions(x)
-        state = context.getState(**kwargs)
-        energies[k] = state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
-        forces[k] = state.getForces(asNumpy=True).value_in_unit(
-            unit.kilojoule_per_mole / unit.nanometer
-        )
-    return energies, forces
 
 
 def residuals(frames: LabelledFrames, mm: MMSetup) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

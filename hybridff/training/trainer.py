@@ -318,7 +318,7 @@ def train_correction(
             "median": float(np.median(spread)),
             "p95": float(np.percentile(spread, 95)),
         }
-        # the trained range of what the MD monitor (hybridff.simulation.EnsembleMonitor)
+        # the trained range of what the MD monitor (hybridff.md.reporters.EnsembleMonitor)
         # measures: the members' energy std per frame (unbiased, kcal/mol), over all frames
         e_std = (e_members.std(0) * ENERGY_TO_KCAL).numpy()
         result.metrics["disagreement"] = {

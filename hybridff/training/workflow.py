@@ -24,9 +24,10 @@ import openmm
 from hybridff import units
 from hybridff.data import file_sha256, read_extxyz
 from hybridff.exceptions import ModelCompatibilityError
+from hybridff.mm.energies import mm_energies_forces
 from hybridff.mm.signature import trained_build_options
 from hybridff.training.label_units import check_label_units
-from hybridff.training.residuals import MMSetup, build_mm, mm_energies_forces
+from hybridff.training.residuals import MMSetup, build_mm
 
 logger = logging.getLogger(__name__)
 
