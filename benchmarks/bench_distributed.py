@@ -43,8 +43,8 @@ class InstantEngine(QMEngine):
 
 
 def make_tasks(args: argparse.Namespace) -> tuple[list[Any], int]:
+    from hybridff.io.molecule import formal_charge
     from hybridff.labels.tasks import FrameTask
-    from hybridff.molecule import formal_charge
     from hybridff.sampling import sample_conformations
     from hybridff.training.residuals import build_mm
 

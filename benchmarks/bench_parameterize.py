@@ -86,8 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     import rdkit
 
     import hybridff
+    from hybridff.io.molecule import load_molecule
     from hybridff.mm.parameters import parameterize
-    from hybridff.molecule import load_molecule
 
     try:
         from hybridff.mm.atomtyping import assign_atom_types  # noqa: F401

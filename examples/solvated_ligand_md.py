@@ -18,7 +18,7 @@ import openmm
 from openmm import app, unit
 
 from hybridff import HybridTemplateGenerator
-from hybridff.molecule import load_molecule
+from hybridff.io.molecule import load_molecule
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,7 +22,7 @@ _LAZY = {
     "ligand_topology": "hybridff.mm.system",
     "HybridTemplateGenerator": "hybridff.mm.templates",
     "assign_charges": "hybridff.charges",
-    "load_molecule": "hybridff.molecule",
+    "load_molecule": "hybridff.io.molecule",
     "add_ml_correction": "hybridff.ml.backend",
 }
 

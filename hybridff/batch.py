@@ -124,7 +124,7 @@ def read_records(source: str | os.PathLike) -> list[MoleculeRecord]:
 
     SDF records end at ``$$$$`` lines; a SMI line holds a SMILES and optionally a name (blank
     lines and ``#`` comments skipped)."""
-    from hybridff.molecule import _names_a_file
+    from hybridff.io.molecule import _names_a_file
 
     text_source = str(source)
     if not isinstance(source, Path) and not _names_a_file(text_source):
@@ -316,7 +316,7 @@ class _ThreadWarnings(logging.Handler):
 
 def compute_molecule(task: MoleculeTask) -> MoleculeOutcome:
     """Read, prepare and process one record (the task function; see the module doc)."""
-    from hybridff.molecule import load_record
+    from hybridff.io.molecule import load_record
 
     record = task.record
     start = time.perf_counter()

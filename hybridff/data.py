@@ -166,8 +166,8 @@ def check_bond_lengths(positions_nm: np.ndarray, numbers: Sequence[int],
 def check_frame_geometry(positions_nm: np.ndarray, numbers: Sequence[int], where: str,
                          overlaps: bool = True) -> None:
     """Raise a :class:`DataFormatError` for non-finite coordinates or (``overlaps``) atoms
-    closer than :data:`hybridff.molecule.MIN_ATOM_DISTANCE_ANGSTROM`."""
-    from hybridff.molecule import check_coordinates
+    closer than :data:`hybridff.io.molecule.MIN_ATOM_DISTANCE_ANGSTROM`."""
+    from hybridff.io.molecule import check_coordinates
 
     check_coordinates(
         np.asarray(positions_nm, dtype=float) * units.NM_TO_ANGSTROM,

@@ -257,7 +257,7 @@ def write_dipole_parity(dipoles: dict[str, np.ndarray], out_dir: Path,
 
 
 def _torsion_name(mol: Any, torsion: Torsion) -> str:
-    from hybridff.molecule import atom_names
+    from hybridff.io.molecule import atom_names
 
     names = atom_names(mol)
     return "-".join(names[a] for a in torsion)
@@ -320,9 +320,9 @@ def write_torsion_scan(evaluated: Any, torsion: Torsion, out_dir: Path, step_deg
     geometries, write the figure, CSV and geometries; returns the summary numbers."""
     import torch
 
+    from hybridff.io.molecule import formal_charge
     from hybridff.ml.model import energies_and_forces
     from hybridff.mm.energies import mm_energies_forces
-    from hybridff.molecule import formal_charge
     from hybridff.training.trainer import species_of
 
     mm = evaluated.mm

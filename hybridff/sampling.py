@@ -198,7 +198,7 @@ def check_torsion(mol: Any, torsion: Any) -> Torsion:
 
     Raises :class:`MoleculeInputError` saying which condition fails.
     """
-    from hybridff.molecule import atom_label
+    from hybridff.io.molecule import atom_label
 
     idx = tuple(int(a) for a in torsion)
     n = mol.GetNumAtoms()

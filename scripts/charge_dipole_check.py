@@ -4,7 +4,7 @@
 
 Molecules: the ``--n`` smallest neutral molecules with at least ``--min-heavy`` heavy atoms
 of the shipped charge model's test set (never trained on), smallest first, then by key. Each
-gets the seeded ETKDG + MMFF94 conformer of the label recipe (:func:`hybridff.molecule.prepare`);
+gets the seeded ETKDG + MMFF94 conformer of the label recipe (:func:`hybridff.io.molecule.prepare`);
 on that one conformer: the ML charges, AM1-BCC charges (antechamber/sqm, single point as in
 the labels) and the QM dipole at HF/6-31G* (the level RESP and AM1-BCC were built to mimic)
 and B3LYP/def2-SVP (the project's DFT level). Point-charge dipoles are about the centre of
@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 from hybridff.charges import assign_charges  # noqa: E402
 from hybridff.charges.labels import mol_from_label_smiles  # noqa: E402
 from hybridff.charges.ml import DEFAULT_MODEL  # noqa: E402
-from hybridff.molecule import prepare  # noqa: E402
+from hybridff.io.molecule import prepare  # noqa: E402
 from hybridff.units import ANGSTROM_TO_NM, DEBYE_TO_E_NM  # noqa: E402
 
 LABELS = ROOT / "hybridff" / "resources" / "am1bcc_labels.jsonl.gz"

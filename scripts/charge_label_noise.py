@@ -29,7 +29,7 @@ from rdkit import Chem, RDLogger
 from hybridff.charges import assign_charges
 from hybridff.charges.labels import mol_from_label_smiles
 from hybridff.charges.ml import ml_charges
-from hybridff.molecule import ensure_conformer
+from hybridff.io.molecule import ensure_conformer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_charge_model import DEFAULT_LABELS, DEFAULT_MODEL, read_labels, rmse  # noqa: E402

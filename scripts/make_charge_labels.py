@@ -6,7 +6,7 @@ model sees charged molecules: carboxylic / sulfonic / phosphonic acids -> anions
 aliphatic amines and amidines/guanidines -> cations, both at once -> zwitterions (each variant
 charged at one site per group kind, at most two sites, so totals stay within -2..+2).
 
-Each molecule gets a seeded ETKDG conformer, MMFF94-relaxed (:func:`hybridff.molecule.prepare`),
+Each molecule gets a seeded ETKDG conformer, MMFF94-relaxed (:func:`hybridff.io.molecule.prepare`),
 and AM1-BCC charges from antechamber/sqm (by default on that conformer, without the AM1
 geometry relaxation: ``--optimize`` for the full recipe, what ``antechamber -c bcc`` does by
 default). Results are appended to a JSONL file (resumable: finished and failed keys are skipped
@@ -344,7 +344,7 @@ def _end_strays() -> None:
 def label_one(smiles: str, timeout: float, optimize: bool) -> dict:
     """AM1-BCC charges of one molecule; the returned record has smiles (explicit H) + charges."""
     from hybridff.charges import assign_charges
-    from hybridff.molecule import prepare
+    from hybridff.io.molecule import prepare
 
     signal.signal(signal.SIGALRM, _alarm)
     signal.alarm(int(timeout) + 5)  # conformer generation too; antechamber has its own timeout

@@ -275,7 +275,7 @@ def evaluate(mols, refs, preds, with_dipoles: bool, keys: list[str] | None = Non
              environments: dict[str, int] | None = None) -> dict:
     """Held-out metrics: RMSE/MAE overall, per element, charged subset, dipoles, outliers, and
     (given the training ``environments``) the molecules without an applicability warning."""
-    from hybridff.molecule import ensure_conformer
+    from hybridff.io.molecule import ensure_conformer
 
     all_ref = np.concatenate(refs)
     all_pred = np.concatenate(preds)

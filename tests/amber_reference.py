@@ -15,8 +15,8 @@ import openmm
 from openmm import app, unit
 from rdkit import Chem
 
+from hybridff.io.molecule import atom_names
 from hybridff.mm.ambertools import mol2_text, run_program
-from hybridff.molecule import atom_names
 
 
 @dataclass

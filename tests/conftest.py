@@ -15,10 +15,10 @@ import pytest
 from openmm import app, unit
 
 from hybridff.exceptions import ExternalToolError
+from hybridff.io.molecule import load_molecule
 from hybridff.mm.ambertools import find_program
 from hybridff.mm.parameters import ParameterizedMolecule, parameterize
 from hybridff.mm.system import make_forcefield
-from hybridff.molecule import load_molecule
 
 pytest_plugins = ["strict_skips"]
 

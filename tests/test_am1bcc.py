@@ -15,7 +15,7 @@ from hybridff.charges import am1bcc as am1bcc_module
 from hybridff.charges import assign_charges
 from hybridff.charges.am1bcc import am1bcc_charges, parse_mol2_charges
 from hybridff.exceptions import ChargeAssignmentError, ExternalToolError
-from hybridff.molecule import load_molecule
+from hybridff.io.molecule import load_molecule
 
 HAVE_ANTECHAMBER = (
     shutil.which("antechamber") is not None or (Path(sys.executable).parent / "antechamber").exists()

@@ -29,9 +29,9 @@ from amber_reference import (
 )
 from conftest import have_program, hybridff_typer
 
+from hybridff.io.molecule import load_molecule
 from hybridff.mm.parameters import ParameterizedMolecule, parameterize
 from hybridff.mm.system import create_system
-from hybridff.molecule import load_molecule
 
 pytestmark = [
     pytest.mark.amber,

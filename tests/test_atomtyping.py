@@ -16,8 +16,8 @@ import pytest
 from rdkit import Chem
 
 from hybridff.exceptions import AtomTypingError
+from hybridff.io.molecule import prepare
 from hybridff.mm.atomtyping import SOURCE_XML, TYPING_TAG, AtomTyper, assign_atom_types
-from hybridff.molecule import prepare
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "tests" / "data" / "gaff2_reference_types.json.gz"

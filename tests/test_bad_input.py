@@ -95,8 +95,8 @@ from hybridff.exceptions import (
     UnsupportedElementError,
 )
 from hybridff.fileio import atomic_write_text
+from hybridff.io.molecule import load_molecule, load_molecules
 from hybridff.mm.cache import ParameterCache, cache_key
-from hybridff.molecule import load_molecule, load_molecules
 
 pytest.importorskip("ase")
 

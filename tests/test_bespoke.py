@@ -15,6 +15,7 @@ from openmm import app
 
 from hybridff.data import read_extxyz
 from hybridff.exceptions import DataFormatError, ModelCompatibilityError
+from hybridff.io.molecule import load_molecule
 from hybridff.mm.bespoke import (
     fit_bespoke,
     kept_terms_energy_forces,
@@ -26,7 +27,6 @@ from hybridff.mm.parameters import parameterize
 from hybridff.mm.refit import RefitResult
 from hybridff.mm.signature import trained_build_options
 from hybridff.mm.system import FORCE_GROUPS, molecules_topology
-from hybridff.molecule import load_molecule
 from hybridff.training.residuals import build_mm, mm_energies_forces
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "data"

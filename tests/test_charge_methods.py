@@ -8,8 +8,8 @@ from rdkit import Chem
 
 from hybridff.charges import assign_charges, available_charge_methods, enforce_total_charge
 from hybridff.exceptions import ChargeAssignmentError, UnknownNameError
+from hybridff.io.molecule import load_molecule
 from hybridff.mm.parameters import parameterize
-from hybridff.molecule import load_molecule
 
 
 @pytest.mark.parametrize("smiles,total", [("CCO", 0), ("CC(=O)[O-]", -1), ("C[NH3+]", 1),
@@ -49,8 +49,8 @@ def test_file_charges_from_mol2(tmp_path):
     mol = load_molecule("CO")
     q = np.array([0.1166, -0.5988, 0.0287, 0.0287, 0.0287, 0.3961])
     mol2 = tmp_path / "m.mol2"
+    from hybridff.io.molecule import atom_names
     from hybridff.mm.ambertools import mol2_text
-    from hybridff.molecule import atom_names
 
     text = mol2_text(mol, atom_names(mol), ["C.3", "O.3", "H", "H", "H", "H"], q)
     mol2.write_text(text)

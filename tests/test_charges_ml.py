@@ -44,7 +44,7 @@ from hybridff.exceptions import (
     UnsupportedChemistryError,
     UnsupportedElementError,
 )
-from hybridff.molecule import load_molecule
+from hybridff.io.molecule import load_molecule
 
 DATA = Path(__file__).parent / "data"
 REFERENCE = DATA / "ml_charge_reference.json"

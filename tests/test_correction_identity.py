@@ -27,6 +27,7 @@ pytest.importorskip("openmmtorch")
 from hybridff.cli import main  # noqa: E402
 from hybridff.data import read_extxyz  # noqa: E402
 from hybridff.exceptions import ModelCompatibilityError  # noqa: E402
+from hybridff.io.molecule import load_molecule  # noqa: E402
 from hybridff.ml.backend import add_ml_correction, model_molecule, select_ml_atoms  # noqa: E402
 from hybridff.ml.modelfile import load_model  # noqa: E402
 from hybridff.mm.cache import ParameterCache, cache_key  # noqa: E402
@@ -36,7 +37,6 @@ from hybridff.mm.parameters import parameterize  # noqa: E402
 from hybridff.mm.signature import make_signature, trained_build_options  # noqa: E402
 from hybridff.mm.system import FORCE_GROUPS, molecules_topology  # noqa: E402
 from hybridff.mm.templates import HybridTemplateGenerator  # noqa: E402
-from hybridff.molecule import load_molecule  # noqa: E402
 from hybridff.training.residuals import build_mm, mm_energies_forces  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")

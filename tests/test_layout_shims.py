@@ -18,6 +18,7 @@ MOVED = {
     "cache": "hybridff.mm.cache",
     "forcefield_files": "hybridff.mm.forcefield_files",
     "forcefield_tables": "hybridff.mm.tables",
+    "molecule": "hybridff.io.molecule",
     "parameters": "hybridff.mm.parameters",
     "system": "hybridff.mm.system",
     "templates": "hybridff.mm.templates",

@@ -23,12 +23,12 @@ from openmm import app, unit
 from rdkit import Chem
 
 from hybridff.exceptions import HybridFFError
+from hybridff.io.molecule import load_molecule
 from hybridff.mm.forcefield_files import forcefield_path
 from hybridff.mm.graph import symmetry_classes
 from hybridff.mm.parameters import parameterize
 from hybridff.mm.system import create_system, molecules_topology
 from hybridff.mm.templates import HybridTemplateGenerator
-from hybridff.molecule import load_molecule
 from hybridff.training.residuals import build_mm
 
 #: drug-like molecules named in issue 15 (typed differently by input-order pair labelling)

@@ -14,7 +14,7 @@ from hybridff.exceptions import (
     UnsupportedChemistryError,
     UnsupportedElementError,
 )
-from hybridff.molecule import atom_names, gaff_element, load_molecule, load_molecules
+from hybridff.io.molecule import atom_names, gaff_element, load_molecule, load_molecules
 
 
 def test_smiles_gets_hydrogens_names_and_3d():

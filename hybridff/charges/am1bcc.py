@@ -19,8 +19,8 @@ from rdkit import Chem
 
 from hybridff.charges import register_charge_method
 from hybridff.exceptions import ChargeAssignmentError, ExternalToolError
+from hybridff.io.molecule import ensure_conformer, formal_charge
 from hybridff.mm.ambertools import find_program
-from hybridff.molecule import ensure_conformer, formal_charge
 
 #: sqm keywords: AM1, tight SCF; ``maxcyc`` is filled in from the ``optimize`` option.
 SQM_KEYWORDS = "qm_theory='AM1', grms_tol=0.0005, scfconv=1.d-10, ndiis_attempts=700, maxcyc={maxcyc}"
@@ -88,7 +88,7 @@ def am1bcc_charges(
     exe = find_antechamber()
     if any(a.GetNumImplicitHs() for a in mol.GetAtoms()):
         raise ChargeAssignmentError(
-            "am1bcc needs explicit hydrogens; load the molecule with hybridff.molecule.load_molecule"
+            "am1bcc needs explicit hydrogens; load the molecule with hybridff.io.molecule.load_molecule"
         )
     work = Chem.Mol(mol)
     if work.GetNumConformers() == 0 or not work.GetConformer().Is3D():

@@ -31,7 +31,7 @@ from hybridff.exceptions import (
     UnsupportedChemistryError,
     UnsupportedElementError,
 )
-from hybridff.molecule import atom_label
+from hybridff.io.molecule import atom_label
 
 #: The model file shipped with hybridff.
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "resources" / "charge_model.pt"
@@ -115,7 +115,7 @@ class ChargeModel:
         if any(a.GetNumImplicitHs() for a in mol.GetAtoms()):
             raise ChargeAssignmentError(
                 "the ML charge model needs explicit hydrogens (Chem.AddHs, or load the molecule "
-                "with hybridff.molecule.load_molecule)"
+                "with hybridff.io.molecule.load_molecule)"
             )
 
     def applicability(self, mol: Chem.Mol) -> list[str]:

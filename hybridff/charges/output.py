@@ -15,7 +15,7 @@ FORMATS = (".csv", ".sdf", ".mol2")
 
 def charges_csv(mol: Chem.Mol, charges: np.ndarray) -> str:
     """CSV with one row per atom: index, name, element, charge (e)."""
-    from hybridff.molecule import atom_names
+    from hybridff.io.molecule import atom_names
 
     lines = ["index,name,element,charge"]
     names = atom_names(mol)
@@ -41,7 +41,7 @@ def charges_sdf(mol: Chem.Mol, charges: np.ndarray, method: str) -> str:
 
 def charges_mol2(mol: Chem.Mol, charges: np.ndarray, method: str) -> str:
     """Tripos mol2 with the charges in the atom charge column (SYBYL-like atom types)."""
-    from hybridff.molecule import atom_names
+    from hybridff.io.molecule import atom_names
 
     names = atom_names(mol)
     pos = mol.GetConformer().GetPositions()

@@ -86,7 +86,7 @@ def write_mol2(path: Path, mol: Chem.Mol, charges: np.ndarray, method: str) -> N
 def run(args: argparse.Namespace) -> int:
     """Compute and write the charges."""
     from hybridff.charges import assign_charges
-    from hybridff.molecule import load_molecule
+    from hybridff.io.molecule import load_molecule
 
     if is_batch(args):
         from hybridff.batch import ChargesJob

@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     if args.plots is not None:
         # check what can be checked before the evaluation runs
         if args.torsion:
-            from hybridff.molecule import load_molecule
+            from hybridff.io.molecule import load_molecule
             from hybridff.sampling import check_torsion
 
             mol = load_molecule(args.molecule)

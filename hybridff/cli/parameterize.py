@@ -27,8 +27,8 @@ from hybridff.cli.batch import (
 )
 from hybridff.exceptions import InvalidOptionError
 from hybridff.fileio import atomic_write_text
+from hybridff.io.molecule import load_molecules
 from hybridff.mm.parameters import DEFAULT_CHARGE_METHOD, parameterize
-from hybridff.molecule import load_molecules
 
 logger = logging.getLogger(__name__)
 

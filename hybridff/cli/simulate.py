@@ -151,7 +151,7 @@ def _resume_conflicts(args: argparse.Namespace, summary: dict[str, Any]) -> list
     if args.model is not None and str(args.model.resolve()) != summary.get("ml_model"):
         conflicts.append(f"--model {args.model} (the run's: {summary.get('ml_model') or 'none'})")
     if args.molecule is not None:
-        from hybridff.molecule import canonical_smiles, load_molecule
+        from hybridff.io.molecule import canonical_smiles, load_molecule
 
         smiles = canonical_smiles(load_molecule(str(args.molecule)))
         if smiles != summary.get("molecule"):

@@ -302,7 +302,7 @@ def _open(record: MoleculeRecord, out: BatchFolder, stores: contextlib.ExitStack
           summary: SeriesLabelSummary) -> _Molecule | None:
     """Read a record, build its MM, open its label file and plan it (step 1); ``None`` when
     it has nothing to compute or failed (recorded)."""
-    from hybridff.molecule import formal_charge, load_record
+    from hybridff.io.molecule import formal_charge, load_record
     from hybridff.training.residuals import build_mm
 
     try:

@@ -261,7 +261,7 @@ def qm_reference(molecule: Any, out_dir: str | os.PathLike, method: str = "xtb",
     start) with the QM engine ``method``, cached in ``out_dir``/:data:`CACHE_NAME`: reused
     when the molecule, start geometry, engine and settings are the same. Returns the modes and
     whether the cache was used."""
-    from hybridff.molecule import formal_charge, load_molecule
+    from hybridff.io.molecule import formal_charge, load_molecule
     from hybridff.qm import get_engine
 
     mol = load_molecule(molecule)
@@ -331,7 +331,7 @@ def mode_label(modes: HarmonicModes, k: int, bond_orders: dict[tuple[int, int], 
 def molecule_bonds(molecule: Any) -> tuple[dict[tuple[int, int], float], set[tuple[int, int]]]:
     """Bond orders and ring (aromatic) bonds of a molecule, by atom-index pair, for
     :func:`mode_label`."""
-    from hybridff.molecule import load_molecule
+    from hybridff.io.molecule import load_molecule
 
     mol = load_molecule(molecule)
     orders, ring = {}, set()

@@ -63,10 +63,10 @@ def check_positions(positions: Any, topology: app.Topology, what: str) -> None:
 
     Raises :class:`MoleculeInputError` naming the first atom with a non-finite coordinate, or
     :class:`OverlappingAtomsError` naming the closest pair of atoms nearer than
-    :data:`hybridff.molecule.MIN_ATOM_DISTANCE_ANGSTROM` (periodic images of an orthorhombic
+    :data:`hybridff.io.molecule.MIN_ATOM_DISTANCE_ANGSTROM` (periodic images of an orthorhombic
     box included); extra particles without an element (virtual sites) are not compared.
     """
-    from hybridff.molecule import check_coordinates
+    from hybridff.io.molecule import check_coordinates
     from hybridff.units import NM_TO_ANGSTROM
 
     xyz = np.asarray(positions.value_in_unit(unit.nanometer) if unit.is_quantity(positions)
@@ -124,10 +124,10 @@ def prepare_system(
     record): default the model's, else hybridff's defaults (GAFF2 as shipped). ``cache``: the
     template generator's parameter cache (``False`` off).
     """
+    from hybridff.io.molecule import load_molecule
     from hybridff.mm.forcefield_files import forcefield_path
     from hybridff.mm.signature import DEFAULT_PAIR_ORDER, trained_build_options
     from hybridff.mm.templates import HybridTemplateGenerator
-    from hybridff.molecule import load_molecule
 
     if model is not None:
         from hybridff.ml.modelfile import ModelFile, load_model

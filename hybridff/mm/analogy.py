@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from rdkit import Chem
 
 from hybridff.exceptions import MissingParameterError
+from hybridff.io.molecule import canonical_smiles
 from hybridff.mm.tables import ForceFieldTables
-from hybridff.molecule import canonical_smiles
 
 logger = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ from pathlib import Path
 from rdkit import Chem
 
 from hybridff.exceptions import AtomTypingError, ForceFieldNotFoundError, InvalidOptionError
+from hybridff.io.molecule import atom_label
 from hybridff.mm.signature import DEFAULT_PAIR_ORDER, PAIR_ORDERS
-from hybridff.molecule import atom_label
 
 TYPING_TAG = "HybridFFAtomTyping"
 SOURCE_XML = Path(__file__).resolve().parents[2] / "scripts" / "forcefield_sources" / "gaff2_typing.xml"
@@ -196,7 +196,7 @@ class AtomTyper:
             if atom.GetNumImplicitHs() and not atom.GetNoImplicit():
                 raise AtomTypingError(
                     f"{atom_label(mol, atom.GetIdx())} has implicit hydrogens; add explicit "
-                    "hydrogens first (hybridff.molecule.prepare or Chem.AddHs)"
+                    "hydrogens first (hybridff.io.molecule.prepare or Chem.AddHs)"
                 )
         work, kekule = self.perceive(mol)
         types = self.first_match_types(work)

@@ -54,7 +54,7 @@ def record_from_result(result: Any, mol: Chem.Mol) -> dict[str, Any]:
         return sorted([[rank[a] for a in atoms], [float(v) for v in values]]
                       for atoms, values in table.items())
 
-    from hybridff.molecule import canonical_smiles
+    from hybridff.io.molecule import canonical_smiles
 
     return {
         "version": RECORD_VERSION,
@@ -75,7 +75,7 @@ def record_in_atom_order(record: dict[str, Any], mol: Chem.Mol
     """A record's terms in ``mol``'s atom indices: ``bonds`` / ``angles`` (atoms) -> (x0, k,
     c3, c4); ``Proper`` (atoms) -> [(periodicity, phase, k), ...]; ``cross`` (a, j, b) ->
     (θ0, r10, r20, k_sb1, k_sb2, k_bb) (empty for a version-1 record)."""
-    from hybridff.molecule import canonical_smiles
+    from hybridff.io.molecule import canonical_smiles
 
     if (int(record.get("version", -1)) not in READ_VERSIONS
             or record.get("n_atoms") != mol.GetNumAtoms()

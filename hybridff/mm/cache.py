@@ -26,10 +26,10 @@ from rdkit import Chem
 
 from hybridff import __version__
 from hybridff.fileio import atomic_write_text
+from hybridff.io.molecule import prepare
 from hybridff.mm.analogy import FilledTerm
 from hybridff.mm.parameters import ParameterizedMolecule, parameters_key
 from hybridff.mm.signature import MMSignature
-from hybridff.molecule import prepare
 
 logger = logging.getLogger(__name__)
 

@@ -24,6 +24,13 @@ from rdkit import Chem
 from hybridff import __version__
 from hybridff.charges import assign_charges
 from hybridff.exceptions import InvalidOptionError, MissingParameterError, MoleculeInputError
+from hybridff.io.molecule import (
+    atom_label,
+    atom_names,
+    canonical_smiles,
+    formal_charge,
+    load_molecule,
+)
 from hybridff.mm import ffxml
 from hybridff.mm.analogy import FilledTerm, canonical_copy, fill_by_analogy
 from hybridff.mm.graph import MoleculeGraph, symmetry_classes
@@ -34,7 +41,6 @@ from hybridff.mm.signature import (
     make_signature,
 )
 from hybridff.mm.tables import load_tables
-from hybridff.molecule import atom_label, atom_names, canonical_smiles, formal_charge, load_molecule
 
 #: ML charges (AM1-BCC quality at milliseconds per molecule; docs/charges.md)
 DEFAULT_CHARGE_METHOD = "ml"

@@ -164,7 +164,7 @@ def ligand_topology(molecule: Any, residue_name: str = "MOL") -> tuple[app.Topol
     :func:`hybridff.load_molecule` does; atoms keep its order and hybridff's atom names. The
     usual start of the drop-in route: ``Modeller(*ligand_topology("ligand.sdf"))``.
     """
-    from hybridff.molecule import load_molecule
+    from hybridff.io.molecule import load_molecule
     from hybridff.units import ANGSTROM_TO_NM
 
     mol = load_molecule(molecule)

@@ -23,12 +23,12 @@ from openmm import app
 from rdkit import Chem
 
 from hybridff.exceptions import DataFormatError
+from hybridff.io.molecule import canonical_smiles, load_molecules
 from hybridff.mm.cache import ParameterCache, cache_key
 from hybridff.mm.graph import MoleculeGraph
 from hybridff.mm.parameters import DEFAULT_CHARGE_METHOD, ParameterizedMolecule, parameterize
 from hybridff.mm.signature import DEFAULT_PAIR_ORDER, MMSignature, make_signature
 from hybridff.mm.tables import load_tables
-from hybridff.molecule import canonical_smiles, load_molecules
 
 #: the generators alive in this process, so that ``add_ml_correction`` can check the MM of a
 #: System built through one without being handed it (weak: nothing is kept alive by this)
@@ -81,7 +81,7 @@ class HybridTemplateGenerator:
         _LIVE_GENERATORS.add(self)
 
     def add_molecules(self, molecules: Any) -> None:
-        """Register more molecules (any input :func:`hybridff.molecule.load_molecules` takes)."""
+        """Register more molecules (any input :func:`hybridff.io.molecule.load_molecules` takes)."""
         if not isinstance(molecules, (list, tuple)):
             molecules = [molecules]
         for mol in load_molecules(list(molecules)):

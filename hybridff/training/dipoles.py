@@ -239,7 +239,7 @@ def train_dipoles(mm: Any, frames: LabelledFrames, data: str | os.PathLike,
                   ) -> tuple[ChargeEquilibrationModel, dict[str, Any]]:
     """Train a dipole model for ``mm``'s molecule (an :class:`MMSetup`) on ``frames`` (read from
     ``data``); returns the model and its metadata (for :func:`hybridff.ml.dipole.dipole_archive`)."""
-    from hybridff.molecule import formal_charge
+    from hybridff.io.molecule import formal_charge
 
     charge = int(formal_charge(mm.parameterized.mol))
     dipoles = reference_dipoles(frames, charge, str(data))

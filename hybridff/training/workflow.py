@@ -77,11 +77,11 @@ def label(
     each QM calculation (``None``: as the environment says).
     """
     from hybridff.cluster import ticking
+    from hybridff.io.molecule import formal_charge
     from hybridff.labels.distributed import NO_WORKERS_TIMEOUT_S, log_worker_counts, run_tasks
     from hybridff.labels.plan import frame_settings, log_nothing_to_do, plan_labels, qm_info
     from hybridff.labels.store import LabelStore
     from hybridff.labels.tasks import FrameTask
-    from hybridff.molecule import formal_charge
     from hybridff.qm import QMEngine, get_engine
     from hybridff.sampling import SAMPLERS, sample_conformations
 
@@ -419,8 +419,8 @@ def _evaluate_dipoles(mm: MMSetup, frames: Any, frame_index: np.ndarray, where: 
     """Dipole errors (Debye) of the fixed MM charges and, where there is one, the dipole
     model, on the frames that carry a QM dipole; and the dipoles (``frame_index``: their
     frames' indices in the data file)."""
+    from hybridff.io.molecule import formal_charge
     from hybridff.ml.dipole import fixed_charge_dipoles, has_dipole_model, load_dipole_model
-    from hybridff.molecule import formal_charge
     from hybridff.training.dipoles import dipole_metrics, reference_dipoles, system_charges
 
     charge = int(formal_charge(mm.parameterized.mol))
