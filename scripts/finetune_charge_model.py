@@ -76,13 +76,14 @@ def standard_records(path: Path, part: dict[str, str], elements: list[str]) -> d
 def report(net: ChargeEquilibrationNet, rows: list, title: str) -> dict:
     """Held-out RMSE and mean signed error (e) overall, by element and by group; printed."""
     pred = predict(net, [g for _, _, g, _ in rows])
+    patterns = {name: Chem.MolFromSmarts(smarts) for name, smarts in GROUPS.items()}
     errors: dict[str, list[float]] = {}
     for (_, mol, _, q), p in zip(rows, pred, strict=True):
         d = p - q
         for atom in mol.GetAtoms():
             errors.setdefault(atom.GetSymbol(), []).append(d[atom.GetIdx()])
-        for name, smarts in GROUPS.items():
-            for match in mol.GetSubstructMatches(Chem.MolFromSmarts(smarts)):
+        for name, pattern in patterns.items():
+            for match in mol.GetSubstructMatches(pattern):
                 errors.setdefault(name, []).append(d[match[0]])
     out = {"n_molecules": len(rows),
            "rmse": rmse(np.concatenate(pred), np.concatenate([q for *_, q in rows]))}

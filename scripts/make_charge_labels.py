@@ -474,8 +474,11 @@ def main(argv: list[str] | None = None) -> int:
         for text, pattern in zip(args.first, patterns, strict=True):
             if pattern is None:
                 parser.error(f"--first {text!r} is not a valid SMARTS pattern")
-        jobs.sort(key=lambda j: not any(Chem.MolFromSmiles(j[2]).HasSubstructMatch(pattern)
-                                        for pattern in patterns))
+        def matches_first(job: tuple[int, str, str]) -> bool:
+            mol = Chem.MolFromSmiles(job[2])  # parsed once per job, not once per pattern
+            return any(mol.HasSubstructMatch(pattern) for pattern in patterns)
+
+        jobs.sort(key=lambda j: not matches_first(j))
     if args.charged_first:
         jobs.sort(key=lambda j: (j[1].endswith(":input"), j[0], j[1]))
     jobs = jobs[: args.limit] if args.limit else jobs
