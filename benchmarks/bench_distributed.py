@@ -44,8 +44,8 @@ class InstantEngine(QMEngine):
 
 def make_tasks(args: argparse.Namespace) -> tuple[list[Any], int]:
     from hybridff.io.molecule import formal_charge
+    from hybridff.labels.samplers import sample_conformations
     from hybridff.labels.tasks import FrameTask
-    from hybridff.sampling import sample_conformations
     from hybridff.training.residuals import build_mm
 
     mm = build_mm(args.molecule, charge_method="gasteiger")

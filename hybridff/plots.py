@@ -35,7 +35,7 @@ from openmm import unit
 
 from hybridff import units
 from hybridff.elements import SYMBOL
-from hybridff.sampling import (  # the torsion helpers live with the samplers that share them
+from hybridff.labels.torsions import (  # one home, shared with the torsion sampler
     Torsion,
     angle_difference_deg,
     check_torsion,

@@ -932,8 +932,8 @@ def test_package_errors_on_user_paths_are_typed() -> None:
     """The bare ValueErrors of option checks are the package's own (the CLI formats them);
     they still are ValueErrors."""
     from hybridff.exceptions import InvalidOptionError
+    from hybridff.labels.samplers import mixed_frame_kinds
     from hybridff.mm.system import check_nonbonded_options
-    from hybridff.sampling import mixed_frame_kinds
     from hybridff.training.trainer import TrainConfig, split_indices
 
     with pytest.raises(InvalidOptionError, match="switching distance 1.2 nm must be positive and below"):

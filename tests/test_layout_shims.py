@@ -38,8 +38,8 @@ def test_old_paths_warn_at_the_importer_and_are_the_new_modules(tmp_path) -> Non
              "with warnings.catch_warnings(record=True) as caught:",
              "    warnings.simplefilter('always')"]
     lines += [f"    import hybridff.{old}" for old in MOVED]
-    lines += ["    import hybridff.simulation",
-              "import hybridff.md.prepare, hybridff.md.reporters",
+    lines += ["    import hybridff.simulation", "    import hybridff.sampling",
+              "import hybridff.md.prepare, hybridff.md.reporters, hybridff.labels.samplers",
               "deprecations = [w for w in caught if issubclass(w.category, DeprecationWarning)",
               "                and str(w.message).startswith('hybridff.')]",
               "for w in deprecations:",
@@ -47,11 +47,12 @@ def test_old_paths_warn_at_the_importer_and_are_the_new_modules(tmp_path) -> Non
     lines += [f"assert hybridff.{old} is importlib.import_module({new!r})"
               for old, new in MOVED.items()]
     lines += ["assert hybridff.simulation.prepare_system is hybridff.md.prepare.prepare_system",
-              "assert hybridff.simulation._Production is hybridff.md.reporters.Production"]
+              "assert hybridff.simulation._Production is hybridff.md.reporters.Production",
+              "assert hybridff.sampling.SAMPLERS is hybridff.labels.samplers.SAMPLERS"]
     done = _run("\n".join(lines) + "\n", tmp_path)
     assert done.returncode == 0, done.stderr
     rows = [line.split(" ", 2) for line in done.stdout.splitlines()]
-    names = [*MOVED, "simulation"]
+    names = [*MOVED, "simulation", "sampling"]
     assert len(rows) == len(names), done.stdout
     for (lineno, here, message), (k, old) in zip(rows, enumerate(names), strict=True):
         assert int(lineno) == 4 + k and here == "True", done.stdout  # the importing line
@@ -61,7 +62,7 @@ def test_old_paths_warn_at_the_importer_and_are_the_new_modules(tmp_path) -> Non
 
 def test_the_package_and_its_command_import_no_shim(tmp_path) -> None:
     code = ("import importlib, pkgutil, hybridff, hybridff.cli\n"
-            f"shims = {sorted('hybridff.' + m for m in [*MOVED, 'simulation'])!r}\n"
+            f"shims = {sorted('hybridff.' + m for m in [*MOVED, 'simulation', 'sampling'])!r}\n"
             "for m in pkgutil.walk_packages(hybridff.__path__, 'hybridff.'):\n"
             "    if m.name not in shims and m.name != 'hybridff.__main__':\n"
             "        importlib.import_module(m.name)\n"

@@ -9,20 +9,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hybridff import sampling
 from hybridff.exceptions import MoleculeInputError, UnknownNameError
-from hybridff.sampling import (
+from hybridff.labels import samplers, torsions
+from hybridff.labels.samplers import (
     SAMPLERS,
+    SamplingStart,
+    mixed_frame_kinds,
+    sample_conformations,
+    torsion_targets_deg,
+)
+from hybridff.labels.torsions import (
     angle_difference_deg,
     dihedral_deg,
-    md_conformations,
-    mixed_conformations,
-    mixed_frame_kinds,
     rotatable_torsions,
-    sample_conformations,
     set_dihedrals,
-    torsion_conformations,
-    torsion_targets_deg,
 )
 from hybridff.training.residuals import build_mm, mm_energies_forces
 
@@ -43,6 +43,12 @@ def paracetamol():
     return build_mm(str(EXAMPLES / "paracetamol.sdf"), charge_method="gasteiger")
 
 
+def _frames(sampler: str, mm, n: int, seed: int = 0, **options) -> np.ndarray:
+    """The positions of ``sampler`` run directly on ``mm``'s molecule."""
+    start = SamplingStart(mm.system, mm.positions, mm.parameterized.mol, seed=seed)
+    return SAMPLERS[sampler](start, n, **options).positions
+
+
 def _bond_lengths(x: np.ndarray, bonds: list[tuple[int, int]]) -> np.ndarray:
     i, j = np.array(bonds).T
     return np.linalg.norm(x[..., i, :] - x[..., j, :], axis=-1)
@@ -52,14 +58,14 @@ def test_helpers_live_in_one_place() -> None:
     from hybridff import plots
 
     for name in ("rotatable_torsions", "check_torsion", "dihedral_deg", "angle_difference_deg"):
-        assert getattr(plots, name) is getattr(sampling, name)
+        assert getattr(plots, name) is getattr(torsions, name)
 
 
 def test_cli_lists_every_sampler() -> None:
     from hybridff.cli.label import SAMPLER_NAMES
 
     assert sorted(SAMPLER_NAMES) == sorted(SAMPLERS)
-    assert sampling.DEFAULT_SAMPLER in SAMPLERS
+    assert samplers.DEFAULT_SAMPLER in SAMPLERS
 
 
 def test_set_dihedrals_is_exact_and_rigid(paracetamol) -> None:
@@ -80,8 +86,13 @@ def test_torsion_sampler_covers_the_circle(nma) -> None:
     mol = nma.parameterized.mol
     assert rotatable_torsions(mol) == [AMIDE]
     n = 24
-    frames = torsion_conformations(nma.system, nma.positions, n, seed=3, mol=mol, **FAST)
+    sampled = SAMPLERS["torsion"](SamplingStart(nma.system, nma.positions, mol, seed=3), n,
+                                  **FAST)
+    frames = sampled.positions
     targets = torsion_targets_deg(n, 1, seed=3)[:, 0]
+    # each frame says what it was turned to
+    assert [info["torsion_targets_deg"] for info in sampled.info] == [f"{t:.2f}" for t in targets]
+    assert {info["torsions"] for info in sampled.info} == {"2-1-3-4"}
     angles = dihedral_deg(frames, AMIDE)
     # held at the targets (thermal spread at 500 K with the default restraint: a few degrees)
     deviation = np.abs(angle_difference_deg(angles, targets))
@@ -91,14 +102,12 @@ def test_torsion_sampler_covers_the_circle(nma) -> None:
     assert (np.abs(angles) < 30).any() and (np.abs(angles) > 150).any()
     assert len(np.unique(np.floor((angles + 180.0) / 60.0))) == 6
     # plain MD at the same temperature stays near the trans amide it starts from
-    md = md_conformations(nma.system, nma.positions, n, seed=3)
+    md = _frames("md", nma, n, seed=3)
     assert np.abs(dihedral_deg(md, AMIDE)).max() < 90.0
 
 
 def test_torsion_frames_are_sane(paracetamol) -> None:
-    mol = paracetamol.parameterized.mol
-    frames = torsion_conformations(paracetamol.system, paracetamol.positions, 8, seed=1,
-                                   mol=mol, **FAST)
+    frames = _frames("torsion", paracetamol, 8, seed=1, **FAST)
     ratio = _bond_lengths(frames, paracetamol.bonds) / _bond_lengths(paracetamol.positions,
                                                                       paracetamol.bonds)
     assert 0.75 < ratio.min() and ratio.max() < 1.3
@@ -106,7 +115,7 @@ def test_torsion_frames_are_sane(paracetamol) -> None:
     assert np.isfinite(energies).all() and np.isfinite(forces).all()
     # thermal, not broken: within a few hundred kJ/mol of the MD frames' energies
     md_energies, _ = mm_energies_forces(
-        paracetamol.system, md_conformations(paracetamol.system, paracetamol.positions, 8, seed=1))
+        paracetamol.system, _frames("md", paracetamol, 8, seed=1))
     assert energies.max() - md_energies.min() < 300.0
     # the input System is not changed by the restraints
     assert paracetamol.system.getNumForces() == build_mm(
@@ -114,10 +123,9 @@ def test_torsion_frames_are_sane(paracetamol) -> None:
 
 
 def test_torsion_sampler_is_seeded_and_prefix_stable(nma) -> None:
-    mol = nma.parameterized.mol
-    a = torsion_conformations(nma.system, nma.positions, 4, seed=5, mol=mol, **FAST)
-    b = torsion_conformations(nma.system, nma.positions, 2, seed=5, mol=mol, **FAST)
-    c = torsion_conformations(nma.system, nma.positions, 2, seed=6, mol=mol, **FAST)
+    a = _frames("torsion", nma, 4, seed=5, **FAST)
+    b = _frames("torsion", nma, 2, seed=5, **FAST)
+    c = _frames("torsion", nma, 2, seed=6, **FAST)
     np.testing.assert_array_equal(a[:2], b)  # frame k does not depend on how many are asked
     assert np.abs(a[:2] - c).max() > 1e-2
     np.testing.assert_array_equal(torsion_targets_deg(5, 2, 9)[:3], torsion_targets_deg(3, 2, 9))
@@ -143,8 +151,8 @@ def test_mixed_interleaves_md_and_torsion_frames(nma) -> None:
     kinds = [info["frame_sampler"] for info in sampled.info]
     assert kinds == ["md", "torsion"] * 3
     assert sampled.settings == {"torsion_fraction": 0.5}
-    md = md_conformations(nma.system, nma.positions, 3, seed=2)
-    turned = torsion_conformations(nma.system, nma.positions, 3, seed=2, mol=mol)
+    md = _frames("md", nma, 3, seed=2)
+    turned = _frames("torsion", nma, 3, seed=2)
     np.testing.assert_array_equal(sampled.positions[0::2], md)
     np.testing.assert_array_equal(sampled.positions[1::2], turned)
     targets = torsion_targets_deg(3, 1, seed=2)[:, 0]
@@ -162,11 +170,12 @@ def test_mixed_without_rotatable_torsions_is_md() -> None:
     ethanol = build_mm("CCO", charge_method="gasteiger")
     mol = ethanol.parameterized.mol
     assert rotatable_torsions(mol) == []
-    frames = mixed_conformations(ethanol.system, ethanol.positions, 3, seed=1, mol=mol)
-    np.testing.assert_array_equal(frames, md_conformations(ethanol.system, ethanol.positions,
-                                                           3, seed=1))
+    sampled = sample_conformations("mixed", ethanol.system, ethanol.positions, 3, mol=mol,
+                                   seed=1)
+    np.testing.assert_array_equal(sampled.positions, _frames("md", ethanol, 3, seed=1))
+    assert [info["frame_sampler"] for info in sampled.info] == ["md"] * 3
     with pytest.raises(MoleculeInputError, match="no rotatable torsion.*use the md sampler"):
-        torsion_conformations(ethanol.system, ethanol.positions, 1, mol=mol)
+        _frames("torsion", ethanol, 1)
 
 
 def test_bad_options_are_refused(nma, paracetamol) -> None:
@@ -184,13 +193,12 @@ def test_bad_options_are_refused(nma, paracetamol) -> None:
     with pytest.raises(ValueError, match="needs the molecule"):
         sample_conformations("torsion", *args)
     with pytest.raises(ValueError, match="restraint_k and temperature must be > 0"):
-        torsion_conformations(*args, mol=mol, restraint_k=0.0)
+        sample_conformations("torsion", *args, mol=mol, restraint_k=0.0)
     ring = (3, 4, 5, 6)  # paracetamol: C3-C4 lies in the benzene ring
     with pytest.raises(MoleculeInputError, match="is in a ring"):
-        torsion_conformations(paracetamol.system, paracetamol.positions, 1,
-                              mol=paracetamol.parameterized.mol, torsions=[ring])
+        _frames("torsion", paracetamol, 1, torsions=[ring])
     with pytest.raises(MoleculeInputError, match="turn the same bond"):
-        torsion_conformations(*args, mol=mol, torsions=[AMIDE, (0, 1, 3, 4)])
+        sample_conformations("torsion", *args, mol=mol, torsions=[AMIDE, (0, 1, 3, 4)])
 
 
 def test_label_cli_options(tmp_path, capsys) -> None:
@@ -245,3 +253,19 @@ def test_label_resumes_with_the_files_sampler(tmp_path, caplog) -> None:
     info = read_extxyz(mixed).info
     assert [(i["sampler"], i["frame_sampler"], i["torsion_fraction"]) for i in info] == \
         [("mixed", "torsion", 1.0)] * 4
+
+
+def test_old_sampler_calls_still_return_the_frames(nma) -> None:
+    """``hybridff.sampling`` (deprecated) keeps the old calls and their array results."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from hybridff import sampling
+
+    mol = nma.parameterized.mol
+    np.testing.assert_array_equal(sampling.md_conformations(nma.system, nma.positions, 2, 500.0,
+                                                            seed=2), _frames("md", nma, 2, seed=2))
+    old = sampling.mixed_conformations(nma.system, nma.positions, 2, 500.0, 2, mol=mol)
+    np.testing.assert_array_equal(old, sample_conformations(
+        "mixed", nma.system, nma.positions, 2, mol=mol, seed=2).positions)

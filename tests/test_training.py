@@ -104,14 +104,20 @@ def test_md_sampling_is_seeded() -> None:
 
 def test_normal_mode_sampling_amplitudes() -> None:
     """Displacements along normal modes: seeded, and their MM energy is about kT/2 per mode."""
-    from hybridff.sampling import MOLAR_GAS_CONSTANT, normal_mode_conformations, normal_modes
+    from hybridff.labels.samplers import (
+        MOLAR_GAS_CONSTANT,
+        SamplingStart,
+        normal_mode_conformations,
+        normal_modes,
+    )
     from hybridff.training.residuals import mm_energies_forces
 
     mm = build_mm("CCO")
     x0, omega2, modes = normal_modes(mm.system, mm.positions)
     assert len(omega2) == 3 * 9 - 6 and (omega2 > 0).all()
-    frames = normal_mode_conformations(mm.system, mm.positions, 200, temperature=20.0, seed=1)
-    again = normal_mode_conformations(mm.system, mm.positions, 200, temperature=20.0, seed=1)
+    start = SamplingStart(mm.system, mm.positions, temperature=20.0, seed=1)
+    frames = normal_mode_conformations(start, 200).positions
+    again = normal_mode_conformations(start, 200).positions
     np.testing.assert_array_equal(frames, again)
     e0, _ = mm_energies_forces(mm.system, x0[None])
     energies, _ = mm_energies_forces(mm.system, frames)

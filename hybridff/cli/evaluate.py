@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         # check what can be checked before the evaluation runs
         if args.torsion:
             from hybridff.io.molecule import load_molecule
-            from hybridff.sampling import check_torsion
+            from hybridff.labels.torsions import check_torsion
 
             mol = load_molecule(args.molecule)
             for torsion in args.torsion:

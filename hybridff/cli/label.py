@@ -21,7 +21,7 @@ from hybridff.cli.batch import OutputFolder, output_target
 HELP = "sample conformations and compute QM energies/forces"
 #: threads per QM calculation unless --threads says otherwise
 DEFAULT_THREADS = 1
-#: hybridff.sampling.SAMPLERS, spelled out so that --help does not import OpenMM (tested)
+#: hybridff.labels.samplers.SAMPLERS, spelled out so that --help does not import OpenMM (tested)
 SAMPLER_NAMES = ["md", "torsion", "mixed", "normal-modes"]
 
 

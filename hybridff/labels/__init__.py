@@ -1,5 +1,9 @@
-"""QM labels of sampled conformations: the per-frame task, where it runs, and the label file.
+"""QM labels of sampled conformations: the samplers, the per-frame task, where it runs, and
+the label file.
 
+- :mod:`hybridff.labels.samplers`: conformations to label (MD, torsion-restrained MD, a mix,
+  normal modes), each frame with its information; :mod:`hybridff.labels.torsions`: the
+  rotatable torsions they turn.
 - :mod:`hybridff.labels.tasks`: one frame's QM calculation as a plain, picklable task
   (:func:`~hybridff.labels.tasks.compute_frame`), the same function in-process and on Dask.
 - :mod:`hybridff.labels.store`: the label file a run appends to (resume by sample index,

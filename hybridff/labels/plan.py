@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 
-from hybridff.exceptions import UnknownNameError
 from hybridff.labels.store import LabelStore
 
 logger = logging.getLogger(__name__)
@@ -37,15 +36,14 @@ def plan_labels(store: LabelStore, n_frames: int, sampler: str | None = None,
                 retry_failed: bool = False) -> LabelPlan:
     """The plan for ``store`` to hold ``n_frames`` frames.
 
-    ``sampler``: a name of :data:`hybridff.sampling.SAMPLERS`; ``None`` continues the file
+    ``sampler``: a name of :data:`hybridff.labels.samplers.SAMPLERS`; ``None`` continues the file
     with the sampler recorded in its frames, a new file with
-    :data:`~hybridff.sampling.DEFAULT_SAMPLER`. Continuing a ``mixed`` file with ``mixed``
+    :data:`~hybridff.labels.samplers.DEFAULT_SAMPLER`. Continuing a ``mixed`` file with ``mixed``
     keeps its ``torsion_fraction`` unless ``sampler_options`` gives one. Samples whose QM
     failed before are left out unless ``retry_failed``."""
-    from hybridff.sampling import DEFAULT_SAMPLER, SAMPLERS
+    from hybridff.labels.samplers import DEFAULT_SAMPLER, SAMPLERS, check_sampler
 
-    if sampler is not None and sampler not in SAMPLERS:
-        raise UnknownNameError(f"unknown sampler {sampler!r}; known: {', '.join(SAMPLERS)}")
+    check_sampler(sampler)
     existing = store.existing
     recorded = dict(existing.info[0]) if existing is not None and existing.info else {}
     options = dict(sampler_options or {})
@@ -72,7 +70,7 @@ def log_nothing_to_do(store: LabelStore, n_frames: int) -> None:
 def frame_settings(store: LabelStore, plan: LabelPlan, seed: int, temperature: float,
                    sampled: Any) -> dict[str, Any]:
     """The sampling settings every new frame records (sampled by ``sampled``, a
-    :class:`~hybridff.sampling.Conformations`), with a warning when the frames the file holds
+    :class:`~hybridff.labels.samplers.Conformations`), with a warning when the frames the file holds
     are not the ones these settings give."""
     settings = {"seed": seed, "temperature": temperature, "sampler": plan.sampler,
                 **sampled.settings}

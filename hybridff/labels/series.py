@@ -101,7 +101,7 @@ class SampleTask:
 @dataclass
 class SampleOutcome:
     """The conformations of a :class:`SampleTask` (a
-    :class:`~hybridff.sampling.Conformations`), or why sampling failed."""
+    :class:`~hybridff.labels.samplers.Conformations`), or why sampling failed."""
 
     index: int
     sampled: Any = None
@@ -116,7 +116,7 @@ class SampleOutcome:
 
 def sample_molecule(task: SampleTask) -> SampleOutcome:
     """Run one molecule's sampler (the task function of step 2)."""
-    from hybridff.sampling import sample_conformations
+    from hybridff.labels.samplers import sample_conformations
 
     start = time.perf_counter()
     try:
@@ -260,13 +260,10 @@ def label_series(
     ``source`` (an SDF/SMI file or a SMILES); the arguments mean what they mean for
     :func:`hybridff.training.workflow.label` of one molecule, and the run is the one the
     module doc describes."""
+    from hybridff.labels.samplers import check_sampler
     from hybridff.qm import get_engine
-    from hybridff.sampling import SAMPLERS
 
-    if sampler is not None and sampler not in SAMPLERS:
-        from hybridff.exceptions import UnknownNameError
-
-        raise UnknownNameError(f"unknown sampler {sampler!r}; known: {', '.join(SAMPLERS)}")
+    check_sampler(sampler)
     engine = get_engine(method, **engine_options)  # a missing QM package fails here
     records = read_records(source)
     start = time.perf_counter()

@@ -58,10 +58,10 @@ def label(
 ) -> int:
     """Make ``output`` hold ``n_frames`` labelled frames; returns how many were added.
 
-    ``sampler``: a name of :data:`hybridff.sampling.SAMPLERS`; ``None`` continues an existing
+    ``sampler``: a name of :data:`hybridff.labels.samplers.SAMPLERS`; ``None`` continues an existing
     file with the sampler recorded in its frames and starts a new file with
-    :data:`hybridff.sampling.DEFAULT_SAMPLER`. ``sampler_options``: the sampler's own options,
-    checked by :func:`~hybridff.sampling.sample_conformations`; continuing a ``mixed`` file
+    :data:`hybridff.labels.samplers.DEFAULT_SAMPLER`. ``sampler_options``: the sampler's own options,
+    checked by :func:`~hybridff.labels.samplers.sample_conformations`; continuing a ``mixed`` file
     with ``mixed``, its recorded ``torsion_fraction`` unless one is given here.
     All ``n_frames`` frames are sampled from the seed; the samples the file already holds
     (known by their index, ``frame``) are skipped, with a warning when they are not the frames
@@ -80,15 +80,12 @@ def label(
     from hybridff.io.molecule import formal_charge
     from hybridff.labels.distributed import NO_WORKERS_TIMEOUT_S, log_worker_counts, run_tasks
     from hybridff.labels.plan import frame_settings, log_nothing_to_do, plan_labels, qm_info
+    from hybridff.labels.samplers import check_sampler, sample_conformations
     from hybridff.labels.store import LabelStore
     from hybridff.labels.tasks import FrameTask
     from hybridff.qm import QMEngine, get_engine
-    from hybridff.sampling import SAMPLERS, sample_conformations
 
-    if sampler is not None and sampler not in SAMPLERS:
-        from hybridff.exceptions import UnknownNameError
-
-        raise UnknownNameError(f"unknown sampler {sampler!r}; known: {', '.join(SAMPLERS)}")
+    check_sampler(sampler)
     # fail early on a missing QM package or a bad option
     engine = method if isinstance(method, QMEngine) else get_engine(method, **engine_options)
     distributed = any(x is not None for x in (scheduler, workers, client))
