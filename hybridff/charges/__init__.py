@@ -1,7 +1,9 @@
 """Partial-charge methods, a registry by name.
 
 A method is a function ``(mol: rdkit.Chem.Mol, **options) -> numpy.ndarray`` (charges in e,
-one per atom, in the molecule's atom order). Register one with :func:`register_charge_method`.
+one per atom, in the molecule's atom order). Register one with :func:`register_charge_method`,
+or from another package through the ``hybridff.charge_methods`` entry-point group
+(docs/extending.md).
 :func:`assign_charges` looks the method up, calls it, and enforces that the total equals the
 molecule's formal charge to 1e-6 e (a residual above ``MAX_ROUNDING_RESIDUAL`` is an error,
 a smaller one — rounding in external programs' output — is spread evenly over the atoms).
@@ -9,14 +11,14 @@ a smaller one — rounding in external programs' output — is spread evenly ove
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Callable
 
 import numpy as np
 from rdkit import Chem
 
-from hybridff.exceptions import ChargeAssignmentError, UnknownNameError
+from hybridff.exceptions import ChargeAssignmentError
+from hybridff.registry import Registry
 
 logger = logging.getLogger(__name__)
 
@@ -31,40 +33,29 @@ MAX_USER_ROUNDING_RESIDUAL = 1e-2
 #: Tolerance on the total charge after assignment (e).
 TOTAL_CHARGE_TOLERANCE = 1e-6
 
-_REGISTRY: dict[str, ChargeFunction] = {}
-#: built-in methods, imported on first use: name -> module that registers it
-_BUILTIN_MODULES = {
-    "gasteiger": "hybridff.charges.gasteiger",
-    "file": "hybridff.charges.file",
-    "am1bcc": "hybridff.charges.am1bcc",
-    "ml": "hybridff.charges.ml",
-}
+#: name -> charge function; built-in methods are imported on first use, other packages add
+#: theirs through the ``hybridff.charge_methods`` entry-point group
+CHARGE_METHODS: Registry[ChargeFunction] = Registry("charge method", "hybridff.charge_methods", {
+    "gasteiger": "hybridff.charges.gasteiger:gasteiger_charges",
+    "file": "hybridff.charges.file:file_charges",
+    "am1bcc": "hybridff.charges.am1bcc:am1bcc_charges",
+    "ml": "hybridff.charges.ml:ml_charges",
+})
 
 
 def register_charge_method(name: str) -> Callable[[ChargeFunction], ChargeFunction]:
     """Decorator registering a charge function under ``name``."""
-
-    def decorator(func: ChargeFunction) -> ChargeFunction:
-        _REGISTRY[name] = func
-        return func
-
-    return decorator
+    return CHARGE_METHODS.register(name)
 
 
 def available_charge_methods() -> list[str]:
-    """Names of all charge methods (built-in and registered)."""
-    return sorted(set(_REGISTRY) | set(_BUILTIN_MODULES))
+    """Names of all charge methods (built-in, registered and from entry points)."""
+    return sorted(CHARGE_METHODS)
 
 
 def get_charge_method(name: str) -> ChargeFunction:
     """The charge function registered as ``name``; unknown names list the known ones."""
-    if name not in _REGISTRY and name in _BUILTIN_MODULES:
-        importlib.import_module(_BUILTIN_MODULES[name])
-    if name not in _REGISTRY:
-        raise UnknownNameError(
-            f"unknown charge method {name!r}; known methods: {', '.join(available_charge_methods())}"
-        )
-    return _REGISTRY[name]
+    return CHARGE_METHODS[name]
 
 
 def enforce_total_charge(charges: np.ndarray, total: float, method: str = "") -> np.ndarray:

@@ -11,7 +11,8 @@ Backends, by name:
 Both expose a global parameter (default ``lambda_ml``) that scales the correction, put the
 Force in its own force group, and turn on periodic boundary conditions when the System is
 periodic. Upstream openmm-torch plans to replace TorchForce with a Python-side class; a new
-backend is one more entry in :data:`BACKENDS`.
+backend is one more entry in :data:`BACKENDS` (or, from another package, an entry point of
+the ``hybridff.ml_backends`` group).
 """
 
 from __future__ import annotations
@@ -28,11 +29,12 @@ import torch
 from openmm import app, unit
 
 from hybridff.elements import SYMBOL
-from hybridff.exceptions import ModelCompatibilityError, UnknownNameError
+from hybridff.exceptions import ModelCompatibilityError
 from hybridff.ml.model import inference_module
 from hybridff.ml.modelfile import ModelFile, load_model
 from hybridff.mm.graph import MoleculeGraph, residues_matching
 from hybridff.mm.signature import LEGACY_KEYS, MMSignature, check_trained_against
+from hybridff.registry import Registry
 
 logger = logging.getLogger(__name__)
 
@@ -400,21 +402,17 @@ def _make_python_force(
 
 ForceFactory = Callable[[Any, list[int], list[int], bool, str, float], openmm.Force]
 
-#: name -> factory(module, indices, species, periodic, parameter_name, lambda_ml) -> Force
-BACKENDS: dict[str, ForceFactory] = {
+#: name -> factory(module, indices, species, periodic, parameter_name, lambda_ml) -> Force;
+#: other packages add theirs through the ``hybridff.ml_backends`` entry-point group
+BACKENDS: Registry[ForceFactory] = Registry("ML backend", "hybridff.ml_backends", {
     "torch": _make_torch_force,
     "python": _make_python_force,
-}
+})
 
 
 def get_backend(name: str) -> ForceFactory:
-    """The force factory registered under ``name``."""
-    try:
-        return BACKENDS[name]
-    except KeyError:
-        raise UnknownNameError(
-            f"unknown ML backend {name!r}; known backends: {', '.join(sorted(BACKENDS))}"
-        ) from None
+    """The force factory registered under ``name``; unknown names list the known ones."""
+    return BACKENDS[name]
 
 
 # --------------------------------------------------------------------------- public entry

@@ -8,30 +8,22 @@ kJ/mol/nm: Hartree and Bohr are converted at the driver with :mod:`hybridff.unit
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
-from hybridff.exceptions import UnknownNameError
 from hybridff.qm.base import QMEngine, QMResult
+from hybridff.registry import Registry
 
-#: name -> "module:class"
-ENGINES: dict[str, str] = {
+#: name -> engine class (built-in ones imported on first use); other packages add theirs
+#: through the ``hybridff.qm_engines`` entry-point group
+ENGINES: Registry[type[QMEngine]] = Registry("QM method", "hybridff.qm_engines", {
     "xtb": "hybridff.qm.xtb:XTBEngine",
     "dft": "hybridff.qm.dft:DFTEngine",
-}
+})
 
 
 def get_engine(name: str, **options: Any) -> QMEngine:
     """An engine instance by registry name; unknown names list the known ones."""
-    try:
-        target = ENGINES[name]
-    except KeyError:
-        raise UnknownNameError(
-            f"unknown QM method {name!r}; known methods: {', '.join(sorted(ENGINES))}"
-        ) from None
-    module_name, cls_name = target.split(":")
-    cls = getattr(importlib.import_module(module_name), cls_name)
-    return cls(**options)
+    return ENGINES[name](**options)
 
 
 __all__ = ["ENGINES", "QMEngine", "QMResult", "get_engine"]
