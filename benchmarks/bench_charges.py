@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from hybridff.charges import assign_charges  # noqa: E402
 from hybridff.charges.labels import mol_from_label_smiles  # noqa: E402
-from hybridff.charges.ml import DEFAULT_MODEL, load_charge_model  # noqa: E402
+from hybridff.charges.model.file import DEFAULT_MODEL, load_charge_model  # noqa: E402
 from hybridff.io.molecule import prepare  # noqa: E402
 
 LABELS = ROOT / "hybridff" / "resources" / "am1bcc_labels.jsonl.gz"

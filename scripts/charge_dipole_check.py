@@ -31,11 +31,10 @@ sys.path.insert(0, str(ROOT))
 
 from hybridff.charges import assign_charges  # noqa: E402
 from hybridff.charges.labels import mol_from_label_smiles  # noqa: E402
-from hybridff.charges.ml import DEFAULT_MODEL  # noqa: E402
+from hybridff.charges.model.file import DEFAULT_LABELS, DEFAULT_MODEL  # noqa: E402
+from hybridff.charges.model.metrics import point_charge_dipole  # noqa: E402
 from hybridff.io.molecule import prepare  # noqa: E402
-from hybridff.units import ANGSTROM_TO_NM, DEBYE_TO_E_NM  # noqa: E402
 
-LABELS = ROOT / "hybridff" / "resources" / "am1bcc_labels.jsonl.gz"
 DOCS = ROOT / "docs" / "charges.md"
 BEGIN, END = "<!-- dipole:begin -->", "<!-- dipole:end -->"
 #: (name, pyscf method, basis) of the QM references
@@ -46,7 +45,7 @@ def pick_molecules(n: int, min_heavy: int) -> list[dict]:
     """The n smallest neutral test-set label records with at least min_heavy heavy atoms."""
     test_keys = set(torch.load(DEFAULT_MODEL, map_location="cpu", weights_only=True)["metadata"]["test_keys"])
     found = []
-    with gzip.open(LABELS, "rt") as fh:
+    with gzip.open(DEFAULT_LABELS, "rt") as fh:
         for rec in map(json.loads, fh):
             if rec["key"] not in test_keys:
                 continue
@@ -54,14 +53,6 @@ def pick_molecules(n: int, min_heavy: int) -> list[dict]:
             if Chem.GetFormalCharge(mol) == 0 and mol.GetNumHeavyAtoms() >= min_heavy:
                 found.append((mol.GetNumHeavyAtoms(), rec["key"], rec))
     return [rec for _, _, rec in sorted(found, key=lambda t: t[:2])[:n]]
-
-
-def charge_dipole(mol: Chem.Mol, q: np.ndarray) -> np.ndarray:
-    """Point-charge dipole (Debye) about the centre of mass of the molecule's conformer."""
-    pos = mol.GetConformer().GetPositions()
-    masses = np.array([a.GetMass() for a in mol.GetAtoms()])
-    com = (masses[:, None] * pos).sum(0) / masses.sum()
-    return (q[:, None] * (pos - com)).sum(0) * ANGSTROM_TO_NM / DEBYE_TO_E_NM
 
 
 def qm_dipole(mol: Chem.Mol, method: str, basis: str) -> np.ndarray:
@@ -103,8 +94,8 @@ def main(argv: list[str] | None = None) -> int:
         mol = prepare(mol_from_label_smiles(rec["smiles"]))
         mu = {}
         if not args.qm_only:
-            mu["ML"] = charge_dipole(mol, assign_charges(mol, "ml"))
-            mu["AM1-BCC"] = charge_dipole(mol, assign_charges(mol, "am1bcc", optimize=False))
+            mu["ML"] = point_charge_dipole(mol, assign_charges(mol, "ml"))
+            mu["AM1-BCC"] = point_charge_dipole(mol, assign_charges(mol, "am1bcc", optimize=False))
         for name, method, basis in QM_LEVELS:
             key = f"{rec['key']}|{name}|{Chem.MolToSmiles(mol)}"
             if key not in cache:

@@ -27,12 +27,11 @@ import torch
 from rdkit import Chem, RDLogger
 
 from hybridff.charges import assign_charges
-from hybridff.charges.labels import mol_from_label_smiles
+from hybridff.charges.labels import mol_from_label_smiles, read_labels
 from hybridff.charges.ml import ml_charges
+from hybridff.charges.model.file import DEFAULT_LABELS, DEFAULT_MODEL
+from hybridff.charges.model.metrics import rmse
 from hybridff.io.molecule import ensure_conformer
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_charge_model import DEFAULT_LABELS, DEFAULT_MODEL, read_labels, rmse  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

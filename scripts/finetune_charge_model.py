@@ -26,27 +26,20 @@ import numpy as np
 import torch
 from rdkit import Chem, RDLogger
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_charge_model import (  # noqa: E402
+from hybridff.charges.labels import label_problem, mol_from_label_smiles, read_labels
+from hybridff.charges.model.features import featurize
+from hybridff.charges.model.file import (
     DEFAULT_LABELS,
     DEFAULT_MODEL,
-    Batcher,
-    parent_scaffolds,
-    predict,
-    read_labels,
-    rmse,
-    scaffold_of,
-    split_with_extras,
+    network_from_file,
+    read_model_file,
     write_model_file,
 )
-
-from hybridff.charges.labels import label_problem, mol_from_label_smiles  # noqa: E402
-from hybridff.charges.ml_model import (  # noqa: E402
-    BOND_FEATURES,
-    ChargeEquilibrationNet,
-    atom_feature_size,
-    featurize,
-)
+from hybridff.charges.model.metrics import rmse
+from hybridff.charges.model.network import ChargeEquilibrationNet
+from hybridff.charges.model.predict import predict_graphs
+from hybridff.charges.model.split import parent_scaffolds, scaffold_of, split_with_extras
+from hybridff.charges.model.train import Batcher, train_epoch
 
 #: functional groups checked one by one (the first atom of each match is scored)
 GROUPS = {
@@ -75,7 +68,7 @@ def standard_records(path: Path, part: dict[str, str], elements: list[str]) -> d
 
 def report(net: ChargeEquilibrationNet, rows: list, title: str) -> dict:
     """Held-out RMSE and mean signed error (e) overall, by element and by group; printed."""
-    pred = predict(net, [g for _, _, g, _ in rows])
+    pred = predict_graphs(net, [g for _, _, g, _ in rows])
     patterns = {name: Chem.MolFromSmarts(smarts) for name, smarts in GROUPS.items()}
     errors: dict[str, list[float]] = {}
     for (_, mol, _, q), p in zip(rows, pred, strict=True):
@@ -114,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(args.seed)
     t0 = time.perf_counter()
-    base = torch.load(args.base, map_location="cpu", weights_only=True)
+    base = read_model_file(args.base)
     meta, hp = base["metadata"], base["metadata"]["hyperparameters"]
     elements = list(meta["elements"])
     single = read_labels(args.base_labels)
@@ -138,14 +131,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"standard records: fine-tune {len(tune)}, epoch choice {len(pick)}, held out "
           f"{len(rows['held_out'])}, not in the base split {len(rows['unknown'])} "
           f"({time.perf_counter() - t0:.0f} s)", flush=True)
-    net = ChargeEquilibrationNet(atom_feature_size(elements), len(BOND_FEATURES), hp["hidden"],
-                                 hp["layers"], hp.get("members", 1))
-    net.load_state_dict(base["state_dict"])
-    net = net.float().eval()
+    net = network_from_file(base, args.base)
     before = report(net, rows["held_out"], f"base {args.base.name}")
 
     def pick_rmse() -> float:
-        return rmse(np.concatenate(predict(net, [g for _, _, g, _ in pick])),
+        return rmse(np.concatenate(predict_graphs(net, [g for _, _, g, _ in pick])),
                     np.concatenate([q for *_, q in pick]))
 
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=hp["weight_decay"])
@@ -153,19 +143,14 @@ def main(argv: list[str] | None = None) -> int:
     best = (pick_rmse(), -1, {k: v.clone() for k, v in net.state_dict().items()})
     replay: dict[int, object] = {}
     for epoch in range(args.epochs):
-        net.train()
         chosen = rng.choice(parts["train"], size=min(len(parts["train"]), int(args.mix * len(tune))),
                             replace=False)
         for i in chosen:
             replay.setdefault(i, featurize(mols[i], elements))
         graphs = [g for _, _, g, _ in tune] + [replay[i] for i in chosen]
         targets = [q for *_, q in tune] + [np.asarray(single[i]["charges"]) for i in chosen]
-        for inputs, y, _ in Batcher(graphs, targets, hp["batch_size"], rng):
-            opt.zero_grad()
-            torch.mean((net(*inputs) - y) ** 2, dim=1).sum().backward()
-            opt.step()
+        train_epoch(net, opt, Batcher(graphs, targets, hp["batch_size"], rng))
         sched.step()
-        net.eval()
         score = pick_rmse()
         if score < best[0]:
             best = (score, epoch, {k: v.clone() for k, v in net.state_dict().items()})
@@ -183,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
                       "best_epoch": best[1], "n_tune": len(tune), "n_epoch_choice": len(pick)},
         "metrics_standard_held_out": {"base": before, "fine_tuned": after},
     })
-    write_model_file(args.out, net, metadata)
+    print(f"wrote {write_model_file(args.out, net, metadata)}")
     return 0
 
 

@@ -1,26 +1,21 @@
-"""The charge model's data split (scripts/train_charge_model.py): NCI scaffold split, WEHI extras,
+"""The charge model's data split (hybridff.charges.model.split): NCI scaffold split, WEHI extras,
 external test set."""
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
-import sys
-from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from rdkit import Chem
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "train_charge_model.py"
+from hybridff.charges.model import metrics, split
 
 
 @pytest.fixture(scope="module")
 def trainer():
-    spec = importlib.util.spec_from_file_location("train_charge_model", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["train_charge_model"] = module
-    spec.loader.exec_module(module)
-    return module
+    """The split and metric functions the training uses."""
+    return SimpleNamespace(**vars(split), per_variant_rmse=metrics.per_variant_rmse)
 
 
 def _scaffolds() -> list[str]:

@@ -22,23 +22,18 @@ from rdkit.Chem import AllChem
 
 from hybridff.charges import assign_charges
 from hybridff.charges.labels import label_problem, mol_from_label_smiles
-from hybridff.charges.ml import (
-    DEFAULT_MODEL,
-    MODEL_FORMAT,
-    ChargeModelApplicabilityWarning,
-    ensemble_charges,
-    load_charge_model,
-    ml_charges,
-)
-from hybridff.charges.ml_model import (
+from hybridff.charges.ml import ml_charges
+from hybridff.charges.model.features import (
     BOND_FEATURES,
     FEATURE_SPEC,
-    ChargeEquilibrationNet,
     atom_feature_size,
     extra_valence,
     feature_spec,
     featurize,
 )
+from hybridff.charges.model.file import DEFAULT_MODEL, MODEL_FORMAT, load_charge_model
+from hybridff.charges.model.network import ChargeEquilibrationNet
+from hybridff.charges.model.predict import ChargeModelApplicabilityWarning, ensemble_charges
 from hybridff.exceptions import (
     ModelCompatibilityError,
     UnsupportedChemistryError,
@@ -359,8 +354,6 @@ def test_label_check_flags_unequal_resonance_equivalent_atoms() -> None:
 
 def test_shipped_labels_that_fail_the_check_are_not_in_the_test_set() -> None:
     """The shipped model's held-out keys exclude every record failing the label check."""
-    from hybridff.charges.ml import load_charge_model
-
     meta = load_charge_model().metadata
     rejected = set(meta["label_check"]["rejected"])
     assert rejected and not rejected & set(meta["test_keys"])

@@ -62,7 +62,7 @@ def test_old_paths_warn_at_the_importer_and_are_the_new_modules(tmp_path) -> Non
 
 def test_the_package_and_its_command_import_no_shim(tmp_path) -> None:
     code = ("import importlib, pkgutil, hybridff, hybridff.cli\n"
-            f"shims = {sorted('hybridff.' + m for m in [*MOVED, 'simulation', 'sampling'])!r}\n"
+            f"shims = {sorted('hybridff.' + m for m in [*MOVED, 'simulation', 'sampling', 'charges.ml_model'])!r}\n"
             "for m in pkgutil.walk_packages(hybridff.__path__, 'hybridff.'):\n"
             "    if m.name not in shims and m.name != 'hybridff.__main__':\n"
             "        importlib.import_module(m.name)\n"

@@ -6,9 +6,30 @@ atom order; this module reads such a SMILES back with the hydrogens kept as atom
 
 from __future__ import annotations
 
+import gzip
+import json
+import os
+from pathlib import Path
+
 from rdkit import Chem
 
 from hybridff.exceptions import DataFormatError
+
+
+def read_labels(path: str | os.PathLike) -> list[dict]:
+    """Label records (key, smiles, charges) from a .jsonl or .jsonl.gz file, sorted by key; a
+    key seen twice keeps its last record, and lines that are not JSON (cut by a kill) are skipped."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    records = {}
+    with opener(path, "rt") as fh:
+        for line in fh:
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            records[rec["key"]] = {k: rec[k] for k in ("key", "smiles", "charges")}
+    return [records[k] for k in sorted(records)]
 
 
 def mol_from_label_smiles(smiles: str) -> Chem.Mol:

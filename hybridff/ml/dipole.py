@@ -4,7 +4,7 @@ Each atom's electronegativity ``chi_i`` and hardness ``J_i > 0`` come from its l
 environment (the correction's symmetry functions, :mod:`hybridff.ml.descriptors`, through one
 small network per element, plus a learned per-element baseline). The charges are the
 closed-form solution of charge equilibration with the total fixed to the molecule's charge Q
-(as the graph charge model, :mod:`hybridff.charges.ml_model`):
+(as the graph charge model, :mod:`hybridff.charges.model.network`):
 
     q_i = (lambda - chi_i) / J_i,    lambda = (Q + sum_j chi_j / J_j) / (sum_j 1 / J_j)
 

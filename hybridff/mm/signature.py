@@ -176,7 +176,7 @@ def make_signature(
         raise InvalidOptionError(f"pair_order must be one of {PAIR_ORDERS}, not {pair_order!r}")
     model_sha = None
     if charge_method == "ml":
-        from hybridff.charges.ml import charge_model_sha256
+        from hybridff.charges.model.file import charge_model_sha256
 
         model_sha = charge_model_sha256(charge_options.get("model"))
     charges_sha = None
