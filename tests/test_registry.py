@@ -112,11 +112,12 @@ def test_charge_method_from_another_package(plugin_path, monkeypatch):
 
 def test_every_pluggable_part_reads_its_group(plugin_path, monkeypatch):
     from hybridff.charges import CHARGE_METHODS
+    from hybridff.labels.samplers import SAMPLERS
     from hybridff.ml.backend import BACKENDS
     from hybridff.qm import ENGINES
 
     registries = {"hybridff.charge_methods": CHARGE_METHODS, "hybridff.qm_engines": ENGINES,
-                  "hybridff.ml_backends": BACKENDS}
+                  "hybridff.ml_backends": BACKENDS, "hybridff.samplers": SAMPLERS}
     _write_module(plugin_path, "hff_demo_parts", "def part():\n    return 'part'\n")
     _install_plugin(plugin_path, "hff-demo-parts",
                     {group: {"hff_demo_part": "hff_demo_parts:part"} for group in registries})
@@ -145,7 +146,7 @@ def test_extending_page_names_each_registry_and_its_group():
 
     text = (Path(__file__).resolve().parents[1] / "docs" / "extending.md").read_text()
     rows = re.findall(r"^\| `(hybridff\.\w+)` \| `([\w.]+)\.(\w+)` \|", text, re.M)
-    assert len(rows) >= 3
+    assert len(rows) == 4
     for group, module, name in rows:
         registry = getattr(importlib.import_module(module), name)
         assert isinstance(registry, Registry) and registry.group == group

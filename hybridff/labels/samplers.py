@@ -36,6 +36,7 @@ from openmm import unit
 
 from hybridff.exceptions import InvalidOptionError, MoleculeInputError, UnknownNameError
 from hybridff.labels.torsions import Torsion, resolve_torsions, set_dihedrals
+from hybridff.registry import Registry
 from hybridff.units import strip_positions
 
 logger = logging.getLogger(__name__)
@@ -359,13 +360,14 @@ def mixed_conformations(
 
 # --------------------------------------------------------------------------- registry
 
-#: name -> sampler(start: SamplingStart, n_frames, **options) -> Conformations
-SAMPLERS: dict[str, Callable[..., Conformations]] = {
+#: name -> sampler(start: SamplingStart, n_frames, **options) -> Conformations; other
+#: packages add theirs through the ``hybridff.samplers`` entry-point group
+SAMPLERS: Registry[Callable[..., Conformations]] = Registry("sampler", "hybridff.samplers", {
     "md": md_conformations,
     "normal-modes": normal_mode_conformations,
     "torsion": torsion_conformations,
     "mixed": mixed_conformations,
-}
+})
 #: what ``hybridff label`` uses for a new file
 DEFAULT_SAMPLER = "mixed"
 
@@ -373,8 +375,8 @@ DEFAULT_SAMPLER = "mixed"
 def check_sampler(name: str | None) -> None:
     """Raise an :class:`UnknownNameError` listing the samplers unless ``name`` is one of
     :data:`SAMPLERS` (or ``None``: the file's own or the default)."""
-    if name is not None and name not in SAMPLERS:
-        raise UnknownNameError(f"unknown sampler {name!r}; known: {', '.join(SAMPLERS)}")
+    if name is not None:
+        SAMPLERS[name]  # an unknown name raises, listing the known ones
 
 
 def sampler_options(sampler: str) -> list[str]:
