@@ -1,21 +1,16 @@
 """The generated chemistry-coverage set for the charge model's labels
-(scripts/charge_coverage_set.py)."""
+(hybridff.charges.model.coverage)."""
 
 from __future__ import annotations
 
 import re
-import sys
 from collections import defaultdict
-from pathlib import Path
 
 import pytest
 from rdkit import Chem
 
+from hybridff.charges.model import coverage as cov
 from hybridff.elements import SUPPORTED_ATOMIC_NUMBERS
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-
-import charge_coverage_set as cov  # noqa: E402
 
 
 @pytest.fixture(scope="module")

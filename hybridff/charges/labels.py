@@ -42,6 +42,13 @@ def mol_from_label_smiles(smiles: str) -> Chem.Mol:
     return mol
 
 
+def indexed_smiles(mol: Chem.Mol) -> tuple[str, list[int]]:
+    """SMILES with explicit H atoms, and the atom indices of ``mol`` in the SMILES' atom order."""
+    smi = Chem.MolToSmiles(mol, allHsExplicit=False, canonical=True)
+    order = list(mol.GetPropsAsDict(includePrivate=True, includeComputed=True)["_smilesAtomOutputOrder"])
+    return smi, order
+
+
 #: Largest charge difference (e) allowed between resonance-equivalent terminal atoms of a label.
 EQUIVALENT_ATOM_TOLERANCE = 0.1
 

@@ -7,6 +7,9 @@
 - :mod:`~hybridff.charges.model.split`: label records and their scaffold split.
 - :mod:`~hybridff.charges.model.metrics`: held-out metrics (numbers only).
 - :mod:`~hybridff.charges.model.train`: the training run, ``python -m hybridff.charges.model.train``.
+- :mod:`~hybridff.charges.model.variants`, :mod:`~hybridff.charges.model.coverage`,
+  :mod:`~hybridff.charges.model.labelling`: the molecules labelled with AM1-BCC, and the
+  labelling run (``scripts/make_charge_labels.py``).
 
 The ``ml`` charge method (:mod:`hybridff.charges.ml`) is the registered front of this package.
 Importing the package needs no PyTorch; the network and prediction import it when used.

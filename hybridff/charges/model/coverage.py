@@ -13,7 +13,8 @@ five-coordinate P, an atom kind no label source held; docs/charges.md says so ne
 numbers.)
 The enumeration is deterministic: for each template, seeded random draws of substituents are
 sanitized and deduplicated until ``per_template`` molecules are found (or the draws run out).
-``make_charge_labels.py --source coverage`` labels them (keys ``COV-<template>-<hash>:<variant>``).
+``scripts/make_charge_labels.py --source coverage`` labels them (keys
+``COV-<template>-<hash>:<variant>``; :func:`hybridff.charges.model.labelling.build_jobs`).
 """
 
 from __future__ import annotations
@@ -123,10 +124,12 @@ TEMPLATES = (
 
 
 def _slots(template: str) -> int:
+    """Number of ``{n}`` slots in a template."""
     return sum(1 for _, field, _, _ in string.Formatter().parse(template) if field is not None)
 
 
 def _oo_bonds(mol: Chem.Mol) -> int:
+    """Number of O-O bonds."""
     return sum(1 for b in mol.GetBonds()
                if b.GetBeginAtom().GetSymbol() == b.GetEndAtom().GetSymbol() == "O")
 
