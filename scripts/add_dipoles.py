@@ -15,7 +15,7 @@ import argparse
 
 import numpy as np
 
-from hybridff.data import read_extxyz, write_extxyz
+from hybridff.io.frames import read_extxyz, write_extxyz
 from hybridff.qm import get_engine
 
 #: largest energy difference (kJ/mol) between the stored and the recomputed label

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hybridff.data import read_extxyz
+from hybridff.io.frames import read_extxyz
 from hybridff.mm.bespoke import fit_bespoke
 from hybridff.mm.refit import RefitOptions
 from hybridff.training.residuals import build_mm, mm_energies_forces

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hybridff.data import read_extxyz, write_extxyz
+from hybridff.io.frames import read_extxyz, write_extxyz
 from hybridff.training.trainer import TrainConfig
 from hybridff.training.workflow import build_mm, evaluate, train
 

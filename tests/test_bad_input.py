@@ -229,7 +229,7 @@ def _frames(mol: Chem.Mol, n: int = 3, seed: int = 0):
 
 
 def _label_file(mol: Chem.Mol, path: Path, n: int = 3) -> tuple[Path, list[str]]:
-    from hybridff.data import write_extxyz
+    from hybridff.io.frames import write_extxyz
 
     pos, ene, frc = _frames(mol, n)
     write_extxyz(path, _numbers(mol), pos, ene, frc, append=False)
@@ -254,7 +254,7 @@ EXTXYZ_CASES = {
 
 @pytest.mark.parametrize("case", list(EXTXYZ_CASES))
 def test_broken_extxyz(case, paracetamol_mol, tmp_path) -> None:
-    from hybridff.data import read_extxyz
+    from hybridff.io.frames import read_extxyz
 
     path, lines = _label_file(paracetamol_mol, tmp_path / "d.xyz")
     assert int(lines[22]) == 20  # frame 1 starts at line 23
@@ -271,7 +271,7 @@ CUTS = {"inside a line": -30, "at a line end": None, "in the atom-count line": "
 
 @pytest.mark.parametrize("cut", list(CUTS))
 def test_truncated_last_frame_is_dropped_with_a_warning(cut, paracetamol_mol, tmp_path, caplog) -> None:
-    from hybridff.data import read_extxyz
+    from hybridff.io.frames import read_extxyz
 
     path, lines = _label_file(paracetamol_mol, tmp_path / "d.xyz")
     if cut == "in the atom-count line":
@@ -281,7 +281,7 @@ def test_truncated_last_frame_is_dropped_with_a_warning(cut, paracetamol_mol, tm
     else:
         text, have = "".join(lines)[:-30], r"is incomplete: the file ends after 19 of its 20 atom lines"
     path.write_text(text)
-    with caplog.at_level(logging.WARNING, logger="hybridff.data"):
+    with caplog.at_level(logging.WARNING, logger="hybridff.io.frames"):
         frames = read_extxyz(path, _numbers(paracetamol_mol))
     assert len(frames) == 2
     assert caplog.records, "no warning"
@@ -293,16 +293,16 @@ def test_truncated_last_frame_is_dropped_with_a_warning(cut, paracetamol_mol, tm
 def test_truncated_last_frame_is_cut_before_the_next_append(paracetamol_mol, tmp_path, caplog) -> None:
     """``hybridff label`` resumes by appending: the incomplete frame must not stay in the
     middle of the file."""
-    from hybridff.data import read_extxyz, write_extxyz
+    from hybridff.io.frames import read_extxyz, write_extxyz
 
     path, lines = _label_file(paracetamol_mol, tmp_path / "d.xyz")
     path.write_text("".join(lines)[:-30])
     pos, ene, frc = _frames(paracetamol_mol, 1, seed=5)
-    with caplog.at_level(logging.WARNING, logger="hybridff.data"):
+    with caplog.at_level(logging.WARNING, logger="hybridff.io.frames"):
         write_extxyz(path, _numbers(paracetamol_mol), pos, ene, frc)
     assert "removing it before appending" in caplog.text
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="hybridff.data"):
+    with caplog.at_level(logging.WARNING, logger="hybridff.io.frames"):
         frames = read_extxyz(path, _numbers(paracetamol_mol), _bonds(paracetamol_mol))
     assert not caplog.records
     assert len(frames) == 3
@@ -314,7 +314,7 @@ def test_truncated_last_frame_is_cut_before_the_next_append(paracetamol_mol, tmp
 def test_swapped_atoms_in_qm_frames_are_named(i, j, element, paracetamol_mol, tmp_path) -> None:
     """Same elements at every index, but two atoms in another order: the bonds of the first
     frame give it away, and the message names the pair."""
-    from hybridff.data import read_extxyz, write_extxyz
+    from hybridff.io.frames import read_extxyz, write_extxyz
 
     z = _numbers(paracetamol_mol)
     assert z[i] == z[j] == Chem.GetPeriodicTable().GetAtomicNumber(element)
@@ -332,7 +332,7 @@ def test_swapped_atoms_in_qm_frames_are_named(i, j, element, paracetamol_mol, tm
 
 @pytest.mark.parametrize("what", ["position", "energy", "force"])
 def test_non_finite_qm_frame(what, paracetamol_mol, tmp_path) -> None:
-    from hybridff.data import read_extxyz, write_extxyz
+    from hybridff.io.frames import read_extxyz, write_extxyz
 
     z = _numbers(paracetamol_mol)
     pos, ene, frc = _frames(paracetamol_mol)
@@ -390,7 +390,7 @@ def test_overlapping_atoms(where, paracetamol_mol, tmp_path) -> None:
         with pytest.raises(OverlappingAtomsError, match=pair):
             prepare_system(_overlapping_ethanol(), solvent="none", cache=False)
     elif where == "qm frame":
-        from hybridff.data import read_extxyz, write_extxyz
+        from hybridff.io.frames import read_extxyz, write_extxyz
 
         z = _numbers(paracetamol_mol)
         pos, ene, frc = _frames(paracetamol_mol)
@@ -498,7 +498,7 @@ def _write_model(path: Path, model_path: Path) -> None:
 
 
 def _write_labels(path: Path, mol: Chem.Mol) -> None:
-    from hybridff.data import write_extxyz
+    from hybridff.io.frames import write_extxyz
 
     pos, ene, frc = _frames(mol, 2, seed=9)
     write_extxyz(path, _numbers(mol), pos, ene, frc, append=False)

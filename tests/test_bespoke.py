@@ -13,8 +13,8 @@ import openmm
 import pytest
 from openmm import app
 
-from hybridff.data import read_extxyz
 from hybridff.exceptions import DataFormatError, ModelCompatibilityError
+from hybridff.io.frames import read_extxyz
 from hybridff.io.molecule import load_molecule
 from hybridff.mm.bespoke import (
     fit_bespoke,

@@ -25,8 +25,8 @@ pytest.importorskip("tblite.interface")
 pytest.importorskip("openmmtorch")
 
 from hybridff.cli import main  # noqa: E402
-from hybridff.data import read_extxyz  # noqa: E402
 from hybridff.exceptions import ModelCompatibilityError  # noqa: E402
+from hybridff.io.frames import read_extxyz  # noqa: E402
 from hybridff.io.molecule import load_molecule  # noqa: E402
 from hybridff.ml.backend import add_ml_correction, model_molecule, select_ml_atoms  # noqa: E402
 from hybridff.ml.modelfile import load_model  # noqa: E402

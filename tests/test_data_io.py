@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from hybridff import units
-from hybridff.data import file_sha256, read_extxyz, write_extxyz
 from hybridff.exceptions import DataFormatError
+from hybridff.io.frames import file_sha256, read_extxyz, write_extxyz
 
 pytest.importorskip("ase")
 
@@ -82,3 +82,34 @@ def test_missing_forces_or_energy(tmp_path) -> None:
         read_extxyz(path2)
     with pytest.raises(DataFormatError, match="does not exist"):
         read_extxyz(tmp_path / "missing.xyz")
+
+
+@pytest.mark.parametrize("window", [64, 1 << 16])
+def test_the_end_of_the_file_says_whether_its_last_frame_is_complete(window, tmp_path) -> None:
+    """Every byte prefix of a label file: the check read from the file's end (any window:
+    64 bytes makes it widen its read) is true exactly at a frame boundary."""
+    from hybridff.io.frames import _ends_with_a_complete_frame
+
+    pos, ene, frc = _frames(3)
+    full = tmp_path / "full.xyz"
+    write_extxyz(full, Z, pos, ene, frc, info=[{"frame": k} for k in range(3)])
+    data = full.read_bytes()
+    lines = data.splitlines(keepends=True)
+    boundaries = {sum(len(line) for line in lines[:k * (len(Z) + 2)]) for k in range(1, 4)}
+    cut = tmp_path / "cut.xyz"
+    for n in range(1, len(data) + 1):
+        cut.write_bytes(data[:n])
+        assert _ends_with_a_complete_frame(cut, window) == (n in boundaries), n
+
+
+def test_a_cut_made_between_appends_is_removed_by_the_next(tmp_path) -> None:
+    """Nothing is remembered between appends: a file cut after the last append (another
+    process, a copy interrupted) still loses its incomplete frame before the next one."""
+    pos, ene, frc = _frames(4)
+    path = tmp_path / "d.xyz"
+    write_extxyz(path, Z, pos[:2], ene[:2], frc[:2])
+    write_extxyz(path, Z, pos[2:3], ene[2:3], frc[2:3])
+    path.write_bytes(path.read_bytes()[:-40])  # frame 2 cut inside its last atom line
+    write_extxyz(path, Z, pos[3:], ene[3:], frc[3:])
+    data = read_extxyz(path, Z)
+    np.testing.assert_allclose(data.energies, ene[[0, 1, 3]], rtol=1e-12)

@@ -167,8 +167,8 @@ def test_the_dipole_surface_of_known_charges_is_recovered_on_new_conformers() ->
 
 
 def test_reference_dipoles_move_a_charged_molecules_origin_to_the_centre_of_mass() -> None:
-    from hybridff.data import LabelledFrames
     from hybridff.exceptions import DataFormatError
+    from hybridff.io.frames import LabelledFrames
     from hybridff.training.dipoles import reference_dipoles
 
     x = _frames(2, seed=3)
@@ -191,7 +191,7 @@ def test_reference_dipoles_move_a_charged_molecules_origin_to_the_centre_of_mass
 
 def test_xtb_dipoles_are_about_the_centre_of_mass_and_survive_the_label_file(tmp_path) -> None:
     pytest.importorskip("tblite.interface")
-    from hybridff.data import read_extxyz, write_extxyz
+    from hybridff.io.frames import read_extxyz, write_extxyz
     from hybridff.qm import get_engine
 
     engine = get_engine("xtb")

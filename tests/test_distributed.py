@@ -19,8 +19,8 @@ import pytest
 from dask_helpers import assert_no_dask, local_cluster
 
 from hybridff import units
-from hybridff.data import read_extxyz, reorder_frames, write_extxyz
 from hybridff.exceptions import ClusterError, ExternalToolError, OutputBusyError
+from hybridff.io.frames import read_extxyz, reorder_frames, write_extxyz
 from hybridff.labels.store import failed_path, lock_file
 from hybridff.qm.xtb import XTBEngine
 from hybridff.training.workflow import label

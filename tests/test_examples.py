@@ -81,7 +81,7 @@ def check_loop_outputs(work: Path, stdout: str, data: str, n_frames: int, steps:
 
     ``labelled``: whether the script ran ``hybridff label`` (not when it reused a label file).
     """
-    from hybridff.data import read_extxyz
+    from hybridff.io.frames import read_extxyz
     from hybridff.ml.modelfile import load_model
 
     commands = ["parameterize", "train", "evaluate", "simulate"] + (["label"] if labelled else [])
@@ -133,7 +133,7 @@ def test_delta_learning_xtb_example_quick(tmp_path) -> None:
     work = tmp_path / "work"
     proc = run_shell_example("delta_learning_xtb.sh", ["--quick", "--workdir", str(work)], tmp_path)
     report = check_loop_outputs(work, proc.stdout, "train.xyz", 40, steps=500, report_rows=10)
-    from hybridff.data import read_extxyz
+    from hybridff.io.frames import read_extxyz
     from hybridff.ml.modelfile import load_model
 
     assert len(read_extxyz(work / "test.xyz")) == 20 == report["n_frames"]
@@ -183,7 +183,7 @@ def test_delta_learning_dft_example_quick(tmp_path) -> None:
     proc = run_shell_example("delta_learning_dft.sh", args, tmp_path)
     assert "$ hybridff label " in proc.stdout and "--method dft --xc b3lyp --basis sto-3g" in proc.stdout
     report = check_loop_outputs(work, proc.stdout, "labels.xyz", 8, steps=200, report_rows=4)
-    from hybridff.data import read_extxyz
+    from hybridff.io.frames import read_extxyz
 
     info = read_extxyz(work / "labels.xyz").info[0]
     assert (info["qm_method"], info["qm_xc"], info["qm_basis"]) == ("dft", "b3lyp", "sto-3g")

@@ -16,6 +16,7 @@ MOVED = {
     "ambertools": "hybridff.mm.ambertools",
     "atomtyping": "hybridff.mm.atomtyping",
     "cache": "hybridff.mm.cache",
+    "data": "hybridff.io.frames",
     "forcefield_files": "hybridff.mm.forcefield_files",
     "forcefield_tables": "hybridff.mm.tables",
     "molecule": "hybridff.io.molecule",

@@ -13,7 +13,7 @@ pytest.importorskip("tblite.interface")
 pytest.importorskip("openmmtorch")
 
 from hybridff.cli import main  # noqa: E402
-from hybridff.data import read_extxyz  # noqa: E402
+from hybridff.io.frames import read_extxyz  # noqa: E402
 from hybridff.ml.modelfile import load_model  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
@@ -105,12 +105,12 @@ def test_threads_option_sets_the_library_thread_variables(monkeypatch) -> None:
 
     for name in THREAD_VARIABLES:
         monkeypatch.delenv(name, raising=False)
-    limit_threads(["label", "CCO", "--method", "xtb", "--threads", "2", "-o", "x.xyz"])
-    assert all(os.environ[name] == "2" for name in THREAD_VARIABLES)
-    for name in THREAD_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-    limit_threads(["label", "CCO", "-o", "x.xyz"])  # label's default
-    assert os.environ["OMP_NUM_THREADS"] == "1"
+    with limit_threads(["label", "CCO", "--method", "xtb", "--threads", "2", "-o", "x.xyz"]):
+        assert all(os.environ[name] == "2" for name in THREAD_VARIABLES)
+    assert not any(name in os.environ for name in THREAD_VARIABLES)  # as it was afterwards
+    with limit_threads(["label", "CCO", "-o", "x.xyz"]):  # label's default
+        assert os.environ["OMP_NUM_THREADS"] == "1"
     monkeypatch.setenv("OMP_NUM_THREADS", "7")  # the user's own setting wins
-    limit_threads(["train", "CCO", "d.xyz", "-o", "m.pt", "--threads", "1"])
+    with limit_threads(["train", "CCO", "d.xyz", "-o", "m.pt", "--threads", "1"]):
+        assert os.environ["OMP_NUM_THREADS"] == "7"
     assert os.environ["OMP_NUM_THREADS"] == "7"

@@ -15,7 +15,7 @@ pytest.importorskip("matplotlib")
 
 from hybridff import units  # noqa: E402
 from hybridff.cli import main  # noqa: E402
-from hybridff.data import read_extxyz, write_extxyz  # noqa: E402
+from hybridff.io.frames import read_extxyz, write_extxyz  # noqa: E402
 from hybridff.io.molecule import load_molecule  # noqa: E402
 from hybridff.plots import (  # noqa: E402
     angle_difference_deg,

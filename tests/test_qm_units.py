@@ -105,7 +105,7 @@ PARACETAMOL = EXAMPLE_DATA / "paracetamol.sdf"
 @pytest.fixture(scope="module")
 def paracetamol_labels():
     """GAFF2 MM of paracetamol and the first 20 frames of its shipped GFN2-xTB test labels."""
-    from hybridff.data import read_extxyz
+    from hybridff.io.frames import read_extxyz
     from hybridff.training.residuals import build_mm
 
     mm = build_mm(PARACETAMOL, charge_method="gasteiger")
@@ -115,7 +115,7 @@ def paracetamol_labels():
 
 @pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLE_DATA.glob("*.xyz")))
 def test_shipped_xtb_and_dft_labels_pass_the_unit_check(name) -> None:
-    from hybridff.data import read_extxyz
+    from hybridff.io.frames import read_extxyz
     from hybridff.training.label_units import check_label_units
     from hybridff.training.residuals import build_mm
 
@@ -201,7 +201,7 @@ def test_a_factor_no_unit_explains_only_warns(paracetamol_labels, caplog) -> Non
 def test_train_refuses_hartree_labels_before_training(paracetamol_labels, tmp_path, capsys) -> None:
     pytest.importorskip("torch")
     from hybridff.cli import main
-    from hybridff.data import write_extxyz
+    from hybridff.io.frames import write_extxyz
     from hybridff.training.label_units import ENERGY_UNITS_IN_EV, FORCE_UNITS_IN_EV_PER_ANGSTROM
 
     mm, frames = paracetamol_labels

@@ -15,7 +15,7 @@ import pytest
 from rdkit import Chem
 from rdkit.Chem import AllChem
 
-from hybridff.data import read_extxyz
+from hybridff.io.frames import read_extxyz
 from hybridff.mm.graph import symmetry_classes
 from hybridff.mm.parameters import parameterize
 from hybridff.mm.refit import (

@@ -222,7 +222,7 @@ def test_label_resumes_with_the_files_sampler(tmp_path, caplog) -> None:
     """A file started with one sampler continues with it when --sampler is not given (so a
     file of the former default, md, stays md frame for frame); another sampler warns."""
     pytest.importorskip("tblite.interface")
-    from hybridff.data import read_extxyz
+    from hybridff.io.frames import read_extxyz
     from hybridff.training.workflow import label
 
     common = {"method": "xtb", "seed": 4, "charge_method": "gasteiger", "progress": False}

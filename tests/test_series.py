@@ -14,8 +14,8 @@ import pytest
 from dask_helpers import assert_no_dask
 
 from hybridff.batch import FAILURES
-from hybridff.data import read_extxyz, write_extxyz
 from hybridff.exceptions import InvalidOptionError
+from hybridff.io.frames import read_extxyz, write_extxyz
 from hybridff.labels import series
 from hybridff.labels.series import label_series
 from hybridff.training.series import train_series

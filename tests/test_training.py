@@ -12,7 +12,7 @@ pytest.importorskip("openmmtorch")
 import openmm  # noqa: E402
 from openmm import unit  # noqa: E402
 
-from hybridff.data import LabelledFrames  # noqa: E402
+from hybridff.io.frames import LabelledFrames  # noqa: E402
 from hybridff.ml.backend import add_ml_correction  # noqa: E402
 from hybridff.ml.modelfile import ModelFile, build_metadata  # noqa: E402
 from hybridff.qm import get_engine  # noqa: E402

@@ -32,8 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hybridff.data import read_extxyz
     from hybridff.fileio import atomic_write_text
+    from hybridff.io.frames import read_extxyz
     from hybridff.mm.bespoke import fit_bespoke
     from hybridff.mm.refit import RefitOptions
     from hybridff.training.label_units import check_label_units

@@ -4,7 +4,7 @@ recorded beside it.
 Every frame carries its sample index (``frame`` in the extxyz comment line), so frames that
 arrive out of order (from a cluster) are still known by index: a run resumes with the
 samples the file lacks, and a sample the file holds is never written again. Each frame is
-appended in one flushed, fsync'ed write (:func:`hybridff.data.write_extxyz`); when the run
+appended in one flushed, fsync'ed write (:func:`hybridff.io.frames.write_extxyz`); when the run
 ends the file is put in sample order (one atomic rewrite), so it is the same file whether
 the frames were computed serially or on any number of workers.
 
@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from hybridff.data import LabelledFrames, read_extxyz, reorder_frames, write_extxyz
 from hybridff.exceptions import DataFormatError, OutputBusyError
 from hybridff.fileio import append_jsonl, atomic_write_text, read_jsonl
+from hybridff.io.frames import LabelledFrames, read_extxyz, reorder_frames, write_extxyz
 from hybridff.labels.tasks import FrameOutcome
 
 logger = logging.getLogger(__name__)

@@ -24,9 +24,9 @@ import openmm
 import torch
 
 from hybridff import units
-from hybridff.data import LabelledFrames, file_sha256, read_extxyz
 from hybridff.elements import atomic_masses, centre_of_mass
 from hybridff.exceptions import DataFormatError
+from hybridff.io.frames import LabelledFrames, file_sha256, read_extxyz
 from hybridff.ml.descriptors import DescriptorSpec
 from hybridff.ml.dipole import ChargeEquilibrationModel, dipoles_from_charges, fixed_charge_dipoles
 from hybridff.qm.base import DIPOLE_ORIGIN

@@ -20,8 +20,8 @@ import numpy as np
 import openmm
 
 from hybridff import units
-from hybridff.data import LabelledFrames
 from hybridff.exceptions import DataFormatError
+from hybridff.io.frames import LabelledFrames
 
 logger = logging.getLogger(__name__)
 

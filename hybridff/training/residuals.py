@@ -13,7 +13,7 @@ import numpy as np
 import openmm
 from openmm import app, unit
 
-from hybridff.data import LabelledFrames, check_atom_order
+from hybridff.io.frames import LabelledFrames, check_atom_order
 from hybridff.mm.energies import mm_energies_forces
 from hybridff.mm.signature import MMSignature
 

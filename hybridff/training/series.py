@@ -136,7 +136,7 @@ class TrainJob:
         labels = self.label_file(path.stem)
         trained_on = metadata.get("training_set_sha256")
         if trained_on and labels.is_file():
-            from hybridff.data import file_sha256
+            from hybridff.io.frames import file_sha256
 
             if file_sha256(labels) != trained_on:
                 logger.warning("%s was trained on an earlier %s (its frames changed since); "

@@ -22,8 +22,8 @@ import numpy as np
 import openmm
 
 from hybridff import units
-from hybridff.data import file_sha256, read_extxyz
 from hybridff.exceptions import ModelCompatibilityError
+from hybridff.io.frames import file_sha256, read_extxyz
 from hybridff.mm.energies import mm_energies_forces
 from hybridff.mm.signature import trained_build_options
 from hybridff.training.label_units import check_label_units
