@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -98,6 +98,18 @@ def append_jsonl(path: str | os.PathLike, record: dict[str, Any]) -> None:
         handle.write(("\n" if cut else "") + json.dumps(record) + "\n")
         handle.flush()
         os.fsync(handle.fileno())
+
+
+def rewrite_jsonl(path: str | os.PathLike, records: Iterable[dict[str, Any]]) -> None:
+    """Replace the JSON-lines file ``path`` by ``records``, one a line (atomically), or remove
+    it when there are none."""
+    import json
+
+    text = "".join(json.dumps(record) + "\n" for record in records)
+    if text:
+        atomic_write_text(path, text)
+    else:
+        Path(path).unlink(missing_ok=True)
 
 
 def read_jsonl(path: str | os.PathLike, what: str = "record") -> list[dict[str, Any]]:

@@ -47,6 +47,14 @@ def cluster():
 
 
 @pytest.fixture(scope="module")
+def smi(request, tmp_path_factory) -> Path:
+    """The test module's ``SMI`` (a many-molecule input) written to ``ligands.smi``."""
+    path = tmp_path_factory.mktemp("input") / "ligands.smi"
+    path.write_text(request.module.SMI)
+    return path
+
+
+@pytest.fixture(scope="module")
 def torch_single_thread():
     """Run a module's torch work on one thread (OpenMM's CPU threads share the 2 cores);
     the previous setting is restored afterwards, so no global state leaks between modules."""

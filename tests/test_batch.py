@@ -42,13 +42,6 @@ JOBS = {"parameterize": ParameterizeJob("gasteiger"), "charges": ChargesJob("gas
 
 
 @pytest.fixture(scope="module")
-def smi(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("input") / "ligands.smi"
-    path.write_text(SMI)
-    return path
-
-
-@pytest.fixture(scope="module")
 def serial(smi, tmp_path_factory) -> dict[str, Path]:
     """Reference folders: each job run in-process."""
     out = {}

@@ -32,13 +32,6 @@ TRAIN = {"charge_method": "gasteiger", "threads": 1}
 
 
 @pytest.fixture(scope="module")
-def smi(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("input") / "ligands.smi"
-    path.write_text(SMI)
-    return path
-
-
-@pytest.fixture(scope="module")
 def serial(smi, tmp_path_factory) -> Path:
     """The reference: the series labelled in-process."""
     folder = tmp_path_factory.mktemp("serial")

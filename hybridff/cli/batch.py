@@ -29,18 +29,24 @@ def output_target(text: str) -> Path:
     return OutputFolder(text)
 
 
-def add_batch_arguments(parser: argparse.ArgumentParser, progress: bool = True) -> None:
-    """``--workers`` / ``--scheduler``, ``--retry-failed`` and (``progress``) ``--no-progress``."""
+def add_batch_arguments(
+    parser: argparse.ArgumentParser, progress: bool = True, *,
+    work: str = "with -o FOLDER/: process the molecules",
+    tasks: str = "one task per molecule",
+    retry: str = ("with -o FOLDER/: process again the molecules recorded in "
+                  "FOLDER/failures.jsonl (by default a later run skips them)"),
+) -> None:
+    """``--workers`` / ``--scheduler``, ``--retry-failed`` and (``progress``) ``--no-progress``,
+    for every command that runs tasks on Dask; their help says what runs there (``work``,
+    ``tasks``) and what ``--retry-failed`` does (``retry``)."""
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--workers", type=positive("a worker count", integer=True), default=None,
-                       metavar="N", help="with -o FOLDER/: process the molecules on a local "
-                       "Dask cluster of N worker processes (one task per molecule)")
+                       metavar="N", help=f"{work} on a local Dask cluster of N worker "
+                       f"processes ({tasks})")
     where.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                       help="with -o FOLDER/: process the molecules on the running Dask "
-                       "cluster whose scheduler is at ADDRESS; see docs/scale-out.md")
-    parser.add_argument("--retry-failed", action="store_true",
-                        help="with -o FOLDER/: process again the molecules recorded in "
-                        "FOLDER/failures.jsonl (by default a later run skips them)")
+                       help=f"{work} on the running Dask cluster whose scheduler is at "
+                       "ADDRESS (e.g. tcp://10.0.0.5:8786); see docs/scale-out.md")
+    parser.add_argument("--retry-failed", action="store_true", help=retry)
     if progress:
         parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 

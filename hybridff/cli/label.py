@@ -16,7 +16,7 @@ import argparse
 
 from hybridff.cli import number_in
 from hybridff.cli.argtypes import positive
-from hybridff.cli.batch import OutputFolder, output_target
+from hybridff.cli.batch import OutputFolder, add_batch_arguments, output_target
 
 HELP = "sample conformations and compute QM energies/forces"
 #: threads per QM calculation unless --threads says otherwise
@@ -51,17 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=positive("a thread count", integer=True), default=DEFAULT_THREADS,
                         help="OpenMP/BLAS threads of the QM engine (sets OMP_NUM_THREADS, "
                         "OPENBLAS_NUM_THREADS, MKL_NUM_THREADS unless already set)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument("--workers", type=positive("a worker count", integer=True), default=None,
-                       metavar="N",
-                       help="compute the QM frames on a local Dask cluster of N worker "
-                       "processes (one task per frame, --threads threads each)")
-    where.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                       help="compute the QM frames on the running Dask cluster whose scheduler "
-                       "is at ADDRESS (e.g. tcp://10.0.0.5:8786); see docs/scale-out.md")
-    parser.add_argument("--retry-failed", action="store_true",
-                        help="compute again the frames whose QM failed before (recorded in "
+    add_batch_arguments(parser, work="compute the QM frames",
+                        tasks="one task per frame, --threads threads each",
+                        retry="compute again the frames whose QM failed before (recorded in "
                         "OUTPUT.failed.jsonl; with -o FOLDER/ also the molecules in "
                         "FOLDER/failures.jsonl); by default they are skipped")
 
@@ -69,6 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     # --threads was applied to the OpenMP/BLAS variables by hybridff.cli.limit_threads
     from hybridff.exceptions import UnknownNameError
+    from hybridff.labels.options import LabelOptions
     from hybridff.training.workflow import label
 
     options = {k: v for k, v in (("xc", args.xc), ("basis", args.basis)) if v is not None}
@@ -79,23 +72,20 @@ def run(args: argparse.Namespace) -> int:
     if sampler_options and args.sampler not in (None, "mixed"):
         raise UnknownNameError(
             f"--torsion-fraction only applies to --sampler mixed, not {args.sampler!r}")
-    threads = args.threads if args.workers or args.scheduler else None
+    run_options = LabelOptions(
+        seed=args.seed, temperature=args.temperature, sampler=args.sampler,
+        charge_method=args.charges, progress=not args.no_progress,
+        sampler_options=sampler_options, workers=args.workers, scheduler=args.scheduler,
+        retry_failed=args.retry_failed,
+        threads=args.threads if args.workers or args.scheduler else None)
     if isinstance(args.output, OutputFolder):
         from hybridff.labels.series import label_series
 
         summary = label_series(args.molecule, args.output, args.n, method=args.method,
-                               seed=args.seed, temperature=args.temperature,
-                               sampler=args.sampler, charge_method=args.charges,
-                               progress=not args.no_progress, sampler_options=sampler_options,
-                               workers=args.workers, scheduler=args.scheduler,
-                               retry_failed=args.retry_failed, threads=threads, **options)
+                               options=run_options, **options)
         print(summary.line())
         return 0 if summary.complete else 1
-    added = label(args.molecule, args.output, args.n, method=args.method, seed=args.seed,
-                  temperature=args.temperature, sampler=args.sampler,
-                  charge_method=args.charges, progress=not args.no_progress,
-                  sampler_options=sampler_options, workers=args.workers,
-                  scheduler=args.scheduler, retry_failed=args.retry_failed,
-                  threads=threads, **options)
+    added = label(args.molecule, args.output, args.n, method=args.method, options=run_options,
+                  **options)
     print(f"{args.output}: added {added} frames ({args.n} wanted)")
     return 0

@@ -8,6 +8,7 @@ the label file.
   (:func:`~hybridff.labels.tasks.compute_frame`), the same function in-process and on Dask.
 - :mod:`hybridff.labels.store`: the label file a run appends to (resume by sample index,
   failed frames recorded beside it, one writer at a time).
+- :mod:`hybridff.labels.options`: the options of a labelling run (one molecule or a series).
 - :mod:`hybridff.labels.distributed`: running the tasks serially or on a Dask cluster
   (local processes or a running scheduler). Dask is imported only when a cluster is asked for.
 """

@@ -55,6 +55,7 @@ from hybridff.cluster import (
 )
 from hybridff.exceptions import OutputBusyError
 from hybridff.labels.distributed import lost_frame
+from hybridff.labels.options import LabelOptions
 from hybridff.labels.plan import LabelPlan, frame_settings, plan_labels, qm_info
 from hybridff.labels.store import LabelStore
 from hybridff.labels.tasks import FrameOutcome, FrameTask, compute_frame
@@ -237,65 +238,48 @@ def _raise_open_file_limit(needed: int) -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
 
 
-def label_series(
-    source: str | os.PathLike,
-    folder: str | os.PathLike,
-    n_frames: int,
-    method: str = "xtb",
-    seed: int = 0,
-    temperature: float = 500.0,
-    sampler: str | None = None,
-    charge_method: str | None = None,
-    progress: bool = True,
-    sampler_options: dict[str, Any] | None = None,
-    scheduler: str | None = None,
-    workers: int | None = None,
-    client: Any = None,
-    threads: int | None = None,
-    retry_failed: bool = False,
-    no_workers_timeout: float | None = None,
-    **engine_options: Any,
-) -> SeriesLabelSummary:
+def label_series(source: str | os.PathLike, folder: str | os.PathLike, n_frames: int,
+                 method: str = "xtb", *args: Any, options: LabelOptions | None = None,
+                 **kwargs: Any) -> SeriesLabelSummary:
     """Make ``folder/NAME.xyz`` hold ``n_frames`` labelled frames for every molecule of
-    ``source`` (an SDF/SMI file or a SMILES); the arguments mean what they mean for
-    :func:`hybridff.training.workflow.label` of one molecule, and the run is the one the
-    module doc describes."""
+    ``source`` (an SDF/SMI file or a SMILES); the arguments (``options``, a
+    :class:`~hybridff.labels.options.LabelOptions`, or its fields as keywords, the QM engine's
+    options among them) mean what they mean for :func:`hybridff.training.workflow.label` of
+    one molecule, and the run is the one the module doc describes."""
     from hybridff.labels.samplers import check_sampler
     from hybridff.qm import get_engine
 
-    check_sampler(sampler)
+    opts, engine_options = LabelOptions.from_call(args, options, kwargs)
+    check_sampler(opts.sampler)
     engine = get_engine(method, **engine_options)  # a missing QM package fails here
     records = read_records(source)
     start = time.perf_counter()
     summary = SeriesLabelSummary(str(folder), len(records), n_frames)
-    job = SeriesLabelJob(method, dict(engine_options), charge_method)
+    job = SeriesLabelJob(method, dict(engine_options), opts.charge_method)
     with BatchFolder(folder, job) as out, contextlib.ExitStack() as stores:
         _raise_open_file_limit(len(records))
         todo = []
         for record in records:
-            if record.name in out.failures and not retry_failed:
+            if record.name in out.failures and not opts.retry_failed:
                 summary.skipped_failed += 1
                 continue
-            molecule = _open(record, out, stores, job, n_frames, sampler, sampler_options,
-                             retry_failed, summary)
+            molecule = _open(record, out, stores, job, n_frames, opts, summary)
             if molecule is not None:
                 todo.append(molecule)
         if todo:
-            distributed = any(x is not None for x in (scheduler, workers, client))
-            with (contextlib.nullcontext(client) if client is not None or not distributed
-                  else dask_client(scheduler, workers)) as cluster:
+            with (contextlib.nullcontext(opts.client)
+                  if opts.client is not None or not opts.distributed
+                  else dask_client(opts.scheduler, opts.workers)) as cluster:
                 runs = {"client": cluster, "no_workers_timeout":
-                        no_workers_timeout or NO_WORKERS_TIMEOUT_S}
-                todo = _sample(todo, out, seed, temperature, threads, progress, runs, summary)
-                _label(todo, engine, method, engine_options, threads, progress, runs, summary,
-                       distributed)
+                        opts.no_workers_timeout or NO_WORKERS_TIMEOUT_S}
+                todo = _sample(todo, out, opts, runs, summary)
+                _label(todo, engine, method, engine_options, opts, runs, summary)
     summary.seconds = time.perf_counter() - start
     return summary
 
 
 def _open(record: MoleculeRecord, out: BatchFolder, stores: contextlib.ExitStack,
-          job: SeriesLabelJob, n_frames: int, sampler: str | None,
-          sampler_options: dict[str, Any] | None, retry_failed: bool,
+          job: SeriesLabelJob, n_frames: int, opts: LabelOptions,
           summary: SeriesLabelSummary) -> _Molecule | None:
     """Read a record, build its MM, open its label file and plan it (step 1); ``None`` when
     it has nothing to compute or failed (recorded)."""
@@ -308,7 +292,8 @@ def _open(record: MoleculeRecord, out: BatchFolder, stores: contextlib.ExitStack
         store = LabelStore(out.path(record), mm.numbers, bonds=mm.bonds)
         with contextlib.ExitStack() as held:
             held.enter_context(store)
-            plan = plan_labels(store, n_frames, sampler, sampler_options, retry_failed)
+            plan = plan_labels(store, n_frames, opts.sampler, opts.sampler_options,
+                               opts.retry_failed)
             if plan.missing:
                 stores.push(held.pop_all())  # keep the file's lock for the run
     except OutputBusyError:
@@ -334,24 +319,23 @@ def _molecule_failed(out: BatchFolder, record: MoleculeRecord, reason: str, work
     logger.warning("%s failed: %s", record.name, reason)
 
 
-def _sample(todo: list[_Molecule], out: BatchFolder, seed: int, temperature: float,
-            threads: int | None, progress: bool, runs: dict[str, Any],
+def _sample(todo: list[_Molecule], out: BatchFolder, opts: LabelOptions, runs: dict[str, Any],
             summary: SeriesLabelSummary) -> list[_Molecule]:
     """Sample every molecule's conformations, one task each (step 2); the molecules that
     sampled."""
     by_index = {m.record.index: m for m in todo}
     tasks = [SampleTask(m.record.index, m.mm.system, m.mm.positions, m.mm.parameterized.mol,
-                        m.plan.sampler, m.plan.n_frames, temperature, seed, m.plan.options,
-                        threads) for m in todo]
-    bar = progress_bar(len(tasks), 0, "sampling", "mol", progress)
+                        m.plan.sampler, m.plan.n_frames, opts.temperature, opts.seed,
+                        m.plan.options, opts.threads) for m in todo]
+    bar = progress_bar(len(tasks), 0, "sampling", "mol", opts.progress)
     for outcome in ticking(run_tasks(sample_molecule, tasks, what="sampling",
                                      ident=lambda t: t.index, lost=_lost_sampling, **runs),
                            bar):
         molecule = by_index[outcome.index]
         if outcome.ok:
             molecule.sampled = outcome.sampled
-            molecule.settings = frame_settings(molecule.store, molecule.plan, seed,
-                                               temperature, outcome.sampled)
+            molecule.settings = frame_settings(molecule.store, molecule.plan, opts.seed,
+                                               opts.temperature, outcome.sampled)
         else:
             _molecule_failed(out, molecule.record, str(outcome.error), outcome.worker,
                              summary)
@@ -362,19 +346,20 @@ def _sample(todo: list[_Molecule], out: BatchFolder, seed: int, temperature: flo
 
 
 def _label(todo: list[_Molecule], engine: Any, method: str, engine_options: dict[str, Any],
-           threads: int | None, progress: bool, runs: dict[str, Any],
-           summary: SeriesLabelSummary, distributed: bool) -> None:
+           opts: LabelOptions, runs: dict[str, Any], summary: SeriesLabelSummary) -> None:
     """Compute every missing frame of every molecule, one task each, and append each to its
     molecule's file as it arrives (step 3)."""
     by_index = {m.record.index: m for m in todo}
     # serially the engine object is reused; on a cluster each worker builds its own
+    distributed = opts.distributed
     spec, options = (method, engine_options) if distributed else (engine, {})
     tasks = [SeriesFrameTask(m.record.index, FrameTask(
-        k, m.mm.numbers, m.sampled.positions[k], m.charge, spec, options, threads))
+        k, m.mm.numbers, m.sampled.positions[k], m.charge, spec, options, opts.threads))
         for m in todo for k in m.plan.missing]
     level = qm_info(engine)
     total = sum(m.plan.n_frames for m in todo)
-    bar = progress_bar(total, total - len(tasks), f"{engine.name} labels", "frame", progress)
+    bar = progress_bar(total, total - len(tasks), f"{engine.name} labels", "frame",
+                       opts.progress)
     seen: list[SeriesFrameOutcome] = []
     failed: dict[int, list[FrameOutcome]] = {}
     try:

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from hybridff.exceptions import DataFormatError, OutputBusyError
-from hybridff.fileio import append_jsonl, atomic_write_text, read_jsonl
+from hybridff.fileio import append_jsonl, read_jsonl, rewrite_jsonl
 from hybridff.io.frames import LabelledFrames, read_extxyz, reorder_frames, write_extxyz
 from hybridff.labels.tasks import FrameOutcome
 
@@ -150,11 +150,7 @@ class LabelStore:
         self.order.append(k)
         if k in self.failures:  # a retried failure that now worked
             del self.failures[k]
-            text = "".join(json.dumps(r) + "\n" for r in self.failures.values())
-            if text:
-                atomic_write_text(self.failed_path, text)
-            else:
-                self.failed_path.unlink(missing_ok=True)
+            rewrite_jsonl(self.failed_path, self.failures.values())
         return True
 
     def sort(self) -> None:

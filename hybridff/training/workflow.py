@@ -24,6 +24,7 @@ import openmm
 from hybridff import units
 from hybridff.exceptions import ModelCompatibilityError
 from hybridff.io.frames import file_sha256, read_extxyz
+from hybridff.labels.options import LabelOptions
 from hybridff.mm.energies import mm_energies_forces
 from hybridff.mm.signature import trained_build_options
 from hybridff.training.label_units import check_label_units
@@ -37,26 +38,15 @@ def _progress(total: int, initial: int, desc: str, enabled: bool) -> Any:
     return progress_bar(total, initial, desc, "frame", enabled)
 
 
-def label(
-    molecule: str | os.PathLike,
-    output: str | os.PathLike,
-    n_frames: int,
-    method: Any = "xtb",
-    seed: int = 0,
-    temperature: float = 500.0,
-    sampler: str | None = None,
-    charge_method: str | None = None,
-    progress: bool = True,
-    sampler_options: dict[str, Any] | None = None,
-    scheduler: str | None = None,
-    workers: int | None = None,
-    client: Any = None,
-    threads: int | None = None,
-    retry_failed: bool = False,
-    no_workers_timeout: float | None = None,
-    **engine_options: Any,
-) -> int:
+def label(molecule: str | os.PathLike, output: str | os.PathLike, n_frames: int,
+          method: Any = "xtb", *args: Any, options: LabelOptions | None = None,
+          **kwargs: Any) -> int:
     """Make ``output`` hold ``n_frames`` labelled frames; returns how many were added.
+
+    The run's options are a :class:`~hybridff.labels.options.LabelOptions` (``options``),
+    or its fields given as keywords (``seed=``, ``sampler=``, ``workers=``, ...; or
+    positionally after ``method``, in the fields' order, as before); the other keywords are
+    the QM engine's options (``engine_options``).
 
     ``sampler``: a name of :data:`hybridff.labels.samplers.SAMPLERS`; ``None`` continues an existing
     file with the sampler recorded in its frames and starts a new file with
@@ -85,36 +75,38 @@ def label(
     from hybridff.labels.tasks import FrameTask
     from hybridff.qm import QMEngine, get_engine
 
-    check_sampler(sampler)
+    opts, engine_options = LabelOptions.from_call(args, options, kwargs)
+    check_sampler(opts.sampler)
     # fail early on a missing QM package or a bad option
     engine = method if isinstance(method, QMEngine) else get_engine(method, **engine_options)
-    distributed = any(x is not None for x in (scheduler, workers, client))
-    mm = build_mm(molecule, charge_method=charge_method)
+    distributed = opts.distributed
+    mm = build_mm(molecule, charge_method=opts.charge_method)
     output = Path(output)
     with LabelStore(output, mm.numbers, bonds=mm.bonds) as store:
-        plan = plan_labels(store, n_frames, sampler, sampler_options, retry_failed)
+        plan = plan_labels(store, n_frames, opts.sampler, opts.sampler_options, opts.retry_failed)
         missing = plan.missing
         if not missing:
             log_nothing_to_do(store, n_frames)
             return 0
         sampled = sample_conformations(plan.sampler, mm.system, mm.positions, n_frames,
-                                       mol=mm.parameterized.mol, temperature=temperature,
-                                       seed=seed, **plan.options)
-        settings = frame_settings(store, plan, seed, temperature, sampled)
+                                       mol=mm.parameterized.mol, temperature=opts.temperature,
+                                       seed=opts.seed, **plan.options)
+        settings = frame_settings(store, plan, opts.seed, opts.temperature, sampled)
         charge = formal_charge(mm.parameterized.mol)
         level = qm_info(engine)
         # serially the engine object is reused; on a cluster each worker builds its own
         spec = method if distributed and isinstance(method, str) else engine
         tasks = [FrameTask(k, mm.numbers, sampled.positions[k], charge, spec,
-                           engine_options if isinstance(spec, str) else {}, threads)
+                           engine_options if isinstance(spec, str) else {}, opts.threads)
                  for k in missing]
-        bar = _progress(n_frames, n_frames - len(missing), f"{engine.name} labels", progress)
+        bar = _progress(n_frames, n_frames - len(missing), f"{engine.name} labels",
+                        opts.progress)
         outcomes = []
         added = 0
         try:
             for outcome in ticking(run_tasks(
-                    tasks, scheduler=scheduler, workers=workers, client=client,
-                    no_workers_timeout=no_workers_timeout or NO_WORKERS_TIMEOUT_S), bar):
+                    tasks, scheduler=opts.scheduler, workers=opts.workers, client=opts.client,
+                    no_workers_timeout=opts.no_workers_timeout or NO_WORKERS_TIMEOUT_S), bar):
                 k = outcome.index
                 info = {**settings, **sampled.info[k], **level}
                 if store.add(outcome, sampled.positions[k], info) and outcome.ok:
