@@ -11,14 +11,15 @@ import argparse
 import errno
 import importlib
 import logging
-import os
 import sys
 import traceback
+from contextlib import AbstractContextManager
 from typing import NoReturn
 
 from hybridff import __version__
 from hybridff.cli.argtypes import number_in
 from hybridff.exceptions import HybridFFError
+from hybridff.threads import THREAD_VARIABLES, environment_defaults
 
 __all__ = ["COMMANDS", "build_parser", "error_message", "main", "number_in"]
 
@@ -72,14 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-#: thread-count variables of the OpenMP / BLAS libraries that QM engines and torch load
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-
-
-def limit_threads(argv: list[str]) -> None:
-    """Apply a command's ``--threads N`` to the OpenMP/BLAS variables before any library
-    that reads them is loaded (building the parser already loads numpy); variables the user
-    set are left alone."""
+def limit_threads(argv: list[str]) -> AbstractContextManager[None]:
+    """A command's ``--threads N`` as the OpenMP/BLAS variables (:data:`THREAD_VARIABLES`),
+    for the length of a ``with`` block: entered before any library that reads them is loaded
+    (building the parser already loads numpy); variables the user set are left alone, and
+    the environment is as it was after the block."""
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--threads", default=None)
     known, _ = pre.parse_known_args(argv)
@@ -91,9 +89,8 @@ def limit_threads(argv: list[str]) -> None:
         from hybridff.cli.label import DEFAULT_THREADS
 
         threads = DEFAULT_THREADS
-    if threads is not None and threads > 0:
-        for name in THREAD_VARIABLES:
-            os.environ.setdefault(name, str(threads))
+    values = {name: str(threads) for name in THREAD_VARIABLES} if threads and threads > 0 else {}
+    return environment_defaults(values)
 
 
 #: what to do about an OSError, by errno
@@ -142,7 +139,11 @@ def error_message(exc: BaseException) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``hybridff`` command."""
-    limit_threads(sys.argv[1:] if argv is None else argv)
+    with limit_threads(sys.argv[1:] if argv is None else argv):
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

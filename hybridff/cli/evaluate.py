@@ -53,12 +53,16 @@ DEFAULT_SCAN_STEP = 15.0
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
+    from hybridff.threads import torch_threads
 
+    with torch_threads(args.threads):  # torch's setting is the caller's again afterwards
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from hybridff.exceptions import UnknownNameError
     from hybridff.training.workflow import evaluate
 
-    torch.set_num_threads(args.threads)
     plot_options = [name for name, value in (
         ("--torsion", args.torsion), ("--scan-step", args.scan_step), ("--scan-qm", args.scan_qm))
         if value is not None]

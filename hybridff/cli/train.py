@@ -101,12 +101,16 @@ def config_from_args(args: argparse.Namespace):  # -> TrainConfig (imported lazi
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
+    from hybridff.threads import torch_threads
 
+    with torch_threads(args.threads):  # torch's setting is the caller's again afterwards
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from hybridff.training.workflow import train
     from hybridff.units import KJ_PER_MOL_NM_TO_KCAL_PER_MOL_ANGSTROM as FORCE_TO_KCAL_A
 
-    torch.set_num_threads(args.threads)
     config = config_from_args(args)
     dipole_config = dipole_config_from_args(args)
     if is_batch(args):

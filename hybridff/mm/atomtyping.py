@@ -14,6 +14,7 @@ shipped ``forcefields/hybridff-gaff2.xml``; the source is
 
 from __future__ import annotations
 
+import functools
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -278,14 +279,25 @@ def _planar_ring_atom(atom: Chem.Atom) -> bool:
     return False
 
 
-_TYPERS: dict[str, AtomTyper] = {}
+@functools.lru_cache(maxsize=8)
+def _typer(path: str, mtime_ns: int, pair_order: str) -> AtomTyper:  # noqa: ARG001 - key
+    return AtomTyper.from_xml(path, pair_order=pair_order)
+
+
+def typer_for(xml_path: str | Path | None = None, pair_order: str = DEFAULT_PAIR_ORDER
+              ) -> AtomTyper:
+    """The compiled rules of ``xml_path`` (default: shipped force field), read once per file
+    version: a few are kept, keyed by resolved path and modification time."""
+    path = Path(xml_path) if xml_path is not None else _default_xml()
+    try:
+        mtime_ns = path.stat().st_mtime_ns
+    except OSError:
+        mtime_ns = 0  # from_xml says what is wrong with the path
+    return _typer(str(path.resolve()), mtime_ns, pair_order)
 
 
 def assign_atom_types(
     mol: Chem.Mol, xml_path: str | Path | None = None, pair_order: str = DEFAULT_PAIR_ORDER
 ) -> list[str]:
     """GAFF2 types of ``mol`` with the rules of ``xml_path`` (default: shipped force field)."""
-    key = f"{xml_path or ''}|{pair_order}"
-    if key not in _TYPERS:
-        _TYPERS[key] = AtomTyper.from_xml(xml_path, pair_order=pair_order)
-    return _TYPERS[key].assign(mol)
+    return typer_for(xml_path, pair_order).assign(mol)

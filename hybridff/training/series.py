@@ -94,19 +94,15 @@ class TrainJob:
 
     def run(self, mol: Any, name: str, data: tuple[str, bytes]) -> tuple[bytes, dict[str, Any]]:
         """Train one molecule's model on its label file ``data``; (model file, numbers)."""
-        import torch
+        from hybridff.threads import torch_threads
 
-        before = torch.get_num_threads()
-        torch.set_num_threads(self.threads)
-        try:
-            with tempfile.TemporaryDirectory(prefix="hybridff-train-") as tmp:
-                labels = Path(tmp) / data[0]  # the same name: the model records it
-                labels.write_bytes(data[1])
-                output = Path(tmp) / f"{name}{self.suffix}"
-                meta = self._train(mol, labels, output)
-                return output.read_bytes(), {"n_frames": meta.get("n_frames")}
-        finally:
-            torch.set_num_threads(before)
+        with torch_threads(self.threads), \
+                tempfile.TemporaryDirectory(prefix="hybridff-train-") as tmp:
+            labels = Path(tmp) / data[0]  # the same name: the model records it
+            labels.write_bytes(data[1])
+            output = Path(tmp) / f"{name}{self.suffix}"
+            meta = self._train(mol, labels, output)
+            return output.read_bytes(), {"n_frames": meta.get("n_frames")}
 
     def _train(self, mol: Any, labels: Path, output: Path) -> dict[str, Any]:
         if self.dipoles_only:

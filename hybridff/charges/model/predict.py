@@ -33,6 +33,7 @@ from hybridff.exceptions import (
     UnsupportedElementError,
 )
 from hybridff.io.molecule import atom_label
+from hybridff.threads import torch_threads
 
 
 class ChargeModelApplicabilityWarning(UserWarning):
@@ -104,13 +105,8 @@ class ChargeModel:
         x, edge_index, e, _, _ = graph_tensors(g, dtype=torch.float64)
         # a molecule is a tiny graph: torch's thread pool only adds overhead (and contends with
         # OpenMM's threads), so predict on one thread and give the setting back afterwards
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            with torch.no_grad():
-                chi, hardness = self.network.electronegativity_hardness(x, edge_index, e)
-        finally:
-            torch.set_num_threads(threads)
+        with torch_threads(1), torch.no_grad():
+            chi, hardness = self.network.electronegativity_hardness(x, edge_index, e)
         # equivalent atoms have equal (chi, J) up to summation order; make them exactly equal
         ranks = equivalence_classes(g)
         return ensemble_charges(chi.numpy(), hardness.numpy(), ranks, float(Chem.GetFormalCharge(mol)))
