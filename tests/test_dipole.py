@@ -265,7 +265,7 @@ def test_train_dipoles_and_evaluate_from_the_command_line(tmp_path, capsys) -> N
     from hybridff.ml.dipole import load_dipole_model
     from hybridff.ml.modelfile import load_model
     from hybridff.plots import write_dipole_parity
-    from hybridff.training.workflow import evaluate
+    from hybridff.training.workflow import evaluate, evaluate_frames
 
     data = tmp_path / "d.xyz"
     assert main(["label", "CCO", "--n", "12", "-o", str(data), "--seed", "4",
@@ -292,7 +292,11 @@ def test_train_dipoles_and_evaluate_from_the_command_line(tmp_path, capsys) -> N
     report = json.loads(report_path.read_text())["dipole"]
     assert report["frames_with_dipole"] == 12
     assert report["fixed_charges"]["dipole_rmse_debye"] > 0
-    _, evaluated = evaluate("CCO", data, model, return_frames=True)
+    evaluated = evaluate_frames("CCO", data, model)
+    assert evaluated.report["dipole"] == report  # the report evaluate returns, with the frames
+    with pytest.warns(DeprecationWarning, match="evaluate_frames"):  # the old flag, still served
+        old_report, old_frames = evaluate("CCO", data, model, return_frames=True)
+    assert old_report["dipole"] == report and old_frames.dipoles is not None
     summary = write_dipole_parity(evaluated.dipoles, tmp_path, "d.xyz")
     assert (tmp_path / "parity_dipoles.png").stat().st_size > 0
     rows = (tmp_path / "parity_dipoles.csv").read_text().splitlines()

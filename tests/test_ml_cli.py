@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 
 import numpy as np
 import pytest
@@ -19,7 +20,7 @@ from hybridff.ml.modelfile import load_model  # noqa: E402
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
 
-def test_label_resumes_train_evaluate(tmp_path, capsys) -> None:
+def test_label_resumes_train_evaluate(tmp_path, capsys, monkeypatch) -> None:
     data = tmp_path / "d.xyz"
     assert main(["label", "CCO", "--n", "6", "-o", str(data), "--seed", "2", "--no-progress"]) == 0
     first = read_extxyz(data)
@@ -59,13 +60,17 @@ def test_label_resumes_train_evaluate(tmp_path, capsys) -> None:
     assert "fraction_above_validation_p95" in report["ensemble"]
     out = capsys.readouterr().out
     assert "hybrid" in out and "ensemble K=2" in out
-    # --ml-only with a label file trains the baseline there, with the model's settings
+    # --ml-only with a label file trains the baseline there, with the model's settings, in a
+    # temporary folder that is removed afterwards
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))
     assert main(["evaluate", "CCO", str(data), "--model", str(model), "--ml-only", str(data),
                  "--json", str(report_path)]) == 0
     trained = json.loads(report_path.read_text())
-    assert trained["ml_only_trained_on"].endswith("ml_only.pt")
-    assert load_model(trained["ml_only_trained_on"]).metadata["kind"] == "ml_only"
-    assert load_model(trained["ml_only_trained_on"]).metadata["train_config"]["epochs"] == 3
+    assert trained["ml_only_trained_on"] == str(data)
+    assert trained["ml_only_train_config"]["epochs"] == 3 and "ml_only" in trained
+    assert list(temporary.iterdir()) == []
 
     # held-out frames exist only for the training file itself
     other = tmp_path / "other.xyz"

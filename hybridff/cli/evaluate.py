@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from hybridff.exceptions import UnknownNameError
-    from hybridff.training.workflow import evaluate
+    from hybridff.training.workflow import evaluate_frames
 
     plot_options = [name for name, value in (
         ("--torsion", args.torsion), ("--scan-step", args.scan_step), ("--scan-qm", args.scan_qm))
@@ -81,9 +81,9 @@ def _run(args: argparse.Namespace) -> int:
             from hybridff.qm import get_engine
 
             get_engine(args.scan_qm)  # unknown name or missing QM package: fail now
-    report, evaluated = evaluate(args.molecule, args.data, args.model, args.ml_only,
-                                 args.frames, return_frames=True,
-                                 dipole_model_path=args.dipole_model)
+    evaluated = evaluate_frames(args.molecule, args.data, args.model, args.ml_only, args.frames,
+                                dipole_model_path=args.dipole_model)
+    report = evaluated.report
     print(f"{report['n_frames']} frames ({report['frames']}) of {args.data}")
     print(f"{'':10s} {'E RMSE':>9s} {'E MAE':>9s} {'F RMSE':>9s}   (kcal/mol, kcal/mol/A)")
     for key in ("mm", "mm_refit", "hybrid", "ml_only"):

@@ -12,7 +12,6 @@ import argparse
 import json
 import logging
 import time
-from xml.etree import ElementTree as ET
 
 from tqdm import tqdm
 
@@ -28,6 +27,7 @@ from hybridff.cli.batch import (
 from hybridff.exceptions import InvalidOptionError
 from hybridff.fileio import atomic_write_text
 from hybridff.io.molecule import load_molecules
+from hybridff.mm.ffxml import merge_ffxml
 from hybridff.mm.parameters import DEFAULT_CHARGE_METHOD, parameterize
 
 logger = logging.getLogger(__name__)
@@ -55,24 +55,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="residue name of the template(s) (default: MOL, MOL2, ...; "
                         "with -o FOLDER/ the output's NAME)")
     add_batch_arguments(parser)
-
-
-def merge_ffxml(documents: list[str]) -> str:
-    """Merge per-molecule ForceField XML documents into one (sections combined by tag)."""
-    root = ET.Element("ForceField")
-    sections: dict[tuple[str, tuple], ET.Element] = {}
-    for doc in documents:
-        for child in ET.fromstring(doc):
-            key = (child.tag, tuple(sorted(child.attrib.items())))
-            if child.tag == "Info":
-                if "Info" not in [c.tag for c in root]:
-                    root.append(child)
-                continue
-            if key not in sections:
-                sections[key] = ET.SubElement(root, child.tag, child.attrib)
-            sections[key].extend(list(child))
-    ET.indent(root, space=" ")
-    return ET.tostring(root, encoding="unicode")
 
 
 def run(args: argparse.Namespace) -> int:

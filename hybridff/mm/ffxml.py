@@ -234,3 +234,30 @@ for _angle in data.angles:
 if _cross_force.getNumBonds() > 0:
     sys.addForce(_cross_force)
 """
+
+
+def merge_ffxml(documents: list[str]) -> str:
+    """Merge per-molecule ForceField XML documents into one file (sections combined by tag
+    and attributes, an element that is already in its section, such as
+    ``<UseAttributeFromResidue>``, written once; the first ``<Info>`` kept), as ``hybridff
+    parameterize`` writes for several molecules."""
+    root = ET.Element("ForceField")
+    sections: dict[tuple[str, tuple], tuple[ET.Element, set[bytes]]] = {}
+    for doc in documents:
+        for child in ET.fromstring(doc):
+            key = (child.tag, tuple(sorted(child.attrib.items())))
+            if child.tag == "Info":
+                if "Info" not in [c.tag for c in root]:
+                    root.append(child)
+                continue
+            if key not in sections:
+                sections[key] = ET.SubElement(root, child.tag, child.attrib), set()
+            section, seen = sections[key]
+            for element in child:
+                element.tail = None  # the layout is redone below
+                text = ET.tostring(element)
+                if text not in seen:
+                    seen.add(text)
+                    section.append(element)
+    ET.indent(root, space=" ")
+    return ET.tostring(root, encoding="unicode")

@@ -17,7 +17,7 @@ import logging
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import openmm
@@ -25,11 +25,21 @@ import torch
 
 from hybridff import units
 from hybridff.elements import atomic_masses, centre_of_mass
-from hybridff.exceptions import DataFormatError
+from hybridff.exceptions import DataFormatError, ModelCompatibilityError
 from hybridff.io.frames import LabelledFrames, file_sha256, read_extxyz
+from hybridff.io.molecule import formal_charge
 from hybridff.ml.descriptors import DescriptorSpec
-from hybridff.ml.dipole import ChargeEquilibrationModel, dipoles_from_charges, fixed_charge_dipoles
+from hybridff.ml.dipole import (
+    ChargeEquilibrationModel,
+    dipoles_from_charges,
+    fixed_charge_dipoles,
+    has_dipole_model,
+    load_dipole_model,
+)
 from hybridff.qm.base import DIPOLE_ORIGIN
+
+if TYPE_CHECKING:
+    from hybridff.training.residuals import MMSetup
 
 logger = logging.getLogger(__name__)
 
@@ -239,8 +249,6 @@ def train_dipoles(mm: Any, frames: LabelledFrames, data: str | os.PathLike,
                   ) -> tuple[ChargeEquilibrationModel, dict[str, Any]]:
     """Train a dipole model for ``mm``'s molecule (an :class:`MMSetup`) on ``frames`` (read from
     ``data``); returns the model and its metadata (for :func:`hybridff.ml.dipole.dipole_archive`)."""
-    from hybridff.io.molecule import formal_charge
-
     charge = int(formal_charge(mm.parameterized.mol))
     dipoles = reference_dipoles(frames, charge, str(data))
     fixed = system_charges(mm.system)[: len(mm.numbers)]
@@ -282,3 +290,28 @@ def train_dipoles_from_files(molecule: str | os.PathLike, data: str | os.PathLik
     model, metadata = train_dipoles(mm, frames, data, config)
     save_dipole_model(output, model, metadata)
     return metadata
+
+
+def evaluate_dipoles(mm: MMSetup, frames: Any, frame_index: np.ndarray, where: str,
+                      dipole_model_path: Any, explicit: bool
+                      ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Dipole errors (Debye) of the fixed MM charges and, where there is one, the dipole
+    model, on the frames that carry a QM dipole; and the dipoles (``frame_index``: their
+    frames' indices in the data file)."""
+    charge = int(formal_charge(mm.parameterized.mol))
+    qm = reference_dipoles(frames, charge, where)
+    have = np.isfinite(qm).all(axis=1)
+    positions = frames.positions[have]
+    dipoles = {"qm": qm[have], "fixed_charges": fixed_charge_dipoles(
+        system_charges(mm.system)[: len(mm.numbers)], mm.numbers, positions)}
+    if explicit or has_dipole_model(dipole_model_path):
+        model = load_dipole_model(dipole_model_path)
+        if int(model.metadata["total_charge"]) != charge:
+            raise ModelCompatibilityError(
+                f"{dipole_model_path}: the dipole model is for total charge "
+                f"{model.metadata['total_charge']}, the molecule has {charge}")
+        dipoles["dipole_model"] = model.dipoles(mm.numbers, positions)
+    report = {k: dipole_metrics(v, dipoles["qm"]) for k, v in dipoles.items() if k != "qm"}
+    report["frames_with_dipole"] = int(have.sum())
+    dipoles["frame_index"] = np.asarray(frame_index)[have]
+    return report, dipoles

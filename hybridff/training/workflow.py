@@ -6,7 +6,8 @@
   the file lacks).
 - :func:`train`: QM - MM residuals of a label file -> trained model file with metadata.
 - :func:`evaluate`: MM alone, hybrid (MM + correction, evaluated in OpenMM) and optionally an
-  ML-only model against QM on a label file.
+  ML-only model against QM on a label file: the report; :func:`evaluate_frames`: the report
+  with the per-frame numbers behind it.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from __future__ import annotations
 import copy
 import logging
 import os
-from dataclasses import dataclass
+import tempfile
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -244,11 +247,10 @@ def _bespoke_mm(molecule: Any, options: dict[str, Any], gaff2: MMSetup, frames: 
 
 
 def _train_ml_only_like(
-    molecule: str | os.PathLike, data: str | os.PathLike, metadata: dict[str, Any]
+    molecule: str | os.PathLike, data: str | os.PathLike, metadata: dict[str, Any], out: Path
 ) -> Path:
-    """Train an ML-only model on ``data`` with the hybrid model's own training settings."""
-    import tempfile
-
+    """Train an ML-only model on ``data`` into ``out`` with the hybrid model's own training
+    settings."""
     from hybridff.training.trainer import TrainConfig
 
     settings = dict(metadata.get("train_config") or {})
@@ -257,7 +259,6 @@ def _train_ml_only_like(
     settings["progress"] = False
     known = TrainConfig.__dataclass_fields__
     config = TrainConfig(**{k: v for k, v in settings.items() if k in known})
-    out = Path(tempfile.mkdtemp(prefix="hybridff-mlonly-")) / "ml_only.pt"
     options = trained_build_options(metadata.get("mm"), metadata.get("mm_refit"))
     options.pop("refit", None)  # an ML-only model subtracts no MM
     train(molecule, data, out, config, charge_method=options.pop("charge_method", None),
@@ -296,28 +297,48 @@ class EvaluatedFrames:
     #: ``dipole_model`` (q(X)) when there is one, and their ``frame_index``; None when the
     #: frames carry no dipole
     dipoles: dict[str, np.ndarray] | None = None
+    #: the report :func:`evaluate` returns
+    report: dict[str, Any] = field(default_factory=dict)
 
 
-def evaluate(
+def evaluate(molecule: str | os.PathLike, data: str | os.PathLike, model_path: str | os.PathLike,
+             ml_only_path: str | os.PathLike | None = None, frames_subset: str = "all",
+             return_frames: bool = False, cache: Any = None,
+             dipole_model_path: str | os.PathLike | None = None) -> dict[str, Any]:
+    """The report of :func:`evaluate_frames` (same arguments): errors against QM per method.
+
+    ``return_frames`` is deprecated (use :func:`evaluate_frames`): it returns
+    ``(report, EvaluatedFrames)`` instead.
+    """
+    evaluated = evaluate_frames(molecule, data, model_path, ml_only_path, frames_subset, cache,
+                                dipole_model_path)
+    if return_frames:
+        warnings.warn("evaluate(return_frames=True) is deprecated: evaluate_frames(...) returns "
+                      "the frames with the report as .report", DeprecationWarning, stacklevel=2)
+        return evaluated.report, evaluated  # type: ignore[return-value]
+    return evaluated.report
+
+
+def evaluate_frames(
     molecule: str | os.PathLike,
     data: str | os.PathLike,
     model_path: str | os.PathLike,
     ml_only_path: str | os.PathLike | None = None,
     frames_subset: str = "all",
-    return_frames: bool = False,
     cache: Any = None,
     dipole_model_path: str | os.PathLike | None = None,
-) -> dict[str, Any] | tuple[dict[str, Any], EvaluatedFrames]:
-    """Errors vs QM of MM alone, the hybrid and (optionally) an ML-only model; with QM
-    dipoles in the frames also the dipole errors of the fixed MM charges and of the
-    geometry-dependent charges (``dipole_model_path``, default the dipole model inside
-    ``model_path`` when it holds one).
+) -> EvaluatedFrames:
+    """Errors vs QM of MM alone, the hybrid and (optionally) an ML-only model (``.report``),
+    with the per-frame energies and forces they come from (for plots); with QM dipoles in the
+    frames also the dipole errors of the fixed MM charges and of the geometry-dependent
+    charges (``dipole_model_path``, default the dipole model inside ``model_path`` when it
+    holds one).
 
     ``ml_only_path``: an ML-only model file, or a label file (.xyz) to train one on with the
-    hybrid model's own training settings first. ``frames_subset``: ``all``, or ``held-out`` (the model's validation frames, when ``data``
-    is its training file, recognised by SHA256). ``return_frames``: return
-    ``(report, EvaluatedFrames)``, the per-frame energies and forces the metrics come from
-    (for plots), instead of the report alone.
+    hybrid model's own training settings first (in a temporary folder, removed afterwards;
+    the model is ``.ml_only_model``; to keep one, train it with ``hybridff train --ml-only``).
+    ``frames_subset``: ``all``, or ``held-out`` (the model's validation frames, when ``data``
+    is its training file, recognised by SHA256).
     """
     import torch
 
@@ -381,51 +402,29 @@ def evaluate(
         frame_index, frames.positions,
         energies={"qm": frames.energies, "mm": e_mm, "hybrid": e_hy},
         forces={"qm": frames.forces, "mm": f_mm, "hybrid": f_hy},
-        mm=mm, hybrid_system=hybrid, model=model, gaff2=gaff2)
+        mm=mm, hybrid_system=hybrid, model=model, gaff2=gaff2, report=report)
     if refit is not None:
         evaluated.energies["mm_refit"], evaluated.forces["mm_refit"] = e_refit, f_refit
     if ml_only_path is not None:
         if Path(ml_only_path).suffix.lower() in (".xyz", ".extxyz"):
-            ml_only_path = _train_ml_only_like(molecule, ml_only_path, model.metadata)
+            with tempfile.TemporaryDirectory(prefix="hybridff-mlonly-") as tmp:
+                ml = load_model(_train_ml_only_like(molecule, ml_only_path, model.metadata,
+                                                    Path(tmp) / "ml_only.pt"))
             report["ml_only_trained_on"] = str(ml_only_path)
-        ml = load_model(ml_only_path)
+            report["ml_only_train_config"] = ml.metadata.get("train_config")
+        else:
+            ml = load_model(ml_only_path)
         species_ml = species_of(mm.numbers, tuple(ml.elements))
         e_ml, f_ml = energies_and_forces(ml.module, pos, species_ml)
         report["ml_only"] = error_metrics(e_ml.numpy(), frames.energies, f_ml.numpy(), frames.forces)
         evaluated.energies["ml_only"], evaluated.forces["ml_only"] = e_ml.numpy(), f_ml.numpy()
         evaluated.ml_only_model = ml
     if frames.dipoles is not None:
-        report["dipole"], evaluated.dipoles = _evaluate_dipoles(
+        from hybridff.training.dipoles import evaluate_dipoles
+
+        report["dipole"], evaluated.dipoles = evaluate_dipoles(
             mm, frames, frame_index, str(data), dipole_model_path or model_path,
             explicit=dipole_model_path is not None)
     report["n_frames"] = len(frames)
-    return (report, evaluated) if return_frames else report
+    return evaluated
 
-
-def _evaluate_dipoles(mm: MMSetup, frames: Any, frame_index: np.ndarray, where: str,
-                      dipole_model_path: Any, explicit: bool
-                      ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Dipole errors (Debye) of the fixed MM charges and, where there is one, the dipole
-    model, on the frames that carry a QM dipole; and the dipoles (``frame_index``: their
-    frames' indices in the data file)."""
-    from hybridff.io.molecule import formal_charge
-    from hybridff.ml.dipole import fixed_charge_dipoles, has_dipole_model, load_dipole_model
-    from hybridff.training.dipoles import dipole_metrics, reference_dipoles, system_charges
-
-    charge = int(formal_charge(mm.parameterized.mol))
-    qm = reference_dipoles(frames, charge, where)
-    have = np.isfinite(qm).all(axis=1)
-    positions = frames.positions[have]
-    dipoles = {"qm": qm[have], "fixed_charges": fixed_charge_dipoles(
-        system_charges(mm.system)[: len(mm.numbers)], mm.numbers, positions)}
-    if explicit or has_dipole_model(dipole_model_path):
-        model = load_dipole_model(dipole_model_path)
-        if int(model.metadata["total_charge"]) != charge:
-            raise ModelCompatibilityError(
-                f"{dipole_model_path}: the dipole model is for total charge "
-                f"{model.metadata['total_charge']}, the molecule has {charge}")
-        dipoles["dipole_model"] = model.dipoles(mm.numbers, positions)
-    report = {k: dipole_metrics(v, dipoles["qm"]) for k, v in dipoles.items() if k != "qm"}
-    report["frames_with_dipole"] = int(have.sum())
-    dipoles["frame_index"] = np.asarray(frame_index)[have]
-    return report, dipoles
