@@ -54,7 +54,7 @@ def test_bespoke_xml_reproduces_the_fit_in_a_plain_forcefield(refit) -> None:
     frames = read_extxyz(TEST, mm.numbers, bonds=mm.bonds)
     e, f = mm_energies_forces(system, frames.positions)
     terms = record_in_atom_order(record, pm.mol)
-    assert record["version"] == 3 and len(terms["cross"]) == 31  # every angle (none linear)
+    assert record["version"] == 4 and len(terms["cross"]) == 31  # every angle (none linear)
     compound = [f for f in system.getForces() if isinstance(f, openmm.CustomCompoundBondForce)]
     assert len(compound) == 1 and compound[0].getNumBonds() == len(terms["cross"])
     fitted = RefitResult(terms["bonds"], terms["angles"], terms["Proper"], cross=terms["cross"])
@@ -123,8 +123,8 @@ def test_version_1_record_still_loads_and_hashes_as_before(refit) -> None:
     system = app.ForceField(str(forcefield_path("hybridff-gaff2.xml")),
                             io.StringIO(xml)).createSystem(molecules_topology([pm])[0])
     assert not any(isinstance(f, openmm.CustomCompoundBondForce) for f in system.getForces())
-    with pytest.raises(DataFormatError, match="versions 1, 2, 3"):
-        parameterize(PARACETAMOL, "gasteiger", refit={**record, "version": 4})
+    with pytest.raises(DataFormatError, match="versions 1, 2, 3, 4"):
+        parameterize(PARACETAMOL, "gasteiger", refit={**record, "version": 5})
 
 
 def test_refit_record_applies_in_any_atom_order_and_only_to_its_molecule(refit) -> None:

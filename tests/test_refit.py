@@ -26,7 +26,9 @@ from hybridff.mm.refit import (
     bond_geometry,
     dihedral_geometry,
     fit_bonded,
+    morse_tail_width,
     periodic_torsion_energy_forces,
+    with_range,
 )
 from hybridff.training.residuals import build_mm, mm_energies_forces
 
@@ -162,20 +164,59 @@ def test_terms_are_harmonic_beyond_the_training_range() -> None:
     assert slope[-1] < 0.2 * (k * 0.08 + 3 * c3 * 0.08**2 + 4 * c4 * 0.08**3)
 
 
+def test_bonds_follow_a_morse_curve_beyond_the_training_range() -> None:
+    """With a Morse exponent, beyond [lo, hi]: energy and slope continuous at both edges, the
+    slope equal to the energy's finite-difference derivative; stretched, the force peaks near
+    ln 2 / a and then decays (softer than the tangent); squeezed, the wall is steeper than the
+    tangent; a = -2 c3 / k, clipped (c3 >= 0 too)."""
+    k, c3, c4, lo, hi = 3.0e5, -3.0e6, 3.0e7, -0.004, 0.006
+    a = float(morse_tail_width(k, c3, 10.0, 40.0))
+    assert a == pytest.approx(20.0)
+    assert morse_tail_width(k, 1e6, 10.0, 40.0) == 10.0 and morse_tail_width(k, -1e8, 10.0, 40.0) == 40.0
+    d = np.linspace(-0.06, 0.3, 36001)
+    e, slope = anharmonic_energy_slope(d, k, c3, c4, lo, hi, a)
+    e_tangent, slope_tangent = anharmonic_energy_slope(d, k, c3, c4, lo, hi)
+    inside = (d >= lo) & (d <= hi)
+    assert np.array_equal(e[inside], e_tangent[inside])  # unchanged inside the range
+    step = d[1] - d[0]
+    assert np.allclose(np.gradient(e, step)[1:-1], slope[1:-1], rtol=1e-3, atol=1e-6 * k)
+    for edge in (lo, hi):
+        pair_e, pair_s = anharmonic_energy_slope(np.array([edge - 1e-9, edge + 1e-9]), k, c3, c4,
+                                                 lo, hi, a)
+        assert abs(pair_e[1] - pair_e[0]) < 1e-5 and abs(pair_s[1] - pair_s[0]) < 1e-2
+    squeezed = d < lo - 0.001
+    assert np.all(slope[squeezed] < slope_tangent[squeezed])  # a steeper wall
+    assert np.all(e[squeezed] > e_tangent[squeezed])
+    beyond = d > hi
+    peak = d[beyond][np.argmax(slope[beyond])]
+    assert peak == pytest.approx(max(hi, math.log(2) / a), abs=0.002)
+    assert np.all(slope[beyond] > 0) and slope[-1] < 0.01 * slope[beyond].max()
+    assert np.all(slope[d > hi + 0.001] < slope_tangent[d > hi + 0.001])  # softer
+
+
 def _assert_bounded(result: RefitResult) -> None:
     """Every bond and angle term: k > 0, c4 > 0, 9 c3² < 16 k c4, and on a wide grid one
     minimum (at r0 / θ0, energy 0) with the energy rising on both sides."""
     for table, grid in ((result.bonds, lambda q0: np.linspace(0.5 * q0, 3.0 * q0, 4001)),
                         (result.angles, lambda q0: np.linspace(0.0, math.pi, 4001))):
-        for atoms, (q0, k, c3, c4, lo, hi) in table.items():
+        for atoms, value in table.items():
+            q0, k, c3, c4, lo, hi, a = with_range(value)
             assert k > 0, (atoms, k)
             if c3 or c4:
                 assert c4 > 0 and 9 * c3**2 < 16 * k * c4, (atoms, k, c3, c4)
             assert lo < hi, (atoms, lo, hi)
             q = grid(q0)
             d = q - q0
-            e, _ = anharmonic_energy_slope(d, k, c3, c4, lo, hi)
+            e, _ = anharmonic_energy_slope(d, k, c3, c4, lo, hi, a)
             assert e.min() >= -1e-9, atoms
+            if a > 0:  # a Morse tail levels off past hi, and its force decays far out
+                e_hi, s_hi = anharmonic_energy_slope(np.array([hi]), k, c3, c4, lo, hi, a)
+                z = math.exp(-a * hi)
+                plateau = e_hi[0] + s_hi[0] * (1 - (1 - z) ** 2) / (2 * a * z * (1 - z))
+                assert np.isfinite(plateau) and e[d > hi].max() <= plateau + 1e-9, atoms
+                far = max(hi, math.log(2) / a) + 3 / a
+                _, s_far = anharmonic_energy_slope(np.array([far]), k, c3, c4, lo, hi, a)
+                assert 0 < s_far[0] < s_hi[0], atoms
             slope = np.diff(e)
             below, above = q[1:] <= q0, q[:-1] >= q0
             assert np.all(slope[below] <= 1e-12) and np.all(slope[above] >= -1e-12), atoms

@@ -9,7 +9,9 @@ ForceField XML by :meth:`hybridff.mm.parameters.ParameterizedMolecule.to_ffxml` 
 at the fitted minimum plus ``CustomBondForce`` / ``CustomAngleForce`` cubic and quartic terms
 and a ``CustomCompoundBondForce`` of stretch-bend and bond-bond terms).
 
-Record versions: 3 adds each bond's and angle's training range (``[x0, k, c3, c4, lo, hi]``:
+Record versions: 4 adds a bond's Morse exponent (``[r0, k, c3, c4, lo, hi, a]``: beyond
+[lo, hi] the bond follows a Morse curve; bonds without it, and angles, keep six values);
+3 adds each bond's and angle's training range (``[x0, k, c3, c4, lo, hi]``:
 beyond [lo, hi] of ``q - x0`` the term is harmonic, :func:`hybridff.mm.refit.anharmonic_energy_slope`);
 2 adds ``cross`` (stretch-bend / bond-bond terms, ``[[a, j, b], [θ0, r10, r20,
 k_sb1, k_sb2, k_bb]]``, the atom order of each angle kept: r1 is the a-j bond); version-1
@@ -32,8 +34,8 @@ from hybridff.mm.refit import RefitOptions, fit_bonded, periodic_torsion_energy_
 from hybridff.mm.signature import canonical_atom_order
 
 #: layout version of a refit record (written); every version in READ_VERSIONS is read
-RECORD_VERSION = 3
-READ_VERSIONS = (1, 2, 3)
+RECORD_VERSION = 4
+READ_VERSIONS = (1, 2, 3, 4)
 
 
 def refit_sha256(record: dict[str, Any]) -> str:

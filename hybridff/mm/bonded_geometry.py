@@ -14,25 +14,82 @@ import numpy as np
 
 
 def with_range(value: tuple[float, ...]) -> tuple[float, ...]:
-    """A bond/angle value as (x0, k, c3, c4, lo, hi); records before version 3 have no data
-    range (the polynomial holds everywhere)."""
-    return tuple(value) if len(value) == 6 else (*value[:4], -math.inf, math.inf)
+    """A bond/angle value as (x0, k, c3, c4, lo, hi, a); records before version 3 have no data
+    range (the polynomial holds everywhere), before version 4 no Morse tail (a = 0: the
+    tangent continuation beyond hi)."""
+    value = tuple(value)
+    if len(value) == 4:
+        value = (*value, -math.inf, math.inf)
+    return value if len(value) == 7 else (*value[:6], 0.0)
+
+
+def morse_tail_width(k: np.ndarray, c3: np.ndarray, low: float, high: float) -> np.ndarray:
+    """The Morse exponent a (1/nm) of a bond whose harmonic and cubic coefficients are ``k``
+    and ``c3``: a Morse curve D (1 - e^(-a d))² expands as D a² d² - D a³ d³ + ..., so
+    a = -2 c3 / k, clipped to [low, high] (also for c3 >= 0, where the fit saw no softening)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        a = np.where(np.asarray(k) > 0, -2.0 * np.asarray(c3) / np.asarray(k), low)
+    return np.clip(np.nan_to_num(a, nan=low), low, high)
+
+
+def _morse_edge(d: np.ndarray, k: np.ndarray, c3: np.ndarray, c4: np.ndarray,
+                a: np.ndarray, edge: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Energy and slope of the Morse continuation from ``edge`` (matched there in energy and
+    slope): E(e) + E'(e) (m(d) - m(e)) / m'(e), m = (1 - e^(-a d))²."""
+    e_edge = 0.5 * k * edge**2 + c3 * edge**3 + c4 * edge**4
+    s_edge = k * edge + 3 * c3 * edge**2 + 4 * c4 * edge**3
+    z_edge = np.exp(-a * edge)
+    dm_edge = 2 * a * z_edge * (1 - z_edge)
+    z = np.exp(-a * d)
+    return (e_edge + s_edge * ((1 - z) ** 2 - (1 - z_edge) ** 2) / dm_edge,
+            s_edge * 2 * a * z * (1 - z) / dm_edge)
 
 
 def anharmonic_energy_slope(d: np.ndarray, k: np.ndarray, c3: np.ndarray, c4: np.ndarray,
-                            lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                            lo: np.ndarray, hi: np.ndarray, a: np.ndarray | float = 0.0
+                            ) -> tuple[np.ndarray, np.ndarray]:
     """Energy and dE/dd of a refitted bond or angle term at ``d = q - x0``: ``0.5 k d² + c3 d³
     + c4 d⁴`` inside the training data's range [lo, hi]; beyond it the cubic and quartic part
     continues along its tangent, so the term is harmonic with the fitted k there (what the data
-    cannot tell, the polynomial does not guess). ANHARMONIC_ENERGY is the same in OpenMM."""
+    cannot tell, the polynomial does not guess).
+
+    A bond with Morse tails (``a`` > 0, lo < 0 < hi) follows a Morse curve m = (1 - e^(-a d))²
+    beyond each edge instead, matched there in energy and slope: stretched past hi it softens
+    (the force peaks at d = ln 2 / a, then decays, the energy levels off), squeezed below lo its
+    wall rises exponentially, steeper than harmonic. ANHARMONIC_ENERGY and MORSE_TAIL_ENERGY
+    are the same in OpenMM."""
     dc = np.clip(d, lo, hi)
     slope = 3 * c3 * dc**2 + 4 * c4 * dc**3
-    return 0.5 * k * d**2 + c3 * dc**3 + c4 * dc**4 + slope * (d - dc), k * d + slope
+    energy = 0.5 * k * d**2 + c3 * dc**3 + c4 * dc**4 + slope * (d - dc)
+    de = k * d + slope
+    a = np.broadcast_to(np.asarray(a, dtype=float), np.shape(hi))
+    tail = (a > 0) & (hi > 0) & (lo < 0)
+    if not np.any(tail):
+        return energy, de
+    a_t = np.where(tail, a, 1.0)
+    for edge, beyond in ((np.where(tail, hi, 1.0), tail & (d > hi)),
+                         (np.where(tail, lo, -1.0), tail & (d < lo))):
+        e_m, s_m = _morse_edge(np.where(beyond, d, edge), k, c3, c4, a_t, edge)
+        energy = np.where(beyond, e_m, energy)
+        de = np.where(beyond, s_m, de)
+    return energy, de
 
 
 #: :func:`anharmonic_energy_slope`'s cubic and quartic part as an OpenMM expression in ``q``
 ANHARMONIC_ENERGY = ("c3*dc^3 + c4*dc^4 + (3*c3*dc^2 + 4*c4*dc^3)*(d - dc); "
                      "dc = min(max(d, lo), hi); d = {q} - x0")
+
+#: the same for a bond with Morse tails: beyond each edge the whole term minus the harmonic
+#: part that the HarmonicBondForce holds (per-bond parameters x0, k, c3, c4, lo, hi, a)
+MORSE_TAIL_ENERGY = (
+    "select(step(d - hi), up - 0.5*k*d^2, select(step(lo - d), down - 0.5*k*d^2, inside)); "
+    "up = eh + sh*((1 - z)^2 - (1 - zh)^2)/(2*a*zh*(1 - zh)); "
+    "down = el + sl*((1 - z)^2 - (1 - zl)^2)/(2*a*zl*(1 - zl)); "
+    "z = exp(-a*d); zh = exp(-a*hi); zl = exp(-a*lo); "
+    "eh = 0.5*k*hi^2 + c3*hi^3 + c4*hi^4; sh = k*hi + 3*c3*hi^2 + 4*c4*hi^3; "
+    "el = 0.5*k*lo^2 + c3*lo^3 + c4*lo^4; sl = k*lo + 3*c3*lo^2 + 4*c4*lo^3; "
+    "inside = c3*dc^3 + c4*dc^4 + (3*c3*dc^2 + 4*c4*dc^3)*(d - dc); "
+    "dc = min(max(d, lo), hi); d = {q} - x0")
 
 
 # ----------------------------------------------------------------------------- geometry

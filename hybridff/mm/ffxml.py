@@ -78,24 +78,26 @@ def to_ffxml(pm: ParameterizedMolecule, names: list[str] | None = None,
     for atoms, (angle, k, *_) in terms["angles"].items():
         ET.SubElement(angles, "Angle", {**typed(atoms), "angle": repr(angle), "k": repr(k)})
     # anharmonic terms of a refit: c3 d^3 + c4 d^4 about the harmonic term's minimum, inside
-    # the training data's range [lo, hi] of d (records from version 3), tangent beyond it
-    from hybridff.mm.refit import ANHARMONIC_ENERGY
+    # the training data's range [lo, hi] of d (records from version 3), tangent beyond it, or
+    # for a bond with a Morse exponent a (version 4) a Morse curve beyond it
+    from hybridff.mm.refit import ANHARMONIC_ENERGY, MORSE_TAIL_ENERGY
 
+    forms = {4: ("c3*({q}-x0)^3 + c4*({q}-x0)^4", ("x0", "c3", "c4")),
+             6: (ANHARMONIC_ENERGY, ("x0", "c3", "c4", "lo", "hi")),
+             7: (MORSE_TAIL_ENERGY, ("x0", "k", "c3", "c4", "lo", "hi", "a"))}
     for tag, term, variable, table in (("CustomBondForce", "Bond", "r", terms["bonds"]),
                                        ("CustomAngleForce", "Angle", "theta", terms["angles"])):
-        anharmonic = {a: v for a, v in table.items() if len(v) >= 4 and (v[2] or v[3])}
-        for ranged in (False, True):
-            chosen = {a: v for a, v in anharmonic.items() if (len(v) == 6) == ranged}
+        anharmonic = {a: v for a, v in table.items()
+                      if len(v) >= 4 and (v[2] or v[3] or (len(v) == 7 and v[6] > 0))}
+        for size, (energy, names) in forms.items():
+            chosen = {a: v for a, v in anharmonic.items() if len(v) == size}
             if not chosen:
                 continue
-            energy = (ANHARMONIC_ENERGY.format(q=variable) if ranged else
-                      f"c3*({variable}-x0)^3 + c4*({variable}-x0)^4")
-            names = ("x0", "c3", "c4", "lo", "hi") if ranged else ("x0", "c3", "c4")
-            element = ET.SubElement(root, tag, {"energy": energy})
+            element = ET.SubElement(root, tag, {"energy": energy.format(q=variable)})
             for name in names:
                 ET.SubElement(element, f"Per{term}Parameter", {"name": name})
             for atoms, value in chosen.items():
-                numbers = (value[0], *value[2:])
+                numbers = value if "k" in names else (value[0], *value[2:])
                 ET.SubElement(element, term, {**typed(atoms), **{
                     name: repr(float(v)) for name, v in zip(names, numbers, strict=True)}})
     if terms.get("cross"):

@@ -53,6 +53,18 @@ harmonic with the fitted k out there, and it still has one minimum (dE/dd keeps 
 d inside the range and grows linearly outside). Fitting is unchanged: every training frame
 lies inside the range.
 
+**Bonds beyond the data follow a Morse curve** (``morse_tail``, on by default). A real bond
+stretched far past what MD visits softens toward dissociation and one squeezed hard meets a
+wall steeper than harmonic; a harmonic continuation gets both wrong. On normal-mode displaced
+conformers (soft modes followed rectilinearly stretch X-H bonds by 0.2-0.3 Å) the stretched
+side made most of the bespoke MM's error, on randomly displaced conformers the squeezed side.
+Beyond each edge a bond therefore follows a Morse curve matched in energy and force at the
+edge, with the Morse exponent its own fitted anharmonicity implies, a = -2 c3 / k, clipped to
+1-4 per Angstrom (:func:`~hybridff.mm.bonded_geometry.morse_tail_width`): stretched, the force
+peaks at d = ln 2 / a and then decays and the energy levels off (near the well depth
+k / (2 a²), 85 kcal/mol for a C-H bond at a = 2 per Angstrom); squeezed, the wall rises
+exponentially. Angles keep the tangent.
+
 **Cross terms** (``cross_terms``, on by default; class II force fields and MMFF94 have them):
 every angle group that is not linear gets a stretch-bend and a bond-bond term,
 
@@ -102,12 +114,14 @@ from rdkit import Chem
 from hybridff.exceptions import DataFormatError
 from hybridff.mm.bonded_geometry import (  # noqa: F401  (public names of this module too)
     ANHARMONIC_ENERGY,
+    MORSE_TAIL_ENERGY,
     angle_geometry,
     anharmonic_energy_slope,
     as_frames,
     bond_geometry,
     cross_energy_forces,
     dihedral_geometry,
+    morse_tail_width,
     periodic_torsion_energy_forces,
     scatter_add,
     with_range,
@@ -145,15 +159,21 @@ class RefitOptions:
     chunk_frames: int = 64
     #: stretch-bend and bond-bond terms per non-linear angle group (module docstring)
     cross_terms: bool = True
+    #: bonds beyond the training range follow a Morse curve (module docstring) instead of
+    #: staying harmonic
+    morse_tail: bool = True
+    #: bounds of the Morse exponent a = -2 c3 / k, 1/nm (1 to 4 per Angstrom)
+    morse_width_range: tuple[float, float] = (10.0, 40.0)
 
 
 @dataclass
 class RefitResult:
     """Refitted bonded terms of one molecule (keys: the atom tuples of the input ``terms``).
 
-    ``bonds`` (i, j) -> (r0 nm, k kJ/mol/nm², c3 kJ/mol/nm³, c4 kJ/mol/nm⁴, lo nm, hi nm) with
-    ``E = 0.5 k d² + c3 d³ + c4 d⁴``, ``d = r - r0``, inside the training frames' range
-    [lo, hi] of d and harmonic with the same k beyond it (:func:`anharmonic_energy_slope`);
+    ``bonds`` (i, j) -> (r0 nm, k kJ/mol/nm², c3 kJ/mol/nm³, c4 kJ/mol/nm⁴, lo nm, hi nm[, a
+    1/nm]) with ``E = 0.5 k d² + c3 d³ + c4 d⁴``, ``d = r - r0``, inside the training frames'
+    range [lo, hi] of d and beyond it harmonic with the same k or, with a Morse exponent
+    ``a``, a Morse curve (:func:`anharmonic_energy_slope`);
     ``angles`` (i, j, k) -> (θ0 rad, k, c3, c4, lo, hi), the same in ``θ - θ0``
     (kJ/mol/rad^m); ``propers`` (a, b, c, d) -> [(periodicity,
     phase 0 or π, k >= 0 kJ/mol), ...] in OpenMM's ``k (1 + cos(n φ - phase))``; ``cross``
@@ -304,6 +324,9 @@ def fit_bonded(mol: Chem.Mol, terms: dict, classes: list[int], positions_nm: np.
             value, e_min, _, _ = values[i]
             offset += len(g.members) * e_min
             value = (*value, *data_range(g, x, value[0]))
+            if g.kind == "bond" and options.morse_tail and value[4] < 0 < value[5]:
+                value = (*value, float(morse_tail_width(value[1], value[2],
+                                                        *options.morse_width_range)))
             for atoms in g.members:
                 (bonds if g.kind == "bond" else angles)[atoms] = value
     at_bound = sum(values[i][3] for i in values)
