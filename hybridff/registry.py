@@ -24,13 +24,14 @@ T = TypeVar("T")
 
 
 class _Lazy:
-    """A ``"module:attr"`` reference, or an entry point, resolved on first use."""
+    """A ``"module:attr"`` reference (a string), or an entry point (anything with ``load``),
+    resolved on first use."""
 
-    def __init__(self, target: str | importlib.metadata.EntryPoint) -> None:
+    def __init__(self, target: Any) -> None:
         self.target = target
 
     def resolve(self) -> Any:
-        if isinstance(self.target, importlib.metadata.EntryPoint):
+        if not isinstance(self.target, str):
             return self.target.load()
         module_name, _, attr = self.target.partition(":")
         obj: Any = importlib.import_module(module_name)
@@ -39,9 +40,7 @@ class _Lazy:
         return obj
 
     def __repr__(self) -> str:
-        target = self.target.value if isinstance(self.target, importlib.metadata.EntryPoint) \
-            else self.target
-        return f"<lazy {target}>"
+        return f"<lazy {getattr(self.target, 'value', self.target)}>"
 
 
 class Registry(MutableMapping[str, T], Generic[T]):

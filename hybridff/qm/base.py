@@ -40,8 +40,13 @@ class QMEngine:
 
     def raw(self, numbers: np.ndarray, positions_bohr: np.ndarray, charge: int = 0,
             multiplicity: int = 1) -> tuple[float, np.ndarray]:
-        """Energy (Hartree) and gradient (N, 3; Hartree/Bohr) from the program itself."""
-        raise NotImplementedError
+        """Energy (Hartree) and gradient (N, 3; Hartree/Bohr) from the program itself: an
+        engine implements this or :meth:`raw_with_dipole`."""
+        if type(self).raw_with_dipole is QMEngine.raw_with_dipole:
+            raise NotImplementedError(f"{type(self).__name__} implements neither raw nor "
+                                      "raw_with_dipole")
+        energy, gradient, _ = self.raw_with_dipole(numbers, positions_bohr, charge, multiplicity)
+        return energy, gradient
 
     def raw_with_dipole(self, numbers: np.ndarray, positions_bohr: np.ndarray, charge: int = 0,
                         multiplicity: int = 1) -> tuple[float, np.ndarray, np.ndarray | None]:

@@ -45,12 +45,6 @@ class DFTEngine(QMEngine):
         self.warm_start = bool(warm_start)
         self._last_density: tuple[tuple, np.ndarray] | None = None
 
-    def raw(self, numbers: np.ndarray, positions_bohr: np.ndarray, charge: int = 0,
-            multiplicity: int = 1) -> tuple[float, np.ndarray]:
-        """pyscf's own output: energy (Hartree) and gradient (N, 3; Hartree/Bohr)."""
-        energy, gradient, _ = self.raw_with_dipole(numbers, positions_bohr, charge, multiplicity)
-        return energy, gradient
-
     def raw_with_dipole(self, numbers: np.ndarray, positions_bohr: np.ndarray, charge: int = 0,
                         multiplicity: int = 1) -> tuple[float, np.ndarray, np.ndarray]:
         """Energy (Hartree), gradient (Hartree/Bohr) and dipole of the SCF density (e*Bohr,

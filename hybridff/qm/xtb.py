@@ -22,12 +22,6 @@ class XTBEngine(QMEngine):
         self.accuracy = float(accuracy)
         self.max_iterations = int(max_iterations)
 
-    def raw(self, numbers: np.ndarray, positions_bohr: np.ndarray, charge: int = 0,
-            multiplicity: int = 1) -> tuple[float, np.ndarray]:
-        """tblite's own output: energy (Hartree) and gradient (N, 3; Hartree/Bohr)."""
-        energy, gradient, _ = self.raw_with_dipole(numbers, positions_bohr, charge, multiplicity)
-        return energy, gradient
-
     def raw_with_dipole(self, numbers: np.ndarray, positions_bohr: np.ndarray, charge: int = 0,
                         multiplicity: int = 1) -> tuple[float, np.ndarray, np.ndarray]:
         """Energy (Hartree), gradient (Hartree/Bohr) and dipole (e*Bohr, about the origin)."""
