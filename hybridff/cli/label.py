@@ -3,7 +3,8 @@ forces (and the QM dipole moment, e*Angstrom about the centre of mass, as ASE's 
 appended frame by frame to an extxyz file (eV, Angstrom) in the molecule's atom order.
 Samplers: md (Langevin MD at --temperature), torsion (MD with every rotatable torsion
 restrained at random angles on the full circle), mixed (md and torsion frames interleaved,
---torsion-fraction of them torsion frames), normal-modes. Re-running the same command
+--torsion-fraction of them torsion frames), normal-modes, conformers (10 other RDKit
+conformers, MM-relaxed, each coordinate displaced by 0.06 Angstrom at random). Re-running the same command
 continues an interrupted file up to --n frames (each frame carries its sample index; only
 the missing ones are computed). --workers N or --scheduler ADDRESS run one QM task per frame
 on a Dask cluster (docs/scale-out.md); frames whose QM fails are recorded in
@@ -22,7 +23,7 @@ HELP = "sample conformations and compute QM energies/forces"
 #: threads per QM calculation unless --threads says otherwise
 DEFAULT_THREADS = 1
 #: hybridff.labels.samplers.SAMPLERS, spelled out so that --help does not import OpenMM (tested)
-SAMPLER_NAMES = ["md", "torsion", "mixed", "normal-modes"]
+SAMPLER_NAMES = ["md", "torsion", "mixed", "normal-modes", "conformers"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -367,6 +367,7 @@ SAMPLERS: Registry[Callable[..., Conformations]] = Registry("sampler", "hybridff
     "normal-modes": normal_mode_conformations,
     "torsion": torsion_conformations,
     "mixed": mixed_conformations,
+    "conformers": "hybridff.labels.displaced:conformer_conformations",
 })
 #: what ``hybridff label`` uses for a new file
 DEFAULT_SAMPLER = "mixed"
