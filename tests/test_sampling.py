@@ -181,7 +181,7 @@ def test_mixed_without_rotatable_torsions_is_md() -> None:
 def test_bad_options_are_refused(nma, paracetamol) -> None:
     mol = nma.parameterized.mol
     args = (nma.system, nma.positions, 1)
-    with pytest.raises(UnknownNameError, match="unknown sampler 'torsions'; known samplers: md, mixed, "):
+    with pytest.raises(UnknownNameError, match="unknown sampler 'torsions'; known samplers: conformers, md, mixed, "):
         sample_conformations("torsions", *args, mol=mol)
     with pytest.raises(UnknownNameError, match="md sampler takes no option 'torsion_fraction'"):
         sample_conformations("md", *args, mol=mol, torsion_fraction=0.3)
