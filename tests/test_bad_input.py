@@ -94,7 +94,7 @@ from hybridff.exceptions import (
     OverlappingAtomsError,
     UnsupportedElementError,
 )
-from hybridff.fileio import atomic_write_text
+from hybridff.io.files import atomic_write_text
 from hybridff.io.molecule import load_molecule, load_molecules
 from hybridff.mm.cache import ParameterCache, cache_key
 
@@ -509,7 +509,7 @@ def test_interrupted_write_leaves_the_old_file(writer, model_path, paracetamol_m
                                                monkeypatch) -> None:
     """A write that fails at the last moment (disk full at fsync) keeps the previous file
     whole and leaves no temporary file."""
-    import hybridff.fileio
+    import hybridff.io.files
 
     path = tmp_path / {"model": "m.pt", "text output": "out.xml", "label file": "d.xyz"}[writer]
     write = {"model": lambda: _write_model(path, model_path),
@@ -526,7 +526,7 @@ def test_interrupted_write_leaves_the_old_file(writer, model_path, paracetamol_m
     def disk_full(fd):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(hybridff.fileio.os, "fsync", disk_full)
+    monkeypatch.setattr(hybridff.io.files.os, "fsync", disk_full)
     with pytest.raises(OSError, match="No space left"):
         write()
     monkeypatch.undo()

@@ -17,6 +17,7 @@ MOVED = {
     "atomtyping": "hybridff.mm.atomtyping",
     "cache": "hybridff.mm.cache",
     "data": "hybridff.io.frames",
+    "fileio": "hybridff.io.files",
     "forcefield_files": "hybridff.mm.forcefield_files",
     "forcefield_tables": "hybridff.mm.tables",
     "molecule": "hybridff.io.molecule",

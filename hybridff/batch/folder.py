@@ -12,7 +12,7 @@ from typing import Any
 from hybridff.batch.jobs import Job, MoleculeOutcome
 from hybridff.batch.records import MoleculeRecord
 from hybridff.exceptions import InvalidOptionError, OutputBusyError
-from hybridff.fileio import (
+from hybridff.io.files import (
     append_jsonl,
     atomic_write_bytes,
     atomic_write_text,

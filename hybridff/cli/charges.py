@@ -29,7 +29,7 @@ from hybridff.cli.batch import (
     run_batch_command,
 )
 from hybridff.exceptions import InvalidOptionError, MoleculeInputError
-from hybridff.fileio import atomic_write_text
+from hybridff.io.files import atomic_write_text
 
 HELP = "compute partial charges (ml, am1bcc, gasteiger, file)"
 METHODS = ("ml", "am1bcc", "gasteiger", "file")

@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hybridff.fileio import atomic_write_text
+    from hybridff.io.files import atomic_write_text
     from hybridff.io.frames import read_extxyz
     from hybridff.mm.bespoke import fit_bespoke
     from hybridff.mm.refit import RefitOptions

@@ -25,7 +25,7 @@ from hybridff.cli.batch import (
     run_batch_command,
 )
 from hybridff.exceptions import InvalidOptionError
-from hybridff.fileio import atomic_write_text
+from hybridff.io.files import atomic_write_text
 from hybridff.io.molecule import load_molecules
 from hybridff.mm.ffxml import merge_ffxml
 from hybridff.mm.parameters import DEFAULT_CHARGE_METHOD, parameterize

@@ -25,7 +25,7 @@ import numpy as np
 
 from hybridff import units
 from hybridff.exceptions import DataFormatError, OptionalDependencyError
-from hybridff.fileio import atomic_write_text
+from hybridff.io.files import atomic_write_text
 from hybridff.io.frame_checks import (  # noqa: F401  (re-exported: hybridff.data's names)
     MAX_BOND_STRETCH,
     _symbols,

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from hybridff.exceptions import DataFormatError, OutputBusyError
-from hybridff.fileio import append_jsonl, read_jsonl, rewrite_jsonl
+from hybridff.io.files import append_jsonl, read_jsonl, rewrite_jsonl
 from hybridff.io.frames import LabelledFrames, read_extxyz, reorder_frames, write_extxyz
 from hybridff.labels.tasks import FrameOutcome
 

@@ -16,7 +16,7 @@ import openmm
 from openmm import app
 
 from hybridff.exceptions import SimulationError
-from hybridff.fileio import atomic_write_bytes, atomic_write_text
+from hybridff.io.files import atomic_write_bytes, atomic_write_text
 
 #: Output files of a run folder, by role.
 OUTPUTS: dict[str, str] = {

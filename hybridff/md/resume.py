@@ -18,7 +18,7 @@ import openmm
 from openmm import app
 
 from hybridff.exceptions import SimulationError
-from hybridff.fileio import atomic_write_text
+from hybridff.io.files import atomic_write_text
 from hybridff.md.options import MDOptions
 from hybridff.md.outputs import OUTPUTS, load_system_xml, read_run, write_pdb, write_restart_files
 from hybridff.md.reporters import EnsembleMonitor, Production, Trajectory

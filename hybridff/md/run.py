@@ -21,7 +21,7 @@ import openmm
 from openmm import app, unit
 
 from hybridff.exceptions import UnknownNameError
-from hybridff.fileio import atomic_write_text
+from hybridff.io.files import atomic_write_text
 from hybridff.md.options import MDOptions
 from hybridff.md.outputs import OUTPUTS, check_run_folder, write_pdb, write_restart_files
 from hybridff.md.prepare import PreparedSystem, check_positions

@@ -177,7 +177,7 @@ def dipole_archive(model: Any, metadata: dict[str, Any]) -> bytes:
 
 def save_dipole_model(path: str | os.PathLike, model: Any, metadata: dict[str, Any]) -> Path:
     """Write a standalone dipole model file atomically."""
-    from hybridff.fileio import atomic_write_bytes
+    from hybridff.io.files import atomic_write_bytes
 
     path = Path(path)
     atomic_write_bytes(path, dipole_archive(model, metadata))

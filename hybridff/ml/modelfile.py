@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from hybridff.exceptions import DataFormatError
-from hybridff.fileio import atomic_write_bytes
+from hybridff.io.files import atomic_write_bytes
 
 METADATA_NAME = "hybridff_metadata.json"
 FORMAT_VERSION = 1
@@ -63,7 +63,7 @@ def save_model(path: str | os.PathLike, model: Any, metadata: dict[str, Any],
     ``extra_files``: more archive members by name (a dipole model,
     :data:`hybridff.ml.dipole.EMBEDDED_NAME`).
 
-    The archive is built in memory and written with :func:`hybridff.fileio.atomic_write_bytes`
+    The archive is built in memory and written with :func:`hybridff.io.files.atomic_write_bytes`
     (temporary file, fsync, rename): an interrupted save leaves the previous file, if any,
     untouched and no partial file behind.
     """

@@ -25,7 +25,7 @@ from filelock import FileLock, Timeout
 from rdkit import Chem
 
 from hybridff import __version__
-from hybridff.fileio import atomic_write_text
+from hybridff.io.files import atomic_write_text
 from hybridff.io.molecule import prepare
 from hybridff.mm.analogy import FilledTerm
 from hybridff.mm.parameters import ParameterizedMolecule, parameters_key
