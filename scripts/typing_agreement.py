@@ -28,9 +28,10 @@ from rdkit import Chem, RDLogger
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hybridff.mm.atomtyping import SOURCE_XML, AtomTyper  # noqa: E402
+from hybridff.mm.atomtyping import AtomTyper  # noqa: E402
 
 DEFAULT_REF = ROOT / "tests" / "data" / "gaff2_reference_types.json.gz"
+SOURCE_XML = ROOT / "scripts" / "forcefield_sources" / "gaff2_typing.xml"
 DOC = ROOT / "docs" / "atom-typing.md"
 BEGIN, END = "<!-- BEGIN GENERATED -->", "<!-- END GENERATED -->"
 

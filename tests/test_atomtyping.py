@@ -17,11 +17,13 @@ from rdkit import Chem
 
 from hybridff.exceptions import AtomTypingError
 from hybridff.io.molecule import prepare
-from hybridff.mm.atomtyping import SOURCE_XML, TYPING_TAG, AtomTyper, assign_atom_types
+from hybridff.mm.atomtyping import TYPING_TAG, AtomTyper, assign_atom_types
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "tests" / "data" / "gaff2_reference_types.json.gz"
 SHIPPED = ROOT / "forcefields" / "hybridff-gaff2.xml"
+#: the commented rule source scripts/build_forcefield.py copies into SHIPPED
+SOURCE_XML = ROOT / "scripts" / "forcefield_sources" / "gaff2_typing.xml"
 
 #: minimum strict agreement with antechamber on the whole reference file (1000 molecules;
 #: measured 99.98% of atoms, 99.90% of molecules when these thresholds were set)

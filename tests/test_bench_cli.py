@@ -71,3 +71,13 @@ def test_quick_parameterize_benchmark_prints_a_ratio(capsys) -> None:
 
 def test_default_directory_is_the_checkout() -> None:
     assert default_directory() == Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def test_outside_a_checkout_is_one_clear_line(tmp_path, capsys, monkeypatch) -> None:
+    import hybridff.cli.bench as bench
+
+    monkeypatch.setattr(bench, "default_directory", lambda: tmp_path / "site" / "benchmarks")
+    assert main(["bench", "--list"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "no bench_*.py scripts in" in err and "source checkout" in err and "--directory" in err

@@ -10,12 +10,13 @@ import shutil
 import pytest
 from rdkit import Chem
 
-from hybridff.mm.atomtyping import SOURCE_XML, _typer, assign_atom_types, typer_for
+from hybridff.mm.atomtyping import _typer, assign_atom_types, typer_for
+from hybridff.mm.forcefield_files import forcefield_path
 
 
 def test_typer_cache_is_bounded_and_reads_a_changed_file_again(tmp_path):
     rules = tmp_path / "rules.xml"
-    shutil.copy(SOURCE_XML, rules)
+    shutil.copy(forcefield_path(), rules)
     first = typer_for(rules)
     assert typer_for(str(rules)) is first  # the same file, however spelled
     assert typer_for(rules, pair_order="index") is not first

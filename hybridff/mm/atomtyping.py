@@ -1,8 +1,9 @@
 """GAFF2 atom typing from SMARTS rules that reproduce antechamber's ``-at gaff2`` types.
 
-The rules live in a ``<HybridFFAtomTyping>`` element of a force-field XML file (by default the
-shipped ``forcefields/hybridff-gaff2.xml``; the source is
-``scripts/forcefield_sources/gaff2_typing.xml``). Typing has three steps:
+The rules live in a ``<HybridFFAtomTyping>`` element of a force-field XML file, by default the
+shipped ``hybridff-gaff2.xml`` (package data ``hybridff.forcefields``, the one file the package
+reads; the build script of the repository writes it from the commented rule source). Typing
+has three steps:
 
 1. perception on a private copy of the molecule: Kekule bonds, and antechamber-like ring
    classes (pure aromatic six-membered rings = AR1; other planar conjugated rings = AR2/AR3)
@@ -24,10 +25,10 @@ from rdkit import Chem
 
 from hybridff.exceptions import AtomTypingError, ForceFieldNotFoundError, InvalidOptionError
 from hybridff.io.molecule import atom_label
+from hybridff.mm.forcefield_files import forcefield_path
 from hybridff.mm.signature import DEFAULT_PAIR_ORDER, PAIR_ORDERS
 
 TYPING_TAG = "HybridFFAtomTyping"
-SOURCE_XML = Path(__file__).resolve().parents[2] / "scripts" / "forcefield_sources" / "gaff2_typing.xml"
 
 #: isotope labels used for antechamber's ring classes during matching
 LABEL_AR1 = 1
@@ -47,16 +48,8 @@ class TypingRule:
 
 
 def _default_xml() -> Path:
-    """The shipped force-field file if it holds typing rules, else the source rules."""
-    try:
-        from hybridff.mm.forcefield_files import forcefield_path
-
-        path = forcefield_path()
-        if TYPING_TAG in path.read_text():
-            return path
-    except (FileNotFoundError, OSError):
-        pass
-    return SOURCE_XML
+    """The shipped force-field file, which carries the typing rules."""
+    return forcefield_path()
 
 
 def find_typing_element(path: str | Path) -> ET.Element:
