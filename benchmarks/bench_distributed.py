@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from hybridff.qm import QMEngine
+from hybridff.labels.qm import QMEngine
 
 
 class InstantEngine(QMEngine):

@@ -412,7 +412,7 @@ def write_plots(evaluated: Any, out_dir: str | os.PathLike,
     that is also written there as ``plots.json``.
 
     ``torsions``: dihedrals to scan (checked); default every :func:`rotatable_torsions`.
-    ``scan_qm``: a QM engine name (``hybridff.qm.get_engine``) for reference energies on the
+    ``scan_qm``: a QM engine name (``hybridff.labels.qm.get_engine``) for reference energies on the
     scan geometries; default none. ``data_name``: the label file, for the figure titles.
     """
     out = Path(out_dir)
@@ -426,7 +426,7 @@ def write_plots(evaluated: Any, out_dir: str | os.PathLike,
         torsions = [check_torsion(mol, t) for t in torsions]
     engine = None
     if scan_qm is not None and torsions:
-        from hybridff.qm import get_engine
+        from hybridff.labels.qm import get_engine
 
         engine = get_engine(scan_qm)
     summary: dict[str, Any] = {"directory": str(out),

@@ -16,7 +16,7 @@ import argparse
 import numpy as np
 
 from hybridff.io.frames import read_extxyz, write_extxyz
-from hybridff.qm import get_engine
+from hybridff.labels.qm import get_engine
 
 #: largest energy difference (kJ/mol) between the stored and the recomputed label
 ENERGY_TOLERANCE_KJ_MOL = 0.01

@@ -192,7 +192,7 @@ def test_reference_dipoles_move_a_charged_molecules_origin_to_the_centre_of_mass
 def test_xtb_dipoles_are_about_the_centre_of_mass_and_survive_the_label_file(tmp_path) -> None:
     pytest.importorskip("tblite.interface")
     from hybridff.io.frames import read_extxyz, write_extxyz
-    from hybridff.qm import get_engine
+    from hybridff.labels.qm import get_engine
 
     engine = get_engine("xtb")
     x = _ethanol()

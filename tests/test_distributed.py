@@ -21,8 +21,8 @@ from dask_helpers import assert_no_dask, local_cluster
 from hybridff import units
 from hybridff.exceptions import ClusterError, ExternalToolError, OutputBusyError
 from hybridff.io.frames import read_extxyz, reorder_frames, write_extxyz
+from hybridff.labels.qm.xtb import XTBEngine
 from hybridff.labels.store import failed_path, lock_file
-from hybridff.qm.xtb import XTBEngine
 from hybridff.training.workflow import label
 
 pytest.importorskip("tblite.interface")

@@ -12,6 +12,7 @@ import pytest
 
 from hybridff import units
 from hybridff.elements import atomic_masses
+from hybridff.labels.qm.base import QMEngine, QMResult
 from hybridff.md.harmonic import (
     HarmonicModes,
     band_positions,
@@ -20,7 +21,6 @@ from hybridff.md.harmonic import (
     mode_label,
     normal_modes,
 )
-from hybridff.qm.base import QMEngine, QMResult
 
 WATER = (np.array([8, 1, 1]), np.array([[0.0, 0.0, 0.0119], [0.0, 0.0761, -0.0477],
                                         [0.0, -0.0761, -0.0477]]))
@@ -107,7 +107,7 @@ def test_projected_hessian_has_no_external_modes() -> None:
 @pytest.fixture(scope="module")
 def xtb_modes() -> dict[str, HarmonicModes]:
     pytest.importorskip("tblite")
-    from hybridff.qm import get_engine
+    from hybridff.labels.qm import get_engine
 
     engine = get_engine("xtb")
     return {name: harmonic_modes(engine, *mol) for name, mol in (("water", WATER),

@@ -26,6 +26,9 @@ MOVED = {
     "templates": "hybridff.mm.templates",
 }
 
+#: the modules of the old package hybridff.qm, now in hybridff.labels.qm
+QM_SUBMODULES = ("base", "xtb", "dft")
+
 
 def _run(code: str, tmp_path: Path, *flags: str) -> subprocess.CompletedProcess:
     script = tmp_path / "importer.py"
@@ -62,10 +65,45 @@ def test_old_paths_warn_at_the_importer_and_are_the_new_modules(tmp_path) -> Non
     assert "hybridff.mm.tables" in done.stdout  # names where to import it from
 
 
+def test_the_old_qm_package_reexports_labels_qm_and_its_modules_are_the_new_ones(tmp_path) -> None:
+    lines = ["import importlib, warnings",
+             "with warnings.catch_warnings(record=True) as caught:",
+             "    warnings.simplefilter('always')",
+             "    import hybridff.qm.xtb",
+             "    from hybridff.qm import ENGINES, QMEngine, QMResult, get_engine",
+             "    import hybridff.qm.base, hybridff.qm.dft",
+             "import hybridff.labels.qm as new",
+             "for w in caught:",
+             "    if issubclass(w.category, DeprecationWarning):",
+             "        print(w.lineno, w.filename == __file__, w.message)",
+             "assert (ENGINES, QMEngine, QMResult, get_engine) == (new.ENGINES, new.QMEngine,",
+             "                                                    new.QMResult, new.get_engine)",
+             "assert ENGINES is new.ENGINES and QMEngine is new.base.QMEngine"]
+    lines += [f"assert hybridff.qm.{name} is new.{name} is importlib.import_module("
+              f"'hybridff.labels.qm.{name}')" for name in QM_SUBMODULES]
+    # an entry point or user code naming the old module:class finds the same class
+    lines += ["from hybridff.registry import _Lazy",
+              "assert _Lazy('hybridff.qm.xtb:XTBEngine').resolve() is new.xtb.XTBEngine",
+              "assert ENGINES['xtb'] is new.xtb.XTBEngine and ENGINES['dft'] is new.dft.DFTEngine"]
+    done = _run("\n".join(lines) + "\n", tmp_path)
+    assert done.returncode == 0, done.stderr
+    rows = sorted(line.split(" ", 2) for line in done.stdout.splitlines())
+    assert rows == [["4", "True", "hybridff.qm is deprecated: import hybridff.labels.qm"],
+                    ["4", "True", "hybridff.qm.xtb is deprecated: import hybridff.labels.qm.xtb"],
+                    ["6", "True", "hybridff.qm.base is deprecated: import hybridff.labels.qm.base"],
+                    ["6", "True", "hybridff.qm.dft is deprecated: import hybridff.labels.qm.dft"]], \
+        done.stdout
+
+
 def test_the_package_and_its_command_import_no_shim(tmp_path) -> None:
+    old = [*MOVED, "simulation", "sampling", "charges.ml_model", "qm",
+           *(f"qm.{name}" for name in QM_SUBMODULES)]
     code = ("import importlib, pkgutil, hybridff, hybridff.cli\n"
-            f"shims = {sorted('hybridff.' + m for m in [*MOVED, 'simulation', 'sampling', 'charges.ml_model'])!r}\n"
-            "for m in pkgutil.walk_packages(hybridff.__path__, 'hybridff.'):\n"
+            f"shims = {sorted('hybridff.' + m for m in old)!r}\n"
+            "def shim_only(name):  # walk_packages imports a package to look inside it\n"
+            "    if name not in shims:\n"
+            "        raise RuntimeError(f'{name} did not import')\n"
+            "for m in pkgutil.walk_packages(hybridff.__path__, 'hybridff.', onerror=shim_only):\n"
             "    if m.name not in shims and m.name != 'hybridff.__main__':\n"
             "        importlib.import_module(m.name)\n"
             "print('imported')\n")

@@ -178,7 +178,7 @@ def rdkit_dihedral(positions_nm: np.ndarray, torsion: tuple[int, ...]) -> float:
 def test_scan_with_qm_reference(tiny) -> None:
     """--scan-qm xtb adds GFN2-xTB energies of the scan geometries and RMSEs against them."""
     pytest.importorskip("tblite.interface")
-    from hybridff.qm import get_engine
+    from hybridff.labels.qm import get_engine
 
     work, data, model, _ = tiny
     out = work / "plots_qm"

@@ -9,7 +9,7 @@ import pytest
 
 from hybridff import units
 from hybridff.exceptions import UnknownNameError
-from hybridff.qm import ENGINES, get_engine
+from hybridff.labels.qm import ENGINES, get_engine
 
 ase_units = pytest.importorskip("ase.units")
 

@@ -112,9 +112,9 @@ def test_charge_method_from_another_package(plugin_path, monkeypatch):
 
 def test_every_pluggable_part_reads_its_group(plugin_path, monkeypatch):
     from hybridff.charges import CHARGE_METHODS
+    from hybridff.labels.qm import ENGINES
     from hybridff.labels.samplers import SAMPLERS
     from hybridff.ml.backend import BACKENDS
-    from hybridff.qm import ENGINES
 
     registries = {"hybridff.charge_methods": CHARGE_METHODS, "hybridff.qm_engines": ENGINES,
                   "hybridff.ml_backends": BACKENDS, "hybridff.samplers": SAMPLERS}
@@ -129,8 +129,8 @@ def test_every_pluggable_part_reads_its_group(plugin_path, monkeypatch):
 
 def test_builtin_names_unchanged():
     from hybridff.charges import available_charge_methods, get_charge_method
+    from hybridff.labels.qm import ENGINES, get_engine
     from hybridff.ml.backend import BACKENDS, get_backend
-    from hybridff.qm import ENGINES, get_engine
 
     assert {"am1bcc", "file", "gasteiger", "ml"} <= set(available_charge_methods())
     assert get_charge_method("gasteiger").__name__ == "gasteiger_charges"

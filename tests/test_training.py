@@ -13,9 +13,9 @@ import openmm  # noqa: E402
 from openmm import unit  # noqa: E402
 
 from hybridff.io.frames import LabelledFrames  # noqa: E402
+from hybridff.labels.qm import get_engine  # noqa: E402
 from hybridff.ml.backend import add_ml_correction  # noqa: E402
 from hybridff.ml.modelfile import ModelFile, build_metadata  # noqa: E402
-from hybridff.qm import get_engine  # noqa: E402
 from hybridff.sampling import md_conformations  # noqa: E402
 from hybridff.training.residuals import build_mm, residuals  # noqa: E402
 from hybridff.training.trainer import TrainConfig, split_indices, train_correction  # noqa: E402

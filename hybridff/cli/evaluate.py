@@ -78,7 +78,7 @@ def _run(args: argparse.Namespace) -> int:
             for torsion in args.torsion:
                 check_torsion(mol, torsion)
         if args.scan_qm is not None:
-            from hybridff.qm import get_engine
+            from hybridff.labels.qm import get_engine
 
             get_engine(args.scan_qm)  # unknown name or missing QM package: fail now
     evaluated = evaluate_frames(args.molecule, args.data, args.model, args.ml_only, args.frames,

@@ -246,8 +246,8 @@ def label_series(source: str | os.PathLike, folder: str | os.PathLike, n_frames:
     :class:`~hybridff.labels.options.LabelOptions`, or its fields as keywords, the QM engine's
     options among them) mean what they mean for :func:`hybridff.training.workflow.label` of
     one molecule, and the run is the one the module doc describes."""
+    from hybridff.labels.qm import get_engine
     from hybridff.labels.samplers import check_sampler
-    from hybridff.qm import get_engine
 
     opts, engine_options = LabelOptions.from_call(args, options, kwargs)
     check_sampler(opts.sampler)

@@ -2,7 +2,7 @@
 it runs (in-process or on a Dask worker).
 
 A :class:`FrameTask` carries what the QM engine needs (atomic numbers, positions in nm, total
-charge), the engine (a registry name of :mod:`hybridff.qm` with its options, or an engine
+charge), the engine (a registry name of :mod:`hybridff.labels.qm` with its options, or an engine
 object) and the thread count. :func:`compute_frame` returns a :class:`FrameOutcome`: energy
 and forces, or the reason the QM failed (an SCF that did not converge, a program error),
 so one bad frame never stops a run. Engines made from a name are built once per process and
@@ -19,15 +19,15 @@ import numpy as np
 
 from hybridff.cluster import IN_PROCESS, thread_limits, worker_name
 from hybridff.exceptions import HybridFFError
-from hybridff.qm import QMEngine, get_engine
+from hybridff.labels.qm import QMEngine, get_engine
 
 
 @dataclass(frozen=True)
 class FrameTask:
     """Label frame ``index`` (its sample index in the run) with ``engine``.
 
-    ``engine``: a method name of :data:`hybridff.qm.ENGINES` (built with ``options`` once per
-    process) or a :class:`~hybridff.qm.QMEngine` object (sent with the task; pickled by
+    ``engine``: a method name of :data:`hybridff.labels.qm.ENGINES` (built with ``options`` once per
+    process) or a :class:`~hybridff.labels.qm.QMEngine` object (sent with the task; pickled by
     reference to its class, so the class must be importable where the task runs).
     ``threads``: OpenMP/BLAS threads of the QM calculation (``None``: leave as they are).
     """

@@ -1,6 +1,6 @@
 """QM harmonic IR reference: normal modes and IR intensities of one molecule.
 
-The geometry is optimized with ASE's BFGS on the QM engine (:mod:`hybridff.qm`, GFN2-xTB by
+The geometry is optimized with ASE's BFGS on the QM engine (:mod:`hybridff.labels.qm`, GFN2-xTB by
 default), then the Hessian comes from central finite differences of the engine's forces and
 the dipole derivatives (atomic polar tensors) from the same displaced geometries' dipoles:
 
@@ -262,7 +262,7 @@ def qm_reference(molecule: Any, out_dir: str | os.PathLike, method: str = "xtb",
     when the molecule, start geometry, engine and settings are the same. Returns the modes and
     whether the cache was used."""
     from hybridff.io.molecule import formal_charge, load_molecule
-    from hybridff.qm import get_engine
+    from hybridff.labels.qm import get_engine
 
     mol = load_molecule(molecule)
     numbers = np.array([a.GetAtomicNum() for a in mol.GetAtoms()])

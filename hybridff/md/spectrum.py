@@ -201,9 +201,9 @@ def run_dipoles(run_dir: str | os.PathLike, dipole_model: str | os.PathLike | No
     ``skip_ps``: leave out the first frames (more equilibration).
     """
     from hybridff.elements import atomic_masses
+    from hybridff.labels.qm.base import optional_import
     from hybridff.md.outputs import OUTPUTS
     from hybridff.ml.dipole import dipoles_from_charges, has_dipole_model, load_dipole_model
-    from hybridff.qm.base import optional_import
 
     run = Path(run_dir)
     summary_path = run / OUTPUTS["summary"]

@@ -1,29 +1,12 @@
-"""Quantum-chemistry engines that label conformations with energies and forces.
+"""Moved to :mod:`hybridff.labels.qm`; this old package re-exports it (kept for old imports and
+for entry points naming ``hybridff.qm.xtb:...``): its submodules ``base``, ``xtb`` and ``dft``
+are the very modules of the new home."""
 
-Engines are registered by name (``xtb``: tblite GFN2-xTB; ``dft``: pyscf Kohn-Sham DFT) and
-imported lazily, so hybridff works without them until a label is asked for. Every engine
-takes atomic numbers and positions in nm and returns the energy in kJ/mol and forces in
-kJ/mol/nm: Hartree and Bohr are converted at the driver with :mod:`hybridff.units`.
-"""
+import warnings
 
-from __future__ import annotations
+from hybridff.labels.qm import ENGINES, QMEngine, QMResult, get_engine
 
-from typing import Any
-
-from hybridff.qm.base import QMEngine, QMResult
-from hybridff.registry import Registry
-
-#: name -> engine class (built-in ones imported on first use); other packages add theirs
-#: through the ``hybridff.qm_engines`` entry-point group
-ENGINES: Registry[type[QMEngine]] = Registry("QM method", "hybridff.qm_engines", {
-    "xtb": "hybridff.qm.xtb:XTBEngine",
-    "dft": "hybridff.qm.dft:DFTEngine",
-})
-
-
-def get_engine(name: str, **options: Any) -> QMEngine:
-    """An engine instance by registry name; unknown names list the known ones."""
-    return ENGINES[name](**options)
-
+warnings.warn("hybridff.qm is deprecated: import hybridff.labels.qm", DeprecationWarning,
+              stacklevel=2)  # 2: the importer (the import machinery's frames are skipped)
 
 __all__ = ["ENGINES", "QMEngine", "QMResult", "get_engine"]

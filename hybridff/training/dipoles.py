@@ -28,6 +28,7 @@ from hybridff.elements import atomic_masses, centre_of_mass
 from hybridff.exceptions import DataFormatError, ModelCompatibilityError
 from hybridff.io.frames import LabelledFrames, file_sha256, read_extxyz
 from hybridff.io.molecule import formal_charge
+from hybridff.labels.qm.base import DIPOLE_ORIGIN
 from hybridff.ml.descriptors import DescriptorSpec
 from hybridff.ml.dipole import (
     ChargeEquilibrationModel,
@@ -36,7 +37,6 @@ from hybridff.ml.dipole import (
     has_dipole_model,
     load_dipole_model,
 )
-from hybridff.qm.base import DIPOLE_ORIGIN
 
 if TYPE_CHECKING:
     from hybridff.training.residuals import MMSetup

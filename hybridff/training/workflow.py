@@ -61,8 +61,8 @@ def label(molecule: str | os.PathLike, output: str | os.PathLike, n_frames: int,
     these settings give, and so are samples whose QM failed before (recorded in
     ``OUTPUT.failed.jsonl``) unless ``retry_failed``.
 
-    ``method``: a QM method name (:data:`hybridff.qm.ENGINES`, built with ``engine_options``)
-    or a :class:`~hybridff.qm.QMEngine` object. The QM runs in this process, frame after
+    ``method``: a QM method name (:data:`hybridff.labels.qm.ENGINES`, built with ``engine_options``)
+    or a :class:`~hybridff.labels.qm.QMEngine` object. The QM runs in this process, frame after
     frame, unless ``workers`` (a local Dask cluster of that many processes), ``scheduler``
     (the address of a running Dask scheduler) or ``client`` (a ``distributed.Client``) is
     given: then one task per frame (:mod:`hybridff.labels.distributed`), written as each
@@ -73,10 +73,10 @@ def label(molecule: str | os.PathLike, output: str | os.PathLike, n_frames: int,
     from hybridff.io.molecule import formal_charge
     from hybridff.labels.distributed import NO_WORKERS_TIMEOUT_S, log_worker_counts, run_tasks
     from hybridff.labels.plan import frame_settings, log_nothing_to_do, plan_labels, qm_info
+    from hybridff.labels.qm import QMEngine, get_engine
     from hybridff.labels.samplers import check_sampler, sample_conformations
     from hybridff.labels.store import LabelStore
     from hybridff.labels.tasks import FrameTask
-    from hybridff.qm import QMEngine, get_engine
 
     opts, engine_options = LabelOptions.from_call(args, options, kwargs)
     check_sampler(opts.sampler)

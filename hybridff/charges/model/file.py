@@ -123,7 +123,7 @@ def _model_file_key(path: str | os.PathLike | None) -> tuple[str, int]:
 
 @functools.lru_cache(maxsize=8)
 def _sha256_cached(path: str, mtime_ns: int) -> str:  # noqa: ARG001 - part of the key
-    from hybridff.data import file_sha256
+    from hybridff.io.frames import file_sha256
 
     return file_sha256(path)
 
