@@ -210,7 +210,7 @@ def test_label_cli_options(tmp_path, capsys) -> None:
     assert "a fraction must be 0 to 1, got 2" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["label", NMA, "--n", "1", "-o", out, "--sampler", "torsions"])
-    assert "invalid choice: 'torsions'" in capsys.readouterr().err
+    assert "unknown sampler 'torsions'; known samplers: conformers, md" in capsys.readouterr().err
     code = main(["label", NMA, "--n", "1", "-o", out, "--sampler", "md",
                  "--torsion-fraction", "0.3"])
     assert code == 2

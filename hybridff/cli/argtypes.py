@@ -1,16 +1,19 @@
 """Argument types of the ``hybridff`` commands: numbers in their valid range, lists of widths,
-output files and folders that can be written. Each is an ``argparse`` ``type=`` callable, so a
-bad value is refused before any work, in argparse's one line
-(``hybridff CMD: error: argument --OPTION: ...``, exit 2)."""
+names of a registry (plugins included), output files and folders that can be written. Each
+is an ``argparse`` ``type=`` callable, so a bad value is refused before any work, in
+argparse's one line (``hybridff CMD: error: argument --OPTION: ...``, exit 2)."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import math
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+
+from hybridff.exceptions import UnknownNameError
 
 
 def _bounds_text(low: float | None, high: float | None, low_open: bool, unit: str) -> str:
@@ -63,6 +66,26 @@ def positive(what: str, unit: str = "", *, integer: bool = False) -> Callable[[s
 def non_negative(what: str, unit: str = "", *, integer: bool = False) -> Callable[[str], float]:
     """A number from 0 up."""
     return number_in(0, None, what, unit, integer=integer)
+
+
+def registered(registry: str) -> Callable[[str], str]:
+    """A name of the :class:`~hybridff.registry.Registry` at ``"module:attr"``: a built-in one
+    or one another package adds through the registry's entry-point group. The registry's
+    module is imported when a value is parsed, not when the parser is built (so ``--help``
+    stays light); an unknown name is refused with the registry's own message, which lists
+    the known names."""
+    module_name, _, attr = registry.partition(":")
+
+    def parse(text: str) -> str:
+        names = getattr(importlib.import_module(module_name), attr)
+        if text not in names:  # membership loads nothing, not even a plugin
+            try:
+                names[text]
+            except UnknownNameError as exc:
+                raise argparse.ArgumentTypeError(str(exc)) from None
+        return text
+
+    return parse
 
 
 def int_list(what: str, example: str) -> Callable[[str], tuple[int, ...]]:

@@ -20,7 +20,7 @@ import numpy as np
 from rdkit import Chem
 
 from hybridff.charges.output import charges_csv, charges_mol2, charges_sdf
-from hybridff.cli.argtypes import positive
+from hybridff.cli.argtypes import positive, registered
 from hybridff.cli.batch import (
     add_batch_arguments,
     is_batch,
@@ -32,14 +32,20 @@ from hybridff.exceptions import InvalidOptionError, MoleculeInputError
 from hybridff.io.files import atomic_write_text
 
 HELP = "compute partial charges (ml, am1bcc, gasteiger, file)"
+#: the built-in charge methods, named in --help; ``--method`` takes any name of
+#: :data:`hybridff.charges.CHARGE_METHODS`, those other packages add included
 METHODS = ("ml", "am1bcc", "gasteiger", "file")
+#: the registry ``--method`` (and the other commands' ``--charges``) is checked against
+CHARGE_REGISTRY = "hybridff.charges:CHARGE_METHODS"
 OUTPUT_SUFFIXES = (".csv", ".sdf", ".mol2")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``hybridff charges``."""
     parser.add_argument("molecule", help="molecule file (SDF, MOL, mol2, SMI) or a SMILES string")
-    parser.add_argument("--method", choices=METHODS, default="ml", help="charge method (default: ml)")
+    parser.add_argument("--method", type=registered(CHARGE_REGISTRY), default="ml", metavar="METHOD",
+                        help=f"charge method: {', '.join(METHODS)} or one a plugin adds "
+                        "(default: ml)")
     parser.add_argument("-o", "--output", type=output_target, default=None,
                         help="output file: .csv (atom index, name, element, charge), .sdf or "
                         ".mol2; or a folder (ending in /) for one file per molecule")

@@ -16,13 +16,17 @@ from __future__ import annotations
 import argparse
 
 from hybridff.cli import number_in
-from hybridff.cli.argtypes import positive
+from hybridff.cli.argtypes import positive, registered
 from hybridff.cli.batch import OutputFolder, add_batch_arguments, output_target
+from hybridff.cli.charges import CHARGE_REGISTRY
+from hybridff.cli.charges import METHODS as CHARGE_METHOD_NAMES
 
 HELP = "sample conformations and compute QM energies/forces"
 #: threads per QM calculation unless --threads says otherwise
 DEFAULT_THREADS = 1
-#: hybridff.labels.samplers.SAMPLERS, spelled out so that --help does not import OpenMM (tested)
+#: the built-in samplers of hybridff.labels.samplers.SAMPLERS, named in --help (spelled out so
+#: that building the parser does not import the samplers; tests/test_cli_registry_names.py);
+#: ``--sampler`` takes any name of SAMPLERS, those other packages add included
 SAMPLER_NAMES = ["md", "torsion", "mixed", "normal-modes", "conformers"]
 
 
@@ -39,14 +43,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="sampling seed")
     parser.add_argument("--temperature", type=positive("a temperature", " K"), default=500.0,
                         help="sampling temperature, K")
-    parser.add_argument("--sampler", default=None, choices=SAMPLER_NAMES,
-                        help="conformation sampler (default: the one recorded in OUTPUT when "
-                             "continuing it, else mixed)")
+    parser.add_argument("--sampler", default=None, type=registered("hybridff.labels.samplers:SAMPLERS"),
+                        metavar="NAME",
+                        help=f"conformation sampler: {', '.join(SAMPLER_NAMES)} or one a plugin "
+                             "adds (default: the one recorded in OUTPUT when continuing it, "
+                             "else mixed)")
     parser.add_argument("--torsion-fraction", type=number_in(0.0, 1.0, "a fraction"), default=None, metavar="F",
                         help="mixed sampler: share of torsion frames, 0 to 1 (default: the "
                              "file's when continuing it, else 0.5)")
-    parser.add_argument("--charges", default=None,
-                        help="MM charge method for sampling (default: the project default, ml)")
+    parser.add_argument("--charges", default=None, type=registered(CHARGE_REGISTRY), metavar="METHOD",
+                        help=f"MM charge method for sampling: {', '.join(CHARGE_METHOD_NAMES)} or "
+                             "one a plugin adds (default: the project default, ml)")
     parser.add_argument("--xc", default=None, help="DFT functional (dft only; default b3lyp)")
     parser.add_argument("--basis", default=None, help="DFT basis (dft only; default def2-svp)")
     parser.add_argument("--threads", type=positive("a thread count", integer=True), default=DEFAULT_THREADS,

@@ -15,8 +15,7 @@ import time
 
 from tqdm import tqdm
 
-from hybridff.charges import available_charge_methods
-from hybridff.cli.argtypes import output_file
+from hybridff.cli.argtypes import output_file, registered
 from hybridff.cli.batch import (
     add_batch_arguments,
     is_batch,
@@ -24,6 +23,7 @@ from hybridff.cli.batch import (
     resolved,
     run_batch_command,
 )
+from hybridff.cli.charges import CHARGE_REGISTRY, METHODS
 from hybridff.exceptions import InvalidOptionError
 from hybridff.io.files import atomic_write_text
 from hybridff.io.molecule import load_molecules
@@ -38,8 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("molecules", help="molecule file (SDF, MOL, mol2, SMI; one or more "
                         "molecules) or a SMILES string")
-    parser.add_argument("--charges", default=DEFAULT_CHARGE_METHOD, choices=available_charge_methods(),
-                        help=f"charge method (default: {DEFAULT_CHARGE_METHOD})")
+    parser.add_argument("--charges", default=DEFAULT_CHARGE_METHOD, type=registered(CHARGE_REGISTRY),
+                        metavar="METHOD", help=f"charge method: {', '.join(METHODS)} or one a "
+                        f"plugin adds (default: {DEFAULT_CHARGE_METHOD})")
     parser.add_argument("-o", "--output", type=output_target, required=True,
                         help="output ForceField XML, or a folder (ending in /) for one "
                         "NAME.xml per molecule")

@@ -14,7 +14,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from hybridff.cli.argtypes import non_negative, number_in, output_folder, positive
+from hybridff.cli.argtypes import non_negative, number_in, output_folder, positive, registered
+from hybridff.cli.charges import CHARGE_REGISTRY, METHODS
 from hybridff.exceptions import InvalidOptionError, MoleculeInputError
 from hybridff.mm.parameters import DEFAULT_CHARGE_METHOD
 
@@ -30,23 +31,27 @@ DEFAULTS: dict[str, Any] = {
     "seed": 2026, "constraints": "hbonds",
 }
 
+#: the built-in ML backends, named in --help; ``--ml-backend`` takes any name of
+#: :data:`hybridff.ml.backend.BACKENDS` (imported only when the option is given), plugins included
+ML_BACKEND_NAMES = ("torch", "python")
+
 #: --constraints names to prepare_system's
 CONSTRAINTS = {"hbonds": "HBonds", "none": None}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from hybridff.charges import available_charge_methods
     from hybridff.md.prepare import SOLVENTS
 
     parser.add_argument("molecule", type=Path, nargs="?",
                         help="SDF/MOL/mol2 file (one molecule, 3D or not) or a SMILES string")
     parser.add_argument("-o", "--output", type=output_folder, required=True, help="output folder")
     parser.add_argument("--model", type=Path, help="trained ML correction (hybridff train); MM alone without it")
-    parser.add_argument("--ml-backend", choices=["torch", "python"],
-                        help="how the correction runs in OpenMM (default: torch = openmm-torch)")
-    parser.add_argument("--charges", default=None, choices=available_charge_methods(),
-                        help="charge method (default: the one the --model was trained with, "
-                             f"else {DEFAULT_CHARGE_METHOD})")
+    parser.add_argument("--ml-backend", type=registered("hybridff.ml.backend:BACKENDS"), metavar="NAME",
+                        help=f"how the correction runs in OpenMM: {', '.join(ML_BACKEND_NAMES)} "
+                             "or one a plugin adds (default: torch = openmm-torch)")
+    parser.add_argument("--charges", default=None, type=registered(CHARGE_REGISTRY), metavar="METHOD",
+                        help=f"charge method: {', '.join(METHODS)} or one a plugin adds (default: "
+                             f"the one the --model was trained with, else {DEFAULT_CHARGE_METHOD})")
     parser.add_argument("--solvent", choices=list(SOLVENTS),
                         help="tip3p: cubic water box, PME, ions; none: vacuum, no cutoff (default: tip3p)")
     parser.add_argument("--box", type=positive("a box edge", " nm"),
