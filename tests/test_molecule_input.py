@@ -44,7 +44,8 @@ def test_truncated_sdf_names_the_record(tmp_path):
     good = Chem.MolToMolBlock(Chem.AddHs(Chem.MolFromSmiles("CCO")))
     path = tmp_path / "broken.sdf"
     path.write_text(good + "$$$$\n" + good[: len(good) // 2])
-    with pytest.raises(MoleculeInputError, match=r"record 2 could not be parsed"):
+    with pytest.raises(MoleculeInputError,
+                       match=r"record 2 \(line \d+\): RDKit could not build a molecule"):
         load_molecules(path)
 
 

@@ -58,6 +58,21 @@ def _valence_advice(said: str) -> str:
             "(SDF: the 'M  CHG' line or the atom block's charge field)")
 
 
+#: what to do about an SDF record RDKit refused
+SDF_ADVICE = ("a broken or truncated SDF record, or a valence RDKit rejects (RDKit counts atoms "
+              "from 0); fix or re-export it")
+
+
+def rdkit_refused(where: str, capture: Any, advice: str) -> MoleculeInputError:
+    """The error for a record RDKit could not build a molecule from: ``where`` it is, RDKit's
+    own words from ``capture`` (an ``rdBase.CaptureErrorLog``), advice on a valence RDKit
+    named, then ``advice``."""
+    said = _rdkit_errors(capture)
+    return MoleculeInputError(f"{where}: RDKit could not build a molecule from it"
+                              + (f" ({said})" if said else "") + f"{_valence_advice(said)}; "
+                              + advice)
+
+
 def _read_sdf(path: Path) -> list[tuple[Chem.Mol, str]]:
     from rdkit import rdBase
 
@@ -77,15 +92,9 @@ def _read_sdf(path: Path) -> list[tuple[Chem.Mol, str]]:
             except StopIteration:
                 break
         line = starts[i] if i < len(starts) else "?"
-        if m is None:
-            said = _rdkit_errors(capture)
-            raise MoleculeInputError(
-                f"{path}: record {i + 1} could not be parsed (it starts at line {line}"
-                + (f"; RDKit: {said}" if said else "")
-                + "): a broken or truncated SDF record, or a valence RDKit rejects (RDKit "
-                f"counts atoms from 0){_valence_advice(said)}; fix or re-export the file"
-            )
         where = f"{path}, record {i + 1} (line {line})"
+        if m is None:
+            raise rdkit_refused(where, capture, SDF_ADVICE)
         out.append((m, where))
         i += 1
     if not out:
@@ -132,6 +141,15 @@ def _check_mol2_record(path: Path, record: int, lines: list[str], first: int,
 
     truncated = (f"the file ends at line {first + len(lines) - 1}: truncated; re-export it from "
                  "the program that wrote it" if last_record else "check the counts line")
+
+    def check_count(section: str, found: int, declared: int) -> None:
+        """``section`` (ATOM or BOND) has as many rows as the counts line declares."""
+        if found != declared:
+            raise MoleculeInputError(
+                f"{where} (line {first}): declares {declared} {section.lower()}s, its {section} "
+                f"section has {found}; "
+                f"{truncated if found < declared else 'check the counts line'}")
+
     atoms = body("ATOM")
     if "ATOM" not in sections:
         raise MoleculeInputError(f"{where} (line {first}): no @<TRIPOS>ATOM section; {truncated}")
@@ -145,10 +163,7 @@ def _check_mol2_record(path: Path, record: int, lines: list[str], first: int,
         if not ok:
             raise fail(k, f"atom {a} (mol2 atom id {a + 1}): expected 'id name x y z type ...', "
                           f"found {lines[k].strip()!r}")
-    if len(atoms) != n_atoms:
-        raise MoleculeInputError(
-            f"{where} (line {first}): declares {n_atoms} atoms, its ATOM section has {len(atoms)}; "
-            f"{truncated if len(atoms) < n_atoms else 'check the counts line'}")
+    check_count("ATOM", len(atoms), n_atoms)
     bonds = body("BOND")
     if n_bonds and "BOND" not in sections:
         raise MoleculeInputError(
@@ -166,10 +181,7 @@ def _check_mol2_record(path: Path, record: int, lines: list[str], first: int,
         if fields[3].lower() not in MOL2_BOND_TYPES:
             raise fail(k, f"bond type {fields[3]!r} is not one RDKit reads "
                           f"({', '.join(sorted(MOL2_BOND_TYPES))}); the bond would be lost")
-    if len(bonds) != n_bonds:
-        raise MoleculeInputError(
-            f"{where} (line {first}): declares {n_bonds} bonds, its BOND section has {len(bonds)}; "
-            f"{truncated if len(bonds) < n_bonds else 'check the counts line'}")
+    check_count("BOND", len(bonds), n_bonds)
     return n_atoms, n_bonds
 
 
@@ -303,13 +315,10 @@ def _read_mol2(path: Path) -> list[tuple[Chem.Mol, str]]:
         with rdBase.CaptureErrorLog() as capture:
             m = Chem.MolFromMol2Block("\n".join(block) + "\n", removeHs=False, sanitize=True)
         if m is None:
-            said = _rdkit_errors(capture)
-            raise MoleculeInputError(
-                f"{where}: RDKit could not build a molecule from it"
-                + (f" ({said})" if said else "")
-                + "; RDKit needs SYBYL atom types and bond orders that match them, hybridff "
-                "also reads GAFF/GAFF2 types (antechamber -fo mol2); check the atom types and "
-                "the charges, or convert the file to SDF")
+            raise rdkit_refused(
+                where, capture, "RDKit needs SYBYL atom types and bond orders that match them, "
+                "hybridff also reads GAFF/GAFF2 types (antechamber -fo mol2); check the atom "
+                "types and the charges, or convert the file to SDF")
         if m.GetNumAtoms() != n_atoms or m.GetNumBonds() != n_bonds:
             raise MoleculeInputError(
                 f"{where}: declares {n_atoms} atoms and {n_bonds} bonds, RDKit read "

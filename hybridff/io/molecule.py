@@ -26,6 +26,7 @@ from hybridff.io.formats import (  # noqa: F401  (hybridff.molecule's names, kep
     _RDKIT_NOISE,
     MOL2_BOND_TYPES,
     MOLECULE_SUFFIXES,
+    SDF_ADVICE,
     _check_mol2_record,
     _is_gaff_typed,
     _mol2_rows,
@@ -36,6 +37,7 @@ from hybridff.io.formats import (  # noqa: F401  (hybridff.molecule's names, kep
     _read_sdf,
     _valence_advice,
     gaff_element,
+    rdkit_refused,
 )
 from hybridff.io.validation import (  # noqa: F401  (hybridff.molecule's names, kept)
     MIN_ATOM_DISTANCE_ANGSTROM,
@@ -280,11 +282,7 @@ def load_record(text: str, kind: str, where: str, conformer: bool = True) -> Che
                 f"{where}: unparseable SMILES {text.split()[0] if text.split() else ''!r}"
                 + (f" (RDKit: {said})" if said else "")
                 + "; check the brackets, ring closures and charges")
-        said = _rdkit_errors(capture)
-        raise MoleculeInputError(
-            f"{where}: the record could not be parsed" + (f" (RDKit: {said})" if said else "")
-            + "; a broken or truncated SDF record, or a valence RDKit rejects (RDKit counts "
-            f"atoms from 0){_valence_advice(said)}; fix or re-export it")
+        raise rdkit_refused(where, capture, SDF_ADVICE)
     return _prepared(mol, where, conformer)
 
 

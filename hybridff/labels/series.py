@@ -155,14 +155,6 @@ class SeriesFrameOutcome:
     molecule: int
     frame: FrameOutcome
 
-    @property
-    def ok(self) -> bool:
-        return self.frame.ok
-
-    @property
-    def worker(self) -> str:
-        return self.frame.worker
-
 
 def compute_series_frame(task: SeriesFrameTask) -> SeriesFrameOutcome:
     """QM energy and forces of one frame of one molecule (the task function of step 3)."""
@@ -360,7 +352,7 @@ def _label(todo: list[_Molecule], engine: Any, method: str, engine_options: dict
     total = sum(m.plan.n_frames for m in todo)
     bar = progress_bar(total, total - len(tasks), f"{engine.name} labels", "frame",
                        opts.progress)
-    seen: list[SeriesFrameOutcome] = []
+    seen: list[FrameOutcome] = []  # where each frame ran and whether it failed, for the counts
     failed: dict[int, list[FrameOutcome]] = {}
     try:
         for outcome in ticking(run_tasks(compute_series_frame, tasks, what="frame",
@@ -374,8 +366,7 @@ def _label(todo: list[_Molecule], engine: Any, method: str, engine_options: dict
                 else:
                     summary.frames_failed += 1
                     failed.setdefault(outcome.molecule, []).append(frame)
-            seen.append(SeriesFrameOutcome(outcome.molecule, FrameOutcome(
-                frame.index, error=frame.error, worker=frame.worker)))  # counts only
+            seen.append(FrameOutcome(frame.index, error=frame.error, worker=frame.worker))
     finally:
         if distributed:
             summary.per_worker = dict(log_worker_counts(seen, "frames"))

@@ -109,7 +109,17 @@ class AtomicNetworks(torch.nn.Module):
 
 
 class MeanOfMembers(torch.nn.Module):
-    """An ensemble's energy: the mean of ``member_energies`` (K, B), which subclasses define."""
+    """An ensemble's energy: the mean of ``member_energies`` (K, B), which subclasses define
+    from :meth:`features` (their ``descriptor``, in the dtype of their ``dtype_ref`` buffer)."""
+
+    def features(
+        self, positions: torch.Tensor, species: torch.Tensor, box: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Descriptors (B, N, F) of positions (B, N, 3) or (N, 3) in nm."""
+        pos = positions.to(self.dtype_ref.dtype)
+        if pos.dim() == 2:
+            pos = pos.unsqueeze(0)
+        return self.descriptor(pos, species, box)
 
     def member_energies(
         self, positions: torch.Tensor, species: torch.Tensor, box: torch.Tensor | None = None
@@ -142,15 +152,6 @@ class EnsembleModel(MeanOfMembers):
             [AtomicNetworks(len(spec.elements), spec.n_features, hidden, dtype) for _ in range(n_models)]
         )
         self.register_buffer("dtype_ref", torch.zeros((), dtype=dtype))
-
-    def features(
-        self, positions: torch.Tensor, species: torch.Tensor, box: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """Descriptors (B, N, F) of positions (B, N, 3) or (N, 3) in nm."""
-        pos = positions.to(self.dtype_ref.dtype)
-        if pos.dim() == 2:
-            pos = pos.unsqueeze(0)
-        return self.descriptor(pos, species, box)
 
     def member_energies(
         self, positions: torch.Tensor, species: torch.Tensor, box: torch.Tensor | None = None
@@ -248,10 +249,7 @@ class FusedEnsemble(MeanOfMembers):
         self, positions: torch.Tensor, species: torch.Tensor, box: torch.Tensor | None = None
     ) -> torch.Tensor:
         """Energies (K, B) in kJ/mol of each ensemble member."""
-        pos = positions.to(self.dtype_ref.dtype)
-        if pos.dim() == 2:
-            pos = pos.unsqueeze(0)
-        feats = self.descriptor(pos, species, box)  # (B, N, F)
+        feats = self.features(positions, species, box)  # (B, N, F)
         n_models, batch = self.energy_scale.shape[0], feats.shape[0]
         total = torch.zeros(n_models, batch, dtype=feats.dtype, device=feats.device)
         for index, layers in enumerate(self.networks):

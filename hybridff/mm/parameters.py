@@ -15,6 +15,7 @@ import hashlib
 import io
 import json
 from dataclasses import asdict, dataclass, field
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -64,25 +65,12 @@ class ParameterizedMolecule:
     #: a bespoke refit of the bonded terms (:mod:`hybridff.mm.bespoke` record), or None
     refit: dict[str, Any] | None = None
 
-    @property
-    def forcefield(self) -> str:
-        return self.signature.forcefield
-
-    @property
-    def forcefield_sha256(self) -> str:
-        return self.signature.forcefield_sha256
-
-    @property
-    def charge_method(self) -> str:
-        return self.signature.charge_method
-
-    @property
-    def pair_order(self) -> str:
-        return self.signature.pair_order
-
-    @property
-    def charge_model_sha256(self) -> str | None:
-        return self.signature.charge_model_sha256
+    # what decided the parameters, read (only) from their MM signature, its one home
+    forcefield = property(attrgetter("signature.forcefield"))
+    forcefield_sha256 = property(attrgetter("signature.forcefield_sha256"))
+    charge_method = property(attrgetter("signature.charge_method"))
+    pair_order = property(attrgetter("signature.pair_order"))
+    charge_model_sha256 = property(attrgetter("signature.charge_model_sha256"))
 
     @property
     def smiles(self) -> str:
