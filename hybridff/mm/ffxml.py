@@ -15,6 +15,7 @@ from xml.etree import ElementTree as ET
 import numpy as np
 
 from hybridff import __version__, units
+from hybridff.mm.bonded_geometry import ANHARMONIC_ENERGY, MORSE_TAIL_ENERGY
 from hybridff.mm.signature import canonical_atom_order
 from hybridff.mm.tables import load_tables
 
@@ -64,6 +65,8 @@ def to_ffxml(pm: ParameterizedMolecule, names: list[str] | None = None,
     residue_xml(pm, root, names, resname, order, own_type)
     terms = pm.canonical_terms()
     if pm.refit is not None:
+        # not a loop (bespoke imports neither this module nor parameters): imported when a
+        # refit is written, as bespoke brings the refit's optimizer (scipy.optimize, ~0.5 s)
         from hybridff.mm.bespoke import record_in_atom_order
 
         terms.update(record_in_atom_order(pm.refit, pm.mol))
@@ -80,8 +83,6 @@ def to_ffxml(pm: ParameterizedMolecule, names: list[str] | None = None,
     # anharmonic terms of a refit: c3 d^3 + c4 d^4 about the harmonic term's minimum, inside
     # the training data's range [lo, hi] of d (records from version 3), tangent beyond it, or
     # for a bond with a Morse exponent a (version 4) a Morse curve beyond it
-    from hybridff.mm.refit import ANHARMONIC_ENERGY, MORSE_TAIL_ENERGY
-
     forms = {4: ("c3*({q}-x0)^3 + c4*({q}-x0)^4", ("x0", "c3", "c4")),
              6: (ANHARMONIC_ENERGY, ("x0", "c3", "c4", "lo", "hi")),
              7: (MORSE_TAIL_ENERGY, ("x0", "k", "c3", "c4", "lo", "hi", "a"))}

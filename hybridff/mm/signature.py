@@ -116,6 +116,16 @@ def values_sha256(mol: Chem.Mol, values: Any, decimals: int | None = None) -> st
     return _sha256_json(items)
 
 
+def refit_sha256(record: dict[str, Any]) -> str:
+    """Hash of a bespoke refit record's parameters (:mod:`hybridff.mm.bespoke`): what the
+    signature's ``refit`` field holds."""
+    keys = ("version", "smiles", "n_atoms", "bonds", "angles", "propers")
+    if int(record.get("version", -1)) >= 2:
+        keys += ("cross",)
+    payload = {k: record[k] for k in keys}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return value.tolist()
@@ -211,8 +221,6 @@ def trained_build_options(trained: dict[str, Any] | None,
     its signature names one) and the charge options (for ``parameterize``/``prepare_system``)."""
     trained = trained or {}
     if trained.get("refit"):
-        from hybridff.mm.bespoke import refit_sha256
-
         if refit is None or refit_sha256(refit) != trained["refit"]:
             raise DataFormatError(
                 "the model was trained against a bespoke refit of the bonded terms, but it does "

@@ -27,7 +27,7 @@ from hybridff.io.molecule import canonical_smiles, load_molecules
 from hybridff.mm.cache import ParameterCache, cache_key
 from hybridff.mm.graph import MoleculeGraph
 from hybridff.mm.parameters import DEFAULT_CHARGE_METHOD, ParameterizedMolecule, parameterize
-from hybridff.mm.signature import DEFAULT_PAIR_ORDER, MMSignature, make_signature
+from hybridff.mm.signature import DEFAULT_PAIR_ORDER, MMSignature, make_signature, refit_sha256
 from hybridff.mm.tables import load_tables
 
 #: the generators alive in this process, so that ``add_ml_correction`` can check the MM of a
@@ -96,8 +96,6 @@ class HybridTemplateGenerator:
             charges = assign_charges(mol, "file", **self.charge_options)
         refit = self._refit_for(mol)
         if refit is not None:
-            from hybridff.mm.bespoke import refit_sha256
-
             refit = refit_sha256(refit)
         return make_signature(mol, self.tables.name, self.tables.sha256, self.charge_method,
                               self.charge_options, pair_order=self.pair_order, charges=charges,
