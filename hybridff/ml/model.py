@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 
 from hybridff.ml.descriptors import DescriptorSpec, SymmetryFunctions
+from hybridff.ml.layers import StackedLinear
 
 
 def _mlp(n_in: int, hidden: tuple[int, ...], dtype: torch.dtype) -> torch.nn.Sequential:
@@ -195,18 +196,6 @@ def energies_and_forces(
     return torch.cat(out_e, dim=axis), torch.cat(out_f, dim=axis)
 
 
-class StackedLinear(torch.nn.Module):
-    """K linear layers applied side by side: (K, M, in) -> (K, M, out) with one batched matmul."""
-
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
-        super().__init__()
-        self.register_buffer("weight", weight)  # (K, in, out)
-        self.register_buffer("bias", bias)  # (K, 1, out)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.baddbmm(self.bias, x, self.weight)
-
-
 class FusedEnsemble(MeanOfMembers):
     """Inference form of an :class:`EnsembleModel`: the K members' networks of one element run
     as batched matrix products. Same energies and forces (to rounding), fewer, larger ops;
@@ -241,7 +230,7 @@ class FusedEnsemble(MeanOfMembers):
             for depth in range(len(linears[0])):
                 w = torch.stack([lin[depth].weight.detach().t() for lin in linears])
                 b = torch.stack([lin[depth].bias.detach().unsqueeze(0) for lin in linears])
-                stacked.append(StackedLinear(w.contiguous(), b.contiguous()))
+                stacked.append(StackedLinear(w.contiguous(), b.contiguous(), trainable=False))
             elements.append(torch.nn.ModuleList(stacked))
         self.networks = torch.nn.ModuleList(elements)
 

@@ -19,19 +19,7 @@ import torch
 from torch import nn
 
 from hybridff.charges.model.features import BOND_FEATURES, Graph, atom_feature_size
-
-
-class StackedLinear(nn.Module):
-    """K independent linear maps applied together: (K, n, n_in) -> (K, n, n_out)."""
-
-    def __init__(self, members: int, n_in: int, n_out: int) -> None:
-        super().__init__()
-        bound = 1.0 / n_in**0.5  # the initialization of nn.Linear, drawn per member
-        self.weight = nn.Parameter(torch.empty(members, n_in, n_out).uniform_(-bound, bound))
-        self.bias = nn.Parameter(torch.empty(members, 1, n_out).uniform_(-bound, bound))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.baddbmm(self.bias, x, self.weight)
+from hybridff.ml.layers import StackedLinear
 
 
 class StackedMLP(nn.Module):
@@ -39,8 +27,8 @@ class StackedMLP(nn.Module):
 
     def __init__(self, members: int, n_in: int, n_hidden: int, n_out: int) -> None:
         super().__init__()
-        self.inner = StackedLinear(members, n_in, n_hidden)
-        self.outer = StackedLinear(members, n_hidden, n_out)
+        self.inner = StackedLinear.initialized(members, n_in, n_hidden)
+        self.outer = StackedLinear.initialized(members, n_hidden, n_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.outer(nn.functional.silu(self.inner(x)))
@@ -90,7 +78,7 @@ class ChargeEquilibrationNet(nn.Module):
     ) -> None:
         super().__init__()
         self.members = members
-        self.embed = StackedLinear(members, n_atom, hidden)
+        self.embed = StackedLinear.initialized(members, n_atom, hidden)
         self.layers = nn.ModuleList(
             MessagePassingLayer(members, hidden, n_bond) for _ in range(layers)
         )
