@@ -30,6 +30,11 @@ def atomic_masses(numbers) -> np.ndarray:
                     dtype=np.float64)
 
 
+#: Where hybridff puts the origin of a molecule's dipole moment (it matters for charged
+#: molecules only): the centre of mass of the conformation, with standard atomic masses.
+DIPOLE_ORIGIN = "centre_of_mass"
+
+
 def centre_of_mass(numbers, positions) -> np.ndarray:
     """Mass-weighted mean of ``positions`` (..., N, 3), in their own length unit."""
     masses = atomic_masses(numbers)

@@ -235,7 +235,7 @@ def write_extxyz(
     """Write frames (internal units in, ASE units on disk); ``append`` adds to an existing file.
 
     ``dipoles_e_nm`` (F, 3): QM dipole moments, written as ``dipole`` in e*Angstrom (ASE's
-    key) with ``dipole_origin`` (:data:`hybridff.labels.qm.base.DIPOLE_ORIGIN`) unless ``info``
+    key) with ``dipole_origin`` (:data:`hybridff.elements.DIPOLE_ORIGIN`) unless ``info``
     names another origin.
 
     Appending writes the whole batch in one ``write``, flushed and fsync'ed, after cutting off
@@ -252,7 +252,7 @@ def write_extxyz(
             atoms.info[key] = value
         moments = {}
         if dipoles_e_nm is not None:
-            from hybridff.labels.qm.base import DIPOLE_ORIGIN
+            from hybridff.elements import DIPOLE_ORIGIN
 
             moments["dipole"] = (np.asarray(dipoles_e_nm[k], dtype=np.float64)
                                  * units.E_NM_TO_E_ANGSTROM)

@@ -11,7 +11,7 @@ closed-form solution of charge equilibration with the total fixed to the molecul
 so ``sum_i q_i = Q`` for every conformation (to rounding), each ``q_i`` is invariant under
 rotations, translations and permutations of same-element atoms, and the dipole
 ``d = sum_i q_i (r_i - R)`` rotates with the molecule. ``R`` is the centre of mass (the origin
-hybridff's QM labels use, :data:`hybridff.labels.qm.base.DIPOLE_ORIGIN`); for a neutral molecule the
+hybridff's QM labels use, :data:`hybridff.elements.DIPOLE_ORIGIN`); for a neutral molecule the
 dipole does not depend on it.
 
 A dipole model is a TorchScript module with its metadata JSON embedded, like a correction

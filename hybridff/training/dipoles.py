@@ -24,11 +24,10 @@ import openmm
 import torch
 
 from hybridff import units
-from hybridff.elements import atomic_masses, centre_of_mass
+from hybridff.elements import DIPOLE_ORIGIN, atomic_masses, centre_of_mass
 from hybridff.exceptions import DataFormatError, ModelCompatibilityError
 from hybridff.io.frames import LabelledFrames, file_sha256, read_extxyz
 from hybridff.io.molecule import formal_charge
-from hybridff.labels.qm.base import DIPOLE_ORIGIN
 from hybridff.ml.descriptors import DescriptorSpec
 from hybridff.ml.dipole import (
     ChargeEquilibrationModel,

@@ -10,12 +10,8 @@ from typing import Any
 import numpy as np
 
 from hybridff import units
-from hybridff.elements import centre_of_mass
+from hybridff.elements import DIPOLE_ORIGIN, centre_of_mass  # noqa: F401  (old home)
 from hybridff.exceptions import OptionalDependencyError
-
-#: Where hybridff puts the origin of a molecule's dipole moment (it matters for charged
-#: molecules only): the centre of mass of the conformation, with standard atomic masses.
-DIPOLE_ORIGIN = "centre_of_mass"
 
 
 @dataclass
