@@ -93,3 +93,35 @@ def test_train_command_leaves_torch_threads_as_they_were(tmp_path, torch_outside
     assert main(["train", "CCO", str(tmp_path / "none.xyz"), "-o", str(tmp_path / "m.pt"),
                  "--threads", "1"]) == 2
     assert torch.get_num_threads() == torch_outside
+
+
+def test_qm_engines_built_from_names_are_reused_and_bounded(monkeypatch):
+    import numpy as np
+
+    from hybridff.labels import tasks
+    from hybridff.labels.qm import ENGINES, QMEngine
+
+    class Counting(QMEngine):
+        name = "counting"
+
+        def __init__(self, level: int = 0) -> None:
+            self.level = level
+
+        def raw(self, numbers, positions_bohr, charge=0, multiplicity=1):
+            return float(self.level), np.zeros((len(numbers), 3))
+
+    monkeypatch.setitem(ENGINES._entries, "counting", Counting)
+    tasks._built_engine.cache_clear()
+
+    def task(level: int) -> tasks.FrameTask:
+        return tasks.FrameTask(0, np.array([1, 1]), np.zeros((2, 3)), 0, "counting", {"level": level})
+
+    first = tasks.engine_for(task(0))
+    assert tasks.engine_for(task(0)) is first  # one engine per name and options, reused
+    assert tasks.engine_for(task(1)) is not first and tasks.engine_for(task(1)).level == 1
+    for level in range(2, 2 + tasks.ENGINE_CACHE_SIZE):
+        tasks.engine_for(task(level))
+    info = tasks._built_engine.cache_info()
+    assert info.maxsize == tasks.ENGINE_CACHE_SIZE and info.currsize == tasks.ENGINE_CACHE_SIZE
+    assert tasks.engine_for(task(0)) is not first  # the oldest was let go
+    tasks._built_engine.cache_clear()

@@ -6,11 +6,13 @@ charge), the engine (a registry name of :mod:`hybridff.labels.qm` with its optio
 object) and the thread count. :func:`compute_frame` returns a :class:`FrameOutcome`: energy
 and forces, or the reason the QM failed (an SCF that did not converge, a program error),
 so one bad frame never stops a run. Engines made from a name are built once per process and
-reused (pyscf's warm start then carries from frame to frame within a worker).
+reused (pyscf's warm start then carries from frame to frame within a worker); a process keeps
+the :data:`ENGINE_CACHE_SIZE` most recently used ones.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,18 +62,32 @@ class FrameOutcome:
         return self.error is None
 
 
-#: engines built from a name in this process: (name, options) -> engine
-_ENGINES: dict[tuple[str, str], QMEngine] = {}
+#: how many engines built from a name a process keeps (least recently used dropped first): a
+#: run uses one, a long-lived worker that serves runs of other methods does not grow
+ENGINE_CACHE_SIZE = 4
+
+
+@dataclass(frozen=True)
+class _EngineSpec:
+    """A QM method name with its options; two specs are the same engine when the name and the
+    options (sorted, as written by ``repr``) are."""
+
+    name: str
+    key: str
+    options: dict[str, Any] = field(compare=False, hash=False)
+
+
+@functools.lru_cache(maxsize=ENGINE_CACHE_SIZE)
+def _built_engine(spec: _EngineSpec) -> QMEngine:
+    return get_engine(spec.name, **spec.options)
 
 
 def engine_for(task: FrameTask) -> QMEngine:
     """The task's engine: its object, or the one this process built for its name and options."""
     if isinstance(task.engine, QMEngine):
         return task.engine
-    key = (task.engine, repr(sorted(task.options.items())))
-    if key not in _ENGINES:
-        _ENGINES[key] = get_engine(task.engine, **task.options)
-    return _ENGINES[key]
+    options = dict(task.options)
+    return _built_engine(_EngineSpec(task.engine, repr(sorted(options.items())), options))
 
 
 #: what a QM calculation raises for a frame it cannot do (recorded, the run goes on); any
