@@ -20,8 +20,6 @@ records (no cross terms) still read, and hash as they always did.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any
 
 import numpy as np
@@ -31,20 +29,11 @@ from hybridff.exceptions import DataFormatError, InvalidOptionError
 from hybridff.mm.energies import FORCE_GROUPS, mm_energies_forces
 from hybridff.mm.graph import symmetry_classes
 from hybridff.mm.refit import RefitOptions, fit_bonded, periodic_torsion_energy_forces
-from hybridff.mm.signature import canonical_atom_order
+from hybridff.mm.signature import canonical_atom_order, refit_sha256  # noqa: F401  (its home)
 
 #: layout version of a refit record (written); every version in READ_VERSIONS is read
 RECORD_VERSION = 4
 READ_VERSIONS = (1, 2, 3, 4)
-
-
-def refit_sha256(record: dict[str, Any]) -> str:
-    """Hash of a record's parameters (what the MM signature's ``refit`` field holds)."""
-    keys = ("version", "smiles", "n_atoms", "bonds", "angles", "propers")
-    if int(record.get("version", -1)) >= 2:
-        keys += ("cross",)
-    payload = {k: record[k] for k in keys}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
 def record_from_result(result: Any, mol: Chem.Mol) -> dict[str, Any]:
