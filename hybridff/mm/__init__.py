@@ -3,7 +3,10 @@
 - :mod:`hybridff.mm.atomtyping`: GAFF2 atom types from SMARTS rules in the XML.
 - :mod:`hybridff.mm.forcefield_files`: where the shipped ForceField XML files live.
 - :mod:`hybridff.mm.tables`: read-only lookup tables of a ForceField XML.
-- :mod:`hybridff.mm.ambertools`: the one AmberTools runner (parmchk2, mol2, frcmod).
+- :mod:`hybridff.mm.ambertools`: the one AmberTools runner (parmchk2, mol2, frcmod, parm
+  files, antechamber's types).
+- :mod:`hybridff.mm.forcefield_build`: the shipped GAFF2 ForceField XML, built from
+  ``gaff2.dat`` and the typing rules.
 - :mod:`hybridff.mm.parameters`: :func:`~hybridff.mm.parameters.parameterize`, a molecule's
   types, charges and terms filled by analogy (:mod:`hybridff.mm.analogy`, parmchk2);
   :mod:`hybridff.mm.ffxml` writes them as a per-molecule ForceField XML.
