@@ -91,8 +91,8 @@ def test_sdf_records_fail_alone(tmp_path) -> None:
     assert (summary.written, summary.failed, summary.complete) == (2, 1, False)
     (record,) = failures(tmp_path / "out")
     assert record["name"] == "bad_one" and record["record"] == 2
-    assert record["reason"].startswith(f"{sdf}, record 2 (line {second}): the record could "
-                                       "not be parsed")
+    assert record["reason"].startswith(f"{sdf}, record 2 (line {second}): RDKit could not "
+                                       "build a molecule from it")
     single = tmp_path / "single.sdf"
     (tmp_path / "one.sdf").write_text(f"{good}$$$$\n")
     assert main(["charges", str(tmp_path / "one.sdf"), "--method", "gasteiger", "-o",
