@@ -2,7 +2,9 @@
 
 A ligand is solvated in TIP3P (PME, 1.0 nm cutoff), and the same System is timed on the
 OpenMM CPU platform without and with the ML correction on the ligand, with torch's thread
-pool at 1 thread and at torch's default. Prints ns/day and the hybrid/MM ratios (JSON with
+pool at 1 thread and at torch's default. A model trained on a bespoke MM (its refit record in the
+model file) runs on that bespoke MM, which is timed too (``bespoke_mm_ns_day``: the drop-in
+XML's anharmonic, Morse and cross terms). Prints ns/day and the ratios to GAFF2's MM (JSON with
 --json). The correction's cost does not depend on its weights: a trained model file can be
 given with --model, otherwise a freshly initialised model of the default architecture is used.
 
@@ -24,18 +26,20 @@ from openmm import app, unit
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def build(molecule: str, padding_nm: float) -> tuple[openmm.System, app.Topology, object]:
-    """The solvated MM System of ``molecule`` (hybridff GAFF2-class + TIP3P, PME)."""
+def build(molecule: str, padding_nm: float, refit: dict | None = None
+          ) -> tuple[openmm.System, app.Topology, object, object]:
+    """The solvated MM System of ``molecule`` (hybridff GAFF2-class + TIP3P, PME; with
+    ``refit``, the bespoke MM of that refit record)."""
     from hybridff.mm.parameters import parameterize
     from hybridff.mm.system import build_system, make_forcefield, molecules_topology
 
-    pm = parameterize(molecule)
+    pm = parameterize(molecule, refit=refit)
     ff = make_forcefield([pm], extra_files=("amber14/tip3p.xml",))
     top, pos = molecules_topology([pm])
     modeller = app.Modeller(top, pos * unit.nanometer)
     modeller.addSolvent(ff, model="tip3p", padding=padding_nm * unit.nanometer)
     system = build_system(ff, modeller.topology, "PME", constraints=app.HBonds)
-    return system, modeller.topology, modeller.positions
+    return system, modeller.topology, modeller.positions, pm
 
 
 def default_model(topology: app.Topology):
@@ -78,20 +82,28 @@ def main() -> None:
 
     from hybridff.ml.backend import add_ml_correction, select_ml_atoms
     from hybridff.ml.modelfile import load_model
+    from hybridff.ml.region import model_molecule
 
-    system, topology, positions = build(args.molecule, args.padding)
+    system, topology, positions, pm = build(args.molecule, args.padding)
     model = load_model(args.model) if args.model else default_model(topology)
-    hybrid = copy.deepcopy(system)
-    add_ml_correction(hybrid, topology, model)
+    refit = model.metadata.get("mm_refit")
+    bespoke, _, _, bespoke_pm = build(args.molecule, args.padding, refit) if refit else (
+        None, None, None, None)
+    hybrid = copy.deepcopy(bespoke or system)
+    add_ml_correction(hybrid, topology, model,
+                      mm_signature=(bespoke_pm or pm).signature if args.model else None)
     default_threads = torch.get_num_threads()
     results = {
         "atoms": system.getNumParticles(),
-        "ml_atoms": len(select_ml_atoms(topology)),
+        "ml_atoms": len(select_ml_atoms(topology, None, model_molecule(model))),
         "steps": args.steps,
         "openmm_cpu_threads": openmm.Platform.getPlatformByName("CPU").getPropertyDefaultValue(
             "Threads"),
     }
     results["mm_ns_day"] = ns_per_day(system, positions, args.steps)
+    if bespoke is not None:
+        results["bespoke_mm_ns_day"] = ns_per_day(bespoke, positions, args.steps)
+        results["ratio_bespoke_mm"] = results["bespoke_mm_ns_day"] / results["mm_ns_day"]
     for threads in sorted({1, default_threads}):
         torch.set_num_threads(threads)
         results[f"hybrid_ns_day_torch_threads_{threads}"] = ns_per_day(hybrid, positions, args.steps)
