@@ -22,9 +22,9 @@ from hybridff.exceptions import InvalidOptionError, MoleculeInputError
 from hybridff.labels.samplers import (
     Conformations,
     SamplingStart,
-    _langevin,
-    _positions_nm,
-    _seed_key,
+    context_positions_nm,
+    langevin_integrator,
+    seed_key,
 )
 
 #: seed stream of the displacements (the torsion sampler uses 0 and 1)
@@ -48,7 +48,7 @@ def displace(frames: np.ndarray, displacement_nm: float, seed: int) -> np.ndarra
     """``frames`` (F, N, 3) nm plus independent Gaussian displacements of standard deviation
     ``displacement_nm`` per coordinate; frame k's displacement depends only on ``seed`` and k."""
     sigma = check_displacement(displacement_nm)
-    rng = np.random.default_rng(_seed_key(seed, _DISPLACEMENT_STREAM))
+    rng = np.random.default_rng(seed_key(seed, _DISPLACEMENT_STREAM))
     frames = np.asarray(frames, dtype=float)
     return np.stack([x + rng.normal(0.0, sigma, size=x.shape) for x in frames]) if len(
         frames) else frames.copy()
@@ -89,12 +89,12 @@ def conformer_conformations(
                                  f"{n_conformers})")
     check_displacement(displacement_nm)
     conformers = etkdg_conformers(start.mol, int(n_conformers), start.seed)
-    context = start.context(_langevin(start.temperature, 1.0, 0.5, int(start.seed) + 1))
+    context = start.context(langevin_integrator(start.temperature, 1.0, 0.5, int(start.seed) + 1))
     relaxed = []
     for x in conformers:
         context.setPositions(x)
         openmm.LocalEnergyMinimizer.minimize(context, 1.0, int(relax_steps))
-        relaxed.append(_positions_nm(context))
+        relaxed.append(context_positions_nm(context))
     which = [k % len(relaxed) for k in range(n_frames)]
     base = np.array([relaxed[c] for c in which]).reshape(n_frames, -1, 3)
     frames = displace(base, displacement_nm, start.seed)

@@ -88,7 +88,7 @@ class Conformations:
             self.info = [{} for _ in range(len(self.positions))]
 
 
-def _langevin(temperature: float, friction_per_ps: float, timestep_fs: float,
+def langevin_integrator(temperature: float, friction_per_ps: float, timestep_fs: float,
               seed: int) -> openmm.LangevinMiddleIntegrator:
     integrator = openmm.LangevinMiddleIntegrator(
         temperature * unit.kelvin, friction_per_ps / unit.picosecond,
@@ -97,7 +97,7 @@ def _langevin(temperature: float, friction_per_ps: float, timestep_fs: float,
     return integrator
 
 
-def _positions_nm(context: openmm.Context) -> np.ndarray:
+def context_positions_nm(context: openmm.Context) -> np.ndarray:
     return context.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(
         unit.nanometer)
 
@@ -124,7 +124,7 @@ def md_conformations(
         raise InvalidOptionError(f"n_frames must be >= 0 and interval_steps >= 1 (got {n_frames}, "
                                  f"{interval_steps})")
     seed = int(start.seed) + 1  # 0 would mean "pick one at random"
-    integrator = _langevin(start.temperature, friction_per_ps, timestep_fs, seed)
+    integrator = langevin_integrator(start.temperature, friction_per_ps, timestep_fs, seed)
     context = start.context(integrator)
     if minimize:
         openmm.LocalEnergyMinimizer.minimize(context, 1.0, 500)
@@ -133,7 +133,7 @@ def md_conformations(
     frames = np.empty((n_frames, start.system.getNumParticles(), 3))
     for k in range(n_frames):
         integrator.step(interval_steps)
-        frames[k] = _positions_nm(context)
+        frames[k] = context_positions_nm(context)
     return Conformations(_check_finite(frames, "MM", "temperature or the time step"))
 
 
@@ -159,7 +159,7 @@ def normal_modes(
     start = SamplingStart(system, positions, platform=platform)
     context = start.context(openmm.VerletIntegrator(0.001))
     openmm.LocalEnergyMinimizer.minimize(context, 0.01, 5000)
-    x0 = _positions_nm(context)
+    x0 = context_positions_nm(context)
     n = system.getNumParticles()
     hessian = np.empty((3 * n, 3 * n))
     for a in range(3 * n):
@@ -208,12 +208,12 @@ def torsion_targets_deg(n_frames: int, n_torsions: int, seed: int = 0) -> np.nda
     """The target angles (F, T) in degrees, [-180, 180), that :func:`torsion_conformations`
     draws for ``seed``: independent and uniform on the circle. Frame k's targets do not depend
     on ``n_frames``."""
-    rng = np.random.default_rng(_seed_key(seed, _TARGET_STREAM))
+    rng = np.random.default_rng(seed_key(seed, _TARGET_STREAM))
     return np.stack([rng.uniform(-180.0, 180.0, size=n_torsions) for _ in range(n_frames)]
                     ) if n_frames else np.empty((0, n_torsions))
 
 
-def _seed_key(seed: int, stream: int) -> list[int]:
+def seed_key(seed: int, stream: int) -> list[int]:
     """SeedSequence entropy for one of the torsion sampler's streams; any integer seed."""
     if isinstance(seed, bool) or int(seed) != seed:
         raise InvalidOptionError(f"the sampling seed must be an integer, got {seed!r}")
@@ -275,8 +275,8 @@ def torsion_conformations(
             "(see hybridff.labels.torsions.rotatable_torsions), nothing for the torsion "
             "sampler to turn; use the md sampler")
     targets = torsion_targets_deg(n_frames, len(torsions), start.seed)
-    dynamics = np.random.default_rng(_seed_key(start.seed, _DYNAMICS_STREAM))
-    integrator = _langevin(start.temperature, friction_per_ps, timestep_fs,
+    dynamics = np.random.default_rng(seed_key(start.seed, _DYNAMICS_STREAM))
+    integrator = langevin_integrator(start.temperature, friction_per_ps, timestep_fs,
                            int(dynamics.integers(1, 2**30)))
     restrained = _restraint(start.system, torsions, restraint_k)
     restraint = restrained.getForce(restrained.getNumForces() - 1)
@@ -284,7 +284,7 @@ def torsion_conformations(
     context.setParameter("k_torsion", 0.0)
     openmm.LocalEnergyMinimizer.minimize(context, 1.0, 500)
     context.setParameter("k_torsion", float(restraint_k))
-    x = _positions_nm(context)
+    x = context_positions_nm(context)
     frames = np.empty((n_frames, start.system.getNumParticles(), 3))
     for f in range(n_frames):
         for t, torsion in enumerate(torsions):
@@ -295,7 +295,7 @@ def torsion_conformations(
         context.setVelocitiesToTemperature(start.temperature * unit.kelvin,
                                            int(dynamics.integers(1, 2**30)))
         integrator.step(steps_per_frame)
-        x = frames[f] = _positions_nm(context)
+        x = frames[f] = context_positions_nm(context)
     names = " ".join("-".join(map(str, t)) for t in torsions)
     info = [{"torsions": names, "torsion_targets_deg": " ".join(f"{a:.2f}" for a in row)}
             for row in targets]
