@@ -4,8 +4,7 @@ MD at 500 K stretches a C-H bond by about 0.04 Å (one standard deviation); a mo
 there meets larger stretches and squeezes, and other conformers, for the first time in
 production. Two ways to reach further:
 
-- :func:`displace`: Gaussian displacements of every coordinate of given frames (the
-  ``displaced_fraction`` of the ``mixed`` sampler displaces frames of its own kinds);
+- :func:`displace`: Gaussian displacements of every coordinate of given frames;
 - :func:`conformer_conformations` (the ``conformers`` sampler): RDKit ETKDG conformers of the
   molecule, relaxed under the MM System, each displaced at random the same way; frame k
   starts from conformer k mod ``n_conformers``.
@@ -50,8 +49,9 @@ def displace(frames: np.ndarray, displacement_nm: float, seed: int) -> np.ndarra
     sigma = check_displacement(displacement_nm)
     rng = np.random.default_rng(seed_key(seed, _DISPLACEMENT_STREAM))
     frames = np.asarray(frames, dtype=float)
-    return np.stack([x + rng.normal(0.0, sigma, size=x.shape) for x in frames]) if len(
-        frames) else frames.copy()
+    # drawn frame after frame (C order), so the first k frames' displacements do not depend
+    # on how many frames there are
+    return frames + rng.normal(0.0, sigma, size=frames.shape)
 
 
 def etkdg_conformers(mol: object, n_conformers: int, seed: int) -> np.ndarray:
@@ -96,7 +96,6 @@ def conformer_conformations(
         openmm.LocalEnergyMinimizer.minimize(context, 1.0, int(relax_steps))
         relaxed.append(context_positions_nm(context))
     which = [k % len(relaxed) for k in range(n_frames)]
-    base = np.array([relaxed[c] for c in which]).reshape(n_frames, -1, 3)
-    frames = displace(base, displacement_nm, start.seed)
+    frames = displace(np.stack(relaxed)[which], displacement_nm, start.seed)
     settings = {"n_conformers": int(n_conformers), "displacement_nm": float(displacement_nm)}
     return Conformations(frames, settings, [{"conformer": c} for c in which])

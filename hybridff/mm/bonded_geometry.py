@@ -88,8 +88,7 @@ MORSE_TAIL_ENERGY = (
     "z = exp(-a*d); zh = exp(-a*hi); zl = exp(-a*lo); "
     "eh = 0.5*k*hi^2 + c3*hi^3 + c4*hi^4; sh = k*hi + 3*c3*hi^2 + 4*c4*hi^3; "
     "el = 0.5*k*lo^2 + c3*lo^3 + c4*lo^4; sl = k*lo + 3*c3*lo^2 + 4*c4*lo^3; "
-    "inside = c3*dc^3 + c4*dc^4 + (3*c3*dc^2 + 4*c4*dc^3)*(d - dc); "
-    "dc = min(max(d, lo), hi); d = {q} - x0")
+    "inside = " + ANHARMONIC_ENERGY)
 
 
 # ----------------------------------------------------------------------------- geometry
