@@ -54,6 +54,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         default=0.5, help="descriptor cutoff, nm (0.2 to 1.2; default 0.5)")
     parser.add_argument("--hidden", type=int_list("hidden layer widths", "64,64"), default="32,32",
                         help="hidden layer widths, comma separated")
+    parser.add_argument("--architecture", choices=("symmetry", "painn"), default="symmetry",
+                        help="the correction's network: per-element MLPs over symmetry functions "
+                        "(symmetry, default) or equivariant message passing (painn; slower to "
+                        "train and to run; docs/ml-correction.md compares them)")
+    parser.add_argument("--features", type=positive("a feature width", integer=True), default=32,
+                        help="painn: feature width (default 32)")
+    parser.add_argument("--interactions", type=positive("a block count", integer=True),
+                        default=3, help="painn: message-passing blocks (default 3)")
     parser.add_argument("--energy-weight", type=non_negative("a loss weight"), default=0.03,
                         help="weight of the energy term of the loss (each term is normalised by "
                         "the variance of its targets; forces weigh 1)")
@@ -97,7 +105,8 @@ def config_from_args(args: argparse.Namespace):  # -> TrainConfig (imported lazi
                        val_fraction=args.val_fraction, patience=args.patience, seed=args.seed,
                        ensemble=args.ensemble, hidden=hidden, cutoff=args.cutoff,
                        energy_weight=args.energy_weight, force_weight=args.force_weight,
-                       progress=not args.no_progress)
+                       architecture=args.architecture, features=args.features,
+                       interactions=args.interactions, progress=not args.no_progress)
 
 
 def run(args: argparse.Namespace) -> int:

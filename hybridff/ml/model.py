@@ -43,25 +43,18 @@ def soft_clamp(x: torch.Tensor, low: torch.Tensor, high: torch.Tensor, width: to
     return torch.where(x > high, above, torch.where(x < low, below, x))
 
 
-class AtomicNetworks(torch.nn.Module):
-    """One MLP per element; descriptor normalisation, an energy scale/shift and per-element
-    atom-energy bounds as buffers.
+class BoundedAtoms(torch.nn.Module):
+    """A network of atom energies with an energy scale/shift and per-element atom-energy bounds
+    as buffers; subclasses compute the atom energies (``atom_energies``).
 
-    The bounds are the correction's safety net: outside the chemistry it was trained on, an
-    MLP's output is arbitrary, so each atom's energy is kept (smoothly, :func:`soft_clamp`)
+    The bounds are the correction's safety net: outside the chemistry it was trained on, a
+    network's output is arbitrary, so each atom's energy is kept (smoothly, :func:`soft_clamp`)
     near the range it took on the training frames; the MM force field carries the rest.
     Untrained or old models have ``bounded`` false and no bound.
     """
 
-    def __init__(
-        self, n_elements: int, n_features: int, hidden: tuple[int, ...], dtype: torch.dtype
-    ) -> None:
+    def __init__(self, n_elements: int, dtype: torch.dtype) -> None:
         super().__init__()
-        self.networks = torch.nn.ModuleList(
-            [_mlp(n_features, hidden, dtype) for _ in range(n_elements)]
-        )
-        self.register_buffer("feature_mean", torch.zeros(n_features, dtype=dtype))
-        self.register_buffer("feature_std", torch.ones(n_features, dtype=dtype))
         self.register_buffer("energy_scale", torch.ones((), dtype=dtype))
         self.register_buffer("energy_shift", torch.zeros((), dtype=dtype))
         self.register_buffer("bounded", torch.zeros((), dtype=torch.bool))
@@ -69,19 +62,8 @@ class AtomicNetworks(torch.nn.Module):
         self.register_buffer("atom_energy_high", torch.zeros(n_elements, dtype=dtype))
         self.register_buffer("atom_energy_width", torch.ones(n_elements, dtype=dtype))
 
-    def atom_energies(self, features: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
-        """Features (B, N, F) -> per-atom energies (B, N) in kJ/mol, before bounds and shift."""
-        x = (features - self.feature_mean) / self.feature_std
-        out = torch.zeros(x.shape[0], x.shape[1], dtype=x.dtype, device=x.device)
-        for index, net in enumerate(self.networks):
-            atoms = torch.nonzero(species == index).squeeze(1)
-            if atoms.numel() > 0:  # each network sees only the atoms of its element
-                out = out.index_copy(1, atoms, net(x.index_select(1, atoms)).squeeze(-1))
-        return self.energy_scale * out
-
-    def forward(self, features: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
-        """Features (B, N, F) -> total energies (B,) in kJ/mol."""
-        energies = self.atom_energies(features, species)
+    def total_energy(self, energies: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
+        """Atom energies (B, N) -> bounded total energies (B,) with the shift."""
         if bool(self.bounded):
             energies = soft_clamp(energies, self.atom_energy_low[species],
                                   self.atom_energy_high[species], self.atom_energy_width[species])
@@ -93,7 +75,7 @@ class AtomicNetworks(torch.nn.Module):
         values over the training frames; returns {species index: [low, high, width]}."""
         out = {}
         with torch.no_grad():
-            for index in range(len(self.networks)):
+            for index in range(self.atom_energy_low.shape[0]):
                 values = atom_energies[:, species == index]
                 if values.numel() == 0:
                     continue
@@ -107,6 +89,35 @@ class AtomicNetworks(torch.nn.Module):
                               float(self.atom_energy_width[index])]
             self.bounded.fill_(True)
         return out
+
+
+class AtomicNetworks(BoundedAtoms):
+    """One MLP per element over normalised symmetry-function descriptors, with the bounds of
+    :class:`BoundedAtoms`."""
+
+    def __init__(
+        self, n_elements: int, n_features: int, hidden: tuple[int, ...], dtype: torch.dtype
+    ) -> None:
+        super().__init__(n_elements, dtype)
+        self.networks = torch.nn.ModuleList(
+            [_mlp(n_features, hidden, dtype) for _ in range(n_elements)]
+        )
+        self.register_buffer("feature_mean", torch.zeros(n_features, dtype=dtype))
+        self.register_buffer("feature_std", torch.ones(n_features, dtype=dtype))
+
+    def atom_energies(self, features: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
+        """Features (B, N, F) -> per-atom energies (B, N) in kJ/mol, before bounds and shift."""
+        x = (features - self.feature_mean) / self.feature_std
+        out = torch.zeros(x.shape[0], x.shape[1], dtype=x.dtype, device=x.device)
+        for index, net in enumerate(self.networks):
+            atoms = torch.nonzero(species == index).squeeze(1)
+            if atoms.numel() > 0:  # each network sees only the atoms of its element
+                out = out.index_copy(1, atoms, net(x.index_select(1, atoms)).squeeze(-1))
+        return self.energy_scale * out
+
+    def forward(self, features: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
+        """Features (B, N, F) -> total energies (B,) in kJ/mol."""
+        return self.total_energy(self.atom_energies(features, species), species)
 
 
 class MeanOfMembers(torch.nn.Module):
@@ -264,5 +275,8 @@ class FusedEnsemble(MeanOfMembers):
 
 
 def inference_module(module: torch.nn.Module) -> torch.jit.ScriptModule:
-    """The scripted :class:`FusedEnsemble` of an (eager or scripted) :class:`EnsembleModel`."""
-    return torch.jit.script(FusedEnsemble(module))
+    """The scripted :class:`FusedEnsemble` of an (eager or scripted) :class:`EnsembleModel`;
+    other architectures (no shared ``descriptor``) run scripted as they are."""
+    if hasattr(module, "descriptor"):
+        return torch.jit.script(FusedEnsemble(module))
+    return module if isinstance(module, torch.jit.ScriptModule) else torch.jit.script(module)

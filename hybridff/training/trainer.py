@@ -21,7 +21,8 @@ import torch
 from hybridff import units
 from hybridff.exceptions import InvalidOptionError
 from hybridff.ml.descriptors import DescriptorSpec
-from hybridff.ml.model import EnsembleModel, energies_and_forces
+from hybridff.ml.model import EnsembleModel, MeanOfMembers, energies_and_forces
+from hybridff.ml.painn import MessagePassingEnsemble, MessagePassingSpec
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +32,11 @@ FORCE_TO_KCAL_A = units.KJ_PER_MOL_NM_TO_KCAL_PER_MOL_ANGSTROM
 
 #: the fewest epochs of an automatic schedule (TrainConfig.epochs = None)
 MIN_EPOCHS = 200
+
+#: the correction's network families (``TrainConfig.architecture``): per-element MLPs over
+#: symmetry functions (:mod:`hybridff.ml.model`), or equivariant message passing
+#: (:mod:`hybridff.ml.painn`)
+ARCHITECTURES = ("symmetry", "painn")
 
 
 @dataclass
@@ -55,6 +61,11 @@ class TrainConfig:
     energy_weight: float = 0.03
     force_weight: float = 1.0
     progress: bool = True
+    #: the network family, one of :data:`ARCHITECTURES`
+    architecture: str = "symmetry"
+    #: message passing only: feature width and number of interaction blocks
+    features: int = 32
+    interactions: int = 3
     #: precompute descriptor Jacobians once (much faster epochs) when they fit in this many MB
     jacobian_memory_mb: float = 2000.0
 
@@ -66,6 +77,12 @@ class TrainConfig:
                                      f"{self.ensemble}, {self.epochs}, {self.batch_size})")
         if self.patience is not None and self.patience < 1:
             raise InvalidOptionError(f"patience must be >= 1, got {self.patience}")
+        if self.architecture not in ARCHITECTURES:
+            raise InvalidOptionError(f"unknown architecture {self.architecture!r}; choose one of "
+                                     f"{', '.join(ARCHITECTURES)}")
+        if self.features < 2 or self.interactions < 1:
+            raise InvalidOptionError(f"features must be >= 2 and interactions >= 1 (got "
+                                     f"{self.features}, {self.interactions})")
 
     def schedule(self, n_train: int) -> tuple[int, int]:
         """(epochs, early-stopping patience) for ``n_train`` training frames.
@@ -84,10 +101,11 @@ class TrainConfig:
 
 @dataclass
 class TrainResult:
-    """The trained ensemble, its descriptor spec, the split and the error summary."""
+    """The trained ensemble, its descriptor (or message-passing) spec, the split and the
+    error summary."""
 
-    model: EnsembleModel
-    spec: DescriptorSpec
+    model: MeanOfMembers
+    spec: DescriptorSpec | MessagePassingSpec
     train_index: np.ndarray
     val_index: np.ndarray
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -128,7 +146,7 @@ def species_of(numbers: np.ndarray, elements: tuple[int, ...]) -> torch.Tensor:
 
 
 def _batch_loss(
-    model: EnsembleModel, member: torch.nn.Module, batch: dict[str, torch.Tensor],
+    model: MeanOfMembers, member: torch.nn.Module, batch: dict[str, torch.Tensor],
     species: torch.Tensor, scales: tuple[float, float, float, float], create_graph: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Normalised loss, energy MSE (centred) and force MSE of one batch.
@@ -175,7 +193,7 @@ def descriptor_jacobians(
 
 
 def _fit_member(
-    model: EnsembleModel, k: int, species: torch.Tensor, data: dict[str, torch.Tensor],
+    model: MeanOfMembers, k: int, species: torch.Tensor, data: dict[str, torch.Tensor],
     config: TrainConfig, scales: tuple[float, float, float, float],
 ) -> dict[str, float]:
     member = model.members[k]
@@ -243,13 +261,24 @@ def train_correction(
     """
     config = config or TrainConfig()
     elements = tuple(sorted({int(z) for z in numbers})) if elements is None else tuple(elements)
-    spec = DescriptorSpec(elements=elements, cutoff=config.cutoff)
     species = species_of(numbers, elements)
     train_idx, val_idx = split_indices(len(positions), config.val_fraction, config.seed)
     torch.manual_seed(config.seed)  # members' initial weights differ, drawn in sequence
-    model = EnsembleModel(spec, hidden=tuple(config.hidden), n_models=config.ensemble)
+    spec: DescriptorSpec | MessagePassingSpec
+    model: MeanOfMembers
+    if config.architecture == "painn":
+        # trained in float32 (about 2.5x faster steps), then kept in float64 like the
+        # symmetry-function models: the cast of the weights is exact
+        spec = MessagePassingSpec(elements=elements, cutoff=config.cutoff,
+                                  features=config.features, interactions=config.interactions)
+        model = MessagePassingEnsemble(spec, n_models=config.ensemble, dtype=torch.float32)
+        dtype = torch.float32
+    else:
+        spec = DescriptorSpec(elements=elements, cutoff=config.cutoff)
+        model = EnsembleModel(spec, hidden=tuple(config.hidden), n_models=config.ensemble)
+        dtype = torch.float64
 
-    as_t = lambda a: torch.tensor(np.asarray(a), dtype=torch.float64)  # noqa: E731
+    as_t = lambda a: torch.tensor(np.asarray(a), dtype=dtype)  # noqa: E731
     data = {
         "pos": as_t(positions[train_idx]),
         "energy": as_t(target_energies[train_idx]),
@@ -259,7 +288,8 @@ def train_correction(
         "val_forces": as_t(target_forces[val_idx]),
     }
     n_atoms = len(numbers)
-    jac_mb = len(positions) * n_atoms * spec.n_features * n_atoms * 3 * 8 / 2**20
+    jac_mb = (len(positions) * n_atoms * spec.n_features * n_atoms * 3 * 8 / 2**20
+              if isinstance(spec, DescriptorSpec) else math.inf)
     if jac_mb <= config.jacobian_memory_mb:
         logger.info("precomputing descriptor Jacobians (%.0f MB)", jac_mb)
         for prefix in ("", "val_"):
@@ -268,9 +298,10 @@ def train_correction(
             del data[prefix + "pos"]
     with torch.no_grad():
         if "feats" in data:
-            feats = data["feats"].reshape(-1, spec.n_features)
+            feats = data["feats"]
         else:
-            feats = model.features(data["pos"], species).reshape(-1, spec.n_features)
+            feats = model.features(data["pos"], species)
+        feats = feats.reshape(-1, feats.shape[-1])
         mean, std = feats.mean(0), feats.std(0)
         std = torch.where(std > 1e-8, std, torch.ones_like(std))
     e_centred = data["energy"] - data["energy"].mean()
@@ -279,8 +310,9 @@ def train_correction(
     scales = (config.energy_weight, var_e, config.force_weight, var_f)
     history = []
     for k, member in enumerate(model.members):
-        member.feature_mean.copy_(mean)
-        member.feature_std.copy_(std)
+        if hasattr(member, "feature_mean"):  # descriptors are normalised; positions are not
+            member.feature_mean.copy_(mean)
+            member.feature_std.copy_(std)
         member.energy_scale.fill_(math.sqrt(var_e) / max(1, len(numbers)) ** 0.5)
         history.append(_fit_member(model, k, species, data, config, scales))
         with torch.no_grad():  # zero mean over the training frames: members share one offset
@@ -289,6 +321,9 @@ def train_correction(
             else:
                 mean_energy = member(model.features(data["pos"], species), species).mean()
             member.energy_shift.sub_(mean_energy)
+    if dtype != torch.float64:
+        model = model.to(torch.float64)
+        data = {name: value.to(torch.float64) for name, value in data.items()}
 
     with torch.no_grad():  # the safety net: atom energies stay near their range on these frames
         if "feats" in data:
@@ -341,7 +376,7 @@ def ensemble_force_spread(member_forces: np.ndarray) -> np.ndarray:
 
 
 def evaluate_fit(
-    model: EnsembleModel, species: torch.Tensor, positions: np.ndarray,
+    model: MeanOfMembers, species: torch.Tensor, positions: np.ndarray,
     target_energies: np.ndarray, target_forces: np.ndarray,
 ) -> dict[str, Any]:
     """Errors of the targets left without the model ("before") and with it ("after")."""
