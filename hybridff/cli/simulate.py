@@ -17,6 +17,7 @@ from typing import Any
 from hybridff.cli.argtypes import non_negative, number_in, output_folder, positive, registered
 from hybridff.cli.charges import CHARGE_REGISTRY, METHODS
 from hybridff.exceptions import InvalidOptionError, MoleculeInputError
+from hybridff.md.options import MAX_MTS
 from hybridff.mm.parameters import DEFAULT_CHARGE_METHOD
 
 logger = logging.getLogger(__name__)
@@ -28,7 +29,7 @@ DEFAULTS: dict[str, Any] = {
     "ml_backend": "torch", "solvent": "tip3p", "box": 3.0, "ionic_strength": 0.15,
     "platform": "CPU", "timestep_fs": 2.0, "temperature": 300.0, "pressure": 1.0,
     "friction": 1.0, "equilibration_ps": 10.0, "minimize_iterations": 1000, "report_ps": 10.0,
-    "seed": 2026, "constraints": "hbonds",
+    "seed": 2026, "constraints": "hbonds", "mts": 1,
 }
 
 #: the built-in ML backends, named in --help; ``--ml-backend`` takes any name of
@@ -71,6 +72,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timestep-fs", type=number_in(0, 5, "a time step", " fs", low_open=True),
                         help="time step, fs (default 2, with H bonds constrained; 1 or less "
                              "with --constraints none)")
+    parser.add_argument("--mts", type=number_in(1, MAX_MTS, "an MTS factor", integer=True),
+                        metavar="K",
+                        help="multiple time stepping: the ML correction is evaluated every K "
+                             "MM time steps (OpenMM's MTSLangevinIntegrator, the correction "
+                             "in the outer step of K x --timestep-fs); needs --model; "
+                             f"1 to {MAX_MTS} (default 1: one Langevin step for all forces)")
     parser.add_argument("--constraints", choices=list(CONSTRAINTS),
                         help="hbonds: bonds to hydrogen rigid (default); none: every bond "
                              "free, e.g. for IR spectra (hybridff spectrum), with a time step "
@@ -101,9 +108,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def _steps(args: argparse.Namespace, timestep_fs: float) -> int:
+def _steps(args: argparse.Namespace, timestep_fs: float, mts: int = 1) -> int:
+    """Integrator steps of the run: ``--ns`` over the step (``timestep_fs``, the outer step
+    with --mts), or ``--steps`` MM time steps (``mts`` per integrator step)."""
     if args.steps is not None:
-        return int(args.steps)
+        if int(args.steps) % mts:
+            raise InvalidOptionError(
+                f"--steps {args.steps} is not a multiple of --mts {mts}: --steps counts MM time "
+                f"steps and each step of the run is {mts} of them; use --steps "
+                f"{int(args.steps) // mts * mts or mts} or --ns")
+        return int(args.steps) // mts
     ns = 1.0 if args.ns is None else float(args.ns)
     return int(round(ns * 1e6 / timestep_fs))
 
@@ -119,14 +133,15 @@ def _show(value: Any) -> str:
 def _resume_conflicts(args: argparse.Namespace, summary: dict[str, Any]) -> list[str]:
     """The options given with --resume that differ from the run's own settings."""
     opts, system = summary["options"], summary.get("system") or {}
-    dt = float(opts["timestep_fs"])
+    dt, mts = float(opts["timestep_fs"]), int(opts.get("mts", 1))
     ran: dict[str, Any] = {
         "ml_backend": system.get("ml_backend") if summary.get("ml_model") else None,
         "charges": system.get("charge_method"),
         "solvent": summary.get("solvent"),
         "box": system.get("box_nm"),
         "ionic_strength": system.get("ionic_strength_molar"),
-        "timestep_fs": dt,
+        "timestep_fs": dt / mts,
+        "mts": mts,
         "temperature": opts.get("temperature_k"),
         "pressure": opts.get("pressure_bar") or 0.0,
         "friction": opts.get("friction_per_ps"),
@@ -176,7 +191,8 @@ def _resume(args: argparse.Namespace) -> int:
             f"{'; '.join(conflicts)} cannot change on resume (its System, integrator and "
             "trajectory were made with its own): leave them out, or start a new run with "
             "--overwrite or another -o")
-    steps = _steps(args, float(summary["options"]["timestep_fs"]))
+    steps = _steps(args, float(summary["options"]["timestep_fs"]),
+                   int(summary["options"].get("mts", 1)))
     summary = resume_md(args.output, steps, platform=args.platform, threads=args.threads,
                         progress=not args.no_progress,
                         disagreement_threshold_kcal=args.disagreement_threshold)
@@ -202,7 +218,11 @@ def run(args: argparse.Namespace) -> int:
     for dest, value in DEFAULTS.items():
         if getattr(args, dest) is None:
             setattr(args, dest, value)
-    steps = _steps(args, args.timestep_fs)
+    if args.mts > 1 and args.model is None:
+        raise InvalidOptionError(f"--mts {args.mts} evaluates the ML correction every {args.mts} "
+                                 "MM steps, but no --model is given: add one, or leave --mts out")
+    step_fs = args.timestep_fs * args.mts  # one integrator step; the MM's is --timestep-fs
+    steps = _steps(args, step_fs, args.mts)
     if args.constraints == "none" and args.timestep_fs > 1.0:
         logger.warning("--constraints none with a %g fs time step: bonds to hydrogen vibrate "
                        "with a period of about 9 fs and need a step of 1 fs or less "
@@ -219,11 +239,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"{molecule}: {info['solute_atoms']} atoms, charge {info['solute_charge']:+d}, "
           f"charges {info['charge_method']}; {where}; {prepared.topology.getNumAtoms()} atoms in all"
           + (f"; ML correction {args.model} ({args.ml_backend})" if args.model else ""))
-    dt_ps = args.timestep_fs / 1000.0
+    dt_ps = step_fs / 1000.0
     options = MDOptions(
-        steps=steps, timestep_fs=args.timestep_fs, temperature_k=args.temperature,
+        steps=steps, timestep_fs=step_fs, mts=args.mts, temperature_k=args.temperature,
         friction_per_ps=args.friction, pressure_bar=args.pressure or None,
-        report_every=_report_every(args.report_ps, args.timestep_fs),
+        report_every=_report_every(args.report_ps, step_fs),
         equilibration_steps=int(round(args.equilibration_ps / dt_ps)),
         minimize_iterations=args.minimize_iterations, seed=args.seed, platform=args.platform,
         threads=args.threads, disagreement_threshold_kcal=args.disagreement_threshold)
@@ -231,7 +251,9 @@ def run(args: argparse.Namespace) -> int:
                      overwrite=args.overwrite)
     prod = summary["production"]
     speed = f"{prod['ns_per_day']:.2f} ns/day" if prod["ns_per_day"] else "no production steps"
-    print(f"done: {steps} steps ({steps * dt_ps / 1000:.4g} ns) on {summary['platform']}, {speed}; "
+    mts = (f" of {step_fs:g} fs, the correction once and the MM {args.mts} times each"
+           if args.mts > 1 else "")
+    print(f"done: {steps} steps{mts} ({steps * dt_ps / 1000:.4g} ns) on {summary['platform']}, {speed}; "
           f"outputs in {args.output}/")
     dis = summary.get("ensemble_disagreement_kcal_mol")
     if dis and dis["max"] is not None:

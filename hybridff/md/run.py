@@ -20,7 +20,7 @@ import numpy as np
 import openmm
 from openmm import app, unit
 
-from hybridff.exceptions import UnknownNameError
+from hybridff.exceptions import SimulationError, UnknownNameError
 from hybridff.io.files import atomic_write_text
 from hybridff.md.options import MDOptions
 from hybridff.md.outputs import OUTPUTS, check_run_folder, write_pdb, write_restart_files
@@ -53,12 +53,57 @@ def set_torch_threads(system: openmm.System, threads: int | None) -> None:
         torch.set_num_threads(int(threads))
 
 
-def make_simulation(topology: app.Topology, system: openmm.System, options: MDOptions
-                     ) -> app.Simulation:
-    integrator = openmm.LangevinMiddleIntegrator(options.temperature_k * unit.kelvin,
-                                                 options.friction_per_ps / unit.picosecond,
-                                                 options.timestep_fs * unit.femtosecond)
+def mts_groups(system: openmm.System, ml_group: int | None, mts: int) -> list[tuple[int, int]]:
+    """``MTSLangevinIntegrator``'s (force group, evaluations per step) pairs: the ML
+    correction's group once, every other group of the System's Forces ``mts`` times."""
+    if ml_group is None:
+        raise SimulationError(f"multiple time stepping (mts {mts}) puts the ML correction in the "
+                              "outer step, but this System has none: add a model (--model), or "
+                              "leave mts at 1")
+    groups = sorted({f.getForceGroup() for f in system.getForces()} - {int(ml_group)})
+    if int(ml_group) not in {f.getForceGroup() for f in system.getForces()}:
+        raise SimulationError(f"no Force of the System is in the ML correction's force group "
+                              f"{ml_group}; build the System with add_ml_correction")
+    if any(is_ml_force(f) and f.getForceGroup() != int(ml_group) for f in system.getForces()):
+        raise SimulationError("the System holds an ML correction outside force group "
+                              f"{ml_group}: it would be evaluated in the inner (MM) steps")
+    return [(int(ml_group), 1)] + [(g, int(mts)) for g in groups]
+
+
+def share_mm_group(system: openmm.System, ml_group: int) -> int:
+    """Put every Force of ``system`` but the ML correction (group ``ml_group``) into one force
+    group, the lowest of theirs, and return it: ``MTSLangevinIntegrator`` evaluates each of
+    its groups in a call of its own, so the MM then costs one call per inner step instead of
+    one per term (per-term energies of this System are no longer apart)."""
+    mm = [f for f in system.getForces() if f.getForceGroup() != int(ml_group)]
+    if not mm:
+        raise SimulationError("the System has no MM Forces beside the ML correction")
+    group = min(f.getForceGroup() for f in mm)
+    for force in mm:
+        force.setForceGroup(group)
+    return group
+
+
+def make_integrator(system: openmm.System, options: MDOptions, ml_group: int | None = None
+                    ) -> openmm.Integrator:
+    """``LangevinMiddleIntegrator`` (``options.mts`` 1), or ``MTSLangevinIntegrator`` with the
+    ML correction's force group ``ml_group`` in the outer step (every ``timestep_fs``) and the
+    MM forces in ``mts`` inner steps."""
+    temperature = options.temperature_k * unit.kelvin
+    friction = options.friction_per_ps / unit.picosecond
+    step = options.timestep_fs * unit.femtosecond
+    if options.mts == 1:
+        integrator = openmm.LangevinMiddleIntegrator(temperature, friction, step)
+    else:
+        integrator = openmm.MTSLangevinIntegrator(temperature, friction, step,
+                                                  mts_groups(system, ml_group, options.mts))
     integrator.setRandomNumberSeed(int(options.seed))
+    return integrator
+
+
+def make_simulation(topology: app.Topology, system: openmm.System, options: MDOptions,
+                    ml_group: int | None = None) -> app.Simulation:
+    integrator = make_integrator(system, options, ml_group)
     platform, properties = get_platform(options.platform, options.threads)
     set_torch_threads(system, options.threads)
     return app.Simulation(topology, system, integrator, platform, properties)
@@ -75,6 +120,9 @@ def run_md(prepared: PreparedSystem, output_dir: str | os.PathLike, options: MDO
     """
     options = options or MDOptions()
     options.check()
+    if options.mts > 1:
+        mts_groups(prepared.system, prepared.ml_force_group, options.mts)  # before any work
+        share_mm_group(prepared.system, prepared.ml_force_group)
     out = Path(output_dir)
     earlier = check_run_folder(out, overwrite)
     out.mkdir(parents=True, exist_ok=True)
@@ -83,10 +131,12 @@ def run_md(prepared: PreparedSystem, output_dir: str | os.PathLike, options: MDO
         barostat = openmm.MonteCarloBarostat(options.pressure_bar * unit.bar,
                                              options.temperature_k * unit.kelvin)
         barostat.setRandomNumberSeed(int(options.seed))
-        barostat.setForceGroup(FORCE_GROUPS["MonteCarloBarostat"])
+        barostat.setForceGroup(FORCE_GROUPS["MonteCarloBarostat"] if options.mts == 1 else
+                               min(f.getForceGroup() for f in system.getForces()
+                                   if not is_ml_force(f)))
         system.addForce(barostat)
     check_positions(prepared.positions, prepared.topology, "starting positions")
-    sim = make_simulation(prepared.topology, system, options)
+    sim = make_simulation(prepared.topology, system, options, prepared.ml_force_group)
     if prepared.periodic:
         sim.context.setPeriodicBoxVectors(*prepared.topology.getPeriodicBoxVectors())
     sim.context.setPositions(prepared.positions)
@@ -133,6 +183,9 @@ def run_md(prepared: PreparedSystem, output_dir: str | os.PathLike, options: MDO
         "production": None,
         "status": "running",
         "ml_force_group": prepared.ml_force_group,
+        "integrator": type(sim.integrator).__name__,
+        "mts_groups": (mts_groups(system, prepared.ml_force_group, options.mts)
+                       if options.mts > 1 else None),
         "ml_model": prepared.model_path,
         "outputs": {k: v for k, v in OUTPUTS.items()},
     }
