@@ -31,7 +31,12 @@ from hybridff.charges.model.features import (
     feature_spec,
     featurize,
 )
-from hybridff.charges.model.file import DEFAULT_MODEL, MODEL_FORMAT, load_charge_model
+from hybridff.charges.model.file import (
+    DEFAULT_MODEL,
+    MODEL_FORMAT,
+    charge_model_sha256,
+    load_charge_model,
+)
 from hybridff.charges.model.network import ChargeEquilibrationNet
 from hybridff.charges.model.predict import ChargeModelApplicabilityWarning, ensemble_charges
 from hybridff.exceptions import (
@@ -46,16 +51,19 @@ REFERENCE = DATA / "ml_charge_reference.json"
 LABELS = Path(__file__).resolve().parents[1] / "hybridff" / "resources" / "am1bcc_labels.jsonl.gz"
 REFERENCE_SMILES = ["CCO", "CC(=O)[O-]", "C[NH3+]", "[NH3+]CC(=O)[O-]", "CC(=O)Nc1ccc(O)cc1",
                     "O=S(=O)([O-])c1ccccc1", "NC(N)=[NH2+]", "FC(F)(F)c1ccc(Cl)cc1Br", "CP(=O)(O)O"]
-#: RMSE limits (e) for the shipped model: each is the level the model measured on that sample
-#: plus a small margin, so a regression shows (the goal is 0.02 e; docs/charges.md has the
-#: full-set numbers). The 50-molecule sample of the NCI test set measured 0.0150 e (whole test
-#: set: 0.0141 e).
-HELD_OUT_RMSE_LIMIT = 0.0165
-#: all 113 charged molecules of the NCI test set: measured 0.0188 e; the limit is the goal
-CHARGED_HELD_OUT_RMSE_LIMIT = 0.0200
-#: 100 molecules of the external test set (WEHI, scaffolds new to NCI): measured 0.0148 e
-#: (whole external set: 0.0135 e)
-EXTERNAL_RMSE_LIMIT = 0.0160
+#: RMSE limits (e) for the shipped model against the committed single-point labels (AM1-BCC
+#: on an MMFF conformer, no AM1 relaxation: the pre-training recipe). The shipped model is
+#: fine-tuned on the standard recipe (AM1 relaxation first), which differs from the single
+#: points by 0.023 e, so these are regression checks: each is the level the model measured on
+#: that sample plus a margin. Its accuracy against the standard recipe, the goal of 0.02 e, is
+#: checked in tests/test_charge_groups.py. The 50-molecule sample of the NCI test set measured
+#: 0.0268 e (whole test set: 0.0228 e; the model before it, trained on these labels: 0.0150).
+HELD_OUT_RMSE_LIMIT = 0.0295
+#: all 113 charged molecules of the NCI test set: measured 0.0321 e (model before: 0.0188)
+CHARGED_HELD_OUT_RMSE_LIMIT = 0.0350
+#: 100 molecules of the external test set (WEHI, scaffolds new to NCI): measured 0.0224 e
+#: (whole external set: 0.0272 e; model before: 0.0148)
+EXTERNAL_RMSE_LIMIT = 0.0245
 
 
 @pytest.mark.parametrize(
@@ -95,8 +103,9 @@ def test_symmetry_equivalent_atoms_identical():
     assert len({q[a.GetIdx()] for a in mol.GetAtoms() if a.GetSymbol() == "N"}) == 1
 
 
-def test_conformer_independent():
-    mol = load_molecule("OCCCN")
+@pytest.mark.parametrize("smiles", ["OCCCN", "CS(=O)(=O)Nc1ccc(cc1)C(=O)[O-]"])
+def test_conformer_independent(smiles):
+    mol = load_molecule(smiles)
     q1 = ml_charges(mol)
     other = Chem.Mol(mol)
     AllChem.EmbedMolecule(other, randomSeed=99)
@@ -105,6 +114,8 @@ def test_conformer_independent():
 
 def test_shipped_model_reproduces_stored_predictions():
     reference = json.loads(REFERENCE.read_text())
+    assert reference["model_sha256"] == charge_model_sha256(), (
+        "the shipped charge model changed: regenerate the reference (python tests/test_charges_ml.py)")
     for smiles, expected in reference["charges"].items():
         q = ml_charges(mol_from_label_smiles(smiles))
         np.testing.assert_allclose(q, expected, atol=1e-6, err_msg=smiles)
@@ -308,7 +319,9 @@ def write_reference() -> None:
         mol = Chem.AddHs(Chem.MolFromSmiles(smi))
         out[Chem.MolToSmiles(mol)] = [round(float(x), 8) for x in ml_charges(mol_from_label_smiles(Chem.MolToSmiles(mol)))]
     meta = load_charge_model().metadata
-    REFERENCE.write_text(json.dumps({"model_training_set_sha256": meta["training_set_sha256"],
+    REFERENCE.write_text(json.dumps({"model_sha256": charge_model_sha256(),
+                                     "model_training_set_sha256": meta["training_set_sha256"],
+                                     "model_reference": meta["reference"],
                                      "charges": out}, indent=1) + "\n")
 
 

@@ -172,8 +172,9 @@ def test_refuses_a_model_trained_with_another_ml_charge_model(caplog) -> None:
     assert len(signature["charge_model_sha256"]) == 64  # the shipped charge model's SHA256
     trained = {**signature, "charge_model_sha256": "0" * 64}
     system, top, _ = make_system()
-    with pytest.raises(ModelCompatibilityError, match="charge_model_sha256='0000"):
+    with pytest.raises(ModelCompatibilityError, match="charge_model_sha256='0000") as err:
         add_ml_correction(system, top, make_model_file(mm=trained), mm_signature=pm)
+    assert "another ML charge model file" in str(err.value) and "model=FILE" in str(err.value)
     add_ml_correction(system, top, make_model_file(mm=signature), mm_signature=pm)
     # a full signature with a field missing is refused, never taken as "matches"
     holed = {k: v for k, v in signature.items() if k != "charge_model_sha256"}

@@ -251,6 +251,10 @@ def check_trained_against(trained: dict[str, Any] | None, actual: MMSignature,
         expected = MMSignature.from_dict(trained, where=f"{what}'s MM signature")
         diffs = expected.differences(actual)
         if diffs:
+            if expected.charge_model_sha256 != actual.charge_model_sha256 and expected.charge_model_sha256:
+                advice += ("; it was trained with another ML charge model file: build the MM "
+                           "with that file (parameterize(..., charge_method='ml', model=FILE); "
+                           "docs/charges.md says where the previously shipped one is)")
             raise ModelCompatibilityError(
                 f"{what} was trained against other MM parameters: {'; '.join(diffs)}; {advice}")
         return
