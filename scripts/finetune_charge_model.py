@@ -1,7 +1,13 @@
 """Fine-tune a charge model on standard-recipe AM1-BCC labels (pre-trained on single points).
 
     python scripts/finetune_charge_model.py --labels labels_standard/am1bcc_standard_wehi-all.jsonl \
-        --out labels_standard/charge_model_standard.pt
+        --base charge_model_singlepoint.pt --out labels_standard/charge_model_standard.pt
+    python scripts/finetune_charge_model.py --labels ... --base charge_model_singlepoint.pt \
+        --evaluate hybridff/resources/charge_model.pt      # held-out table only, no training
+
+``--base`` defaults to the shipped model, which since issue 20 is itself the fine-tuned one; the
+single-point model it was fine-tuned from is ``git show
+bdd37c6:hybridff/resources/charge_model.pt > charge_model_singlepoint.pt``.
 
 The base model (default: the shipped one, trained on single-point AM1-BCC labels) keeps its
 split (rebuilt here from the shipped single-point labels and checked against the keys the
@@ -43,13 +49,15 @@ from hybridff.charges.model.predict import predict_graphs, predict_members
 from hybridff.charges.model.split import parent_scaffolds, scaffold_of, split_with_extras
 from hybridff.charges.model.train import Batcher, train_epoch
 
-#: functional groups checked one by one (the first atom of each match is scored)
+#: functional groups checked one by one (the first atom of each match is scored; before
+#: 2026-11-29 "carboxylate O", "amidinium C" and "N-oxide O" scored the C, the NH and the N)
 GROUPS = {
     "sulfonyl S": "[SX4](=O)(=O)", "sulfonyl O": "[OX1]=[SX4]=[OX1]",
     "thioether S": "[SX2]([#6])[#6]", "nitro N": "[NX3+](=O)[O-]",
-    "carboxylate O": "[CX3](=O)[O-]", "ammonium N": "[NX4+]", "amidinium C": "[NX3][CX3]=[NX3+]",
+    "carboxylate C": "[CX3](=O)[O-]", "carboxylate O": "[OX1-][CX3]=[OX1]",
+    "ammonium N": "[NX4+]", "amidinium C": "[CX3](=[NX3+])[NX3]",
     "phosphate P": "[PX4](=O)(O)O", "aromatic N": "[n]", "amide N": "[NX3][CX3]=O",
-    "carbonyl O": "[CX3]=[OX1]", "N-oxide O": "[#7+][O-]",
+    "carbonyl O": "[CX3]=[OX1]", "N-oxide O": "[OX1-][#7+;!$([#7+](=O)[O-])]",
 }
 HELD_OUT_PARTS = ("val", "test", "left_out", "external")
 
@@ -84,7 +92,15 @@ def report(net: ChargeEquilibrationNet, rows: list, title: str) -> dict:
            "rmse": rmse(np.concatenate(pred), np.concatenate([q for *_, q in rows]))}
     out["by"] = {k: {"n": len(v), "rmse": rmse(np.asarray(v), np.zeros(len(v))),
                      "mean": float(np.mean(v))} for k, v in errors.items()}
-    print(f"{title}: {len(rows)} molecules, RMSE {out['rmse']:.4f} e")
+    charged = [Chem.GetFormalCharge(mol) != 0 for _, mol, _, _ in rows]
+    for name, want in (("charged", True), ("neutral", False)):
+        chosen = [(p, q) for (*_, q), p, c in zip(rows, pred, charged, strict=True) if c == want]
+        out[name] = {"n_molecules": len(chosen), "rmse": rmse(
+            np.concatenate([p for p, _ in chosen]), np.concatenate([q for _, q in chosen]))
+            if chosen else float("nan")}
+    print(f"{title}: {len(rows)} molecules, RMSE {out['rmse']:.4f} e; charged "
+          f"{out['charged']['n_molecules']} molecules {out['charged']['rmse']:.4f} e, neutral "
+          f"{out['neutral']['n_molecules']} {out['neutral']['rmse']:.4f} e")
     for k, v in out["by"].items():
         print(f"  {k:14s} n={v['n']:5d}  RMSE {v['rmse']:.4f}  mean {v['mean']:+.4f}")
     return out
@@ -129,7 +145,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--base", type=Path, default=DEFAULT_MODEL)
     p.add_argument("--base-labels", type=Path, default=DEFAULT_LABELS,
                    help="the single-point labels the base model was trained on (its split)")
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--out", type=Path, help="the fine-tuned model file to write (needed "
+                   "unless --evaluate)")
+    p.add_argument("--evaluate", type=Path, default=None, metavar="MODEL",
+                   help="no fine-tuning: print the held-out table of --base and of MODEL (a "
+                        "model fine-tuned from it) on the standard-recipe records of --labels")
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--lr", type=float, default=2e-4)
     p.add_argument("--schedule", choices=("cosine", "constant"), default="cosine",
@@ -166,6 +186,8 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry."""
     args = parser().parse_args(argv)
+    if args.out is None and args.evaluate is None:
+        raise SystemExit("give --out MODEL (the fine-tuned model to write) or --evaluate MODEL")
     weight_by_element = element_weights(args.element_weight)
     if not 0 < args.choice_fraction < 1:
         raise SystemExit(f"--choice-fraction {args.choice_fraction}: give a share between 0 and 1")
@@ -176,6 +198,10 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     base = read_model_file(args.base)
     meta, hp = base["metadata"], base["metadata"]["hyperparameters"]
+    if "fine_tune" in meta:
+        print(f"note: the base {args.base} is itself fine-tuned on standard-recipe labels; the "
+              "shipped model was fine-tuned from the single-point model (see this script's "
+              "docstring)", flush=True)
     elements = list(meta["elements"])
     single = read_labels(args.base_labels)
     mols = [mol_from_label_smiles(r["smiles"]) for r in single]
@@ -211,6 +237,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"replaying {len(replayable)} of {len(parts['train'])} single-point training "
               f"molecules (--replay-skip)", flush=True)
     net = network_from_file(base, args.base)
+    if args.evaluate is not None:
+        report(net, rows["held_out"], f"base {args.base.name}")
+        report(network_from_file(read_model_file(args.evaluate), args.evaluate), rows["held_out"],
+               args.evaluate.name)
+        return 0
     before = None if args.no_held_out else report(net, rows["held_out"], f"base {args.base.name}")
     choice_before = report(net, pick, f"base {args.base.name}, epoch-choice set")
     if args.tune == "head":

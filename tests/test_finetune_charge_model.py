@@ -112,3 +112,23 @@ def test_options_reach_the_fine_tuning(ft, base, tmp_path):
     assert tune["n_tune"] > 0 and tune["n_epoch_choice"] > 0
     assert data["metadata"]["metrics_standard_held_out"] == {"base": None, "fine_tuned": None}
     network_from_file(data, out)
+
+
+def test_evaluate_prints_the_held_out_table_with_charged_apart(ft, base, capsys):
+    """--evaluate trains nothing: the held-out table of the base and of the given model, with
+    charged and neutral molecules reported apart; without --out or --evaluate it refuses."""
+    labels, model = base
+    before = model.read_bytes()
+    assert ft.main(["--labels", str(labels), "--base", str(model), "--base-labels", str(labels),
+                    "--evaluate", str(model)]) == 0
+    out = capsys.readouterr().out
+    tables = [line for line in out.splitlines() if " molecules, RMSE " in line]
+    assert len(tables) == 2 and tables[0].split(":", 1)[1] == tables[1].split(":", 1)[1]
+    assert "charged" in tables[0] and "neutral" in tables[0]
+    n = [int(t.split(": ")[1].split()[0]) for t in tables[:1]][0]
+    charged = int(tables[0].split("charged ")[1].split()[0])
+    neutral = int(tables[0].split("neutral ")[1].split()[0])
+    assert n > 0 and charged + neutral == n
+    assert model.read_bytes() == before
+    with pytest.raises(SystemExit, match="--out MODEL"):
+        ft.main(["--labels", str(labels), "--base", str(model)])
