@@ -20,7 +20,8 @@ from hybridff.exceptions import ModelCompatibilityError
 
 #: The model file shipped with hybridff.
 DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "resources" / "charge_model.pt"
-#: The AM1-BCC labels the shipped model was trained on.
+#: The single-point AM1-BCC labels the shipped model was pre-trained on (and its split); it
+#: was then fine-tuned on standard-recipe labels (scripts/finetune_charge_model.py).
 DEFAULT_LABELS = Path(__file__).resolve().parents[2] / "resources" / "am1bcc_labels.jsonl.gz"
 #: ``format`` field every charge-model file carries.
 MODEL_FORMAT = "hybridff-charge-model"
