@@ -29,9 +29,14 @@ pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
 @pytest.fixture(scope="module")
 def ethanol_fit():
-    """80 xTB-labelled MM MD frames of ethanol (500 K) and a correction trained on 60 of them."""
+    """160 xTB-labelled MM MD frames of ethanol (500 K) and a correction trained on 120 of them.
+
+    With 80 frames (60 trained on) the held-out ratio depended on the split: 0.34 with the
+    first charge model and 0.73 after the charge model fine-tuned on standard AM1-BCC (the
+    20 validation frames then disagreed with the 60); with 160 frames it is 0.30, 0.30 and
+    0.44 for seeds 0, 1 and 2."""
     mm = build_mm("CCO")
-    frames = md_conformations(mm.system, mm.positions, 80, temperature=500.0,
+    frames = md_conformations(mm.system, mm.positions, 160, temperature=500.0,
                               interval_steps=100, seed=7)
     engine = get_engine("xtb")
     labels = [engine.compute(mm.numbers, x) for x in frames]
@@ -50,7 +55,7 @@ def test_fit_lowers_held_out_force_error(ethanol_fit) -> None:
     before = held_out["before"]["force_rmse_kcal_mol_A"]  # MM alone vs xTB
     after = held_out["after"]["force_rmse_kcal_mol_A"]  # hybrid vs xTB
     print(f"held-out force RMSE MM {before:.2f} -> hybrid {after:.2f} kcal/mol/A")
-    assert held_out["after"]["n_frames"] == 20
+    assert held_out["after"]["n_frames"] == 40
     assert after < 0.7 * before
     assert held_out["after"]["energy_rmse_kcal_mol"] < held_out["before"]["energy_rmse_kcal_mol"]
 

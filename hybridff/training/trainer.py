@@ -67,7 +67,7 @@ class TrainConfig:
     features: int = 32
     interactions: int = 3
     #: precompute descriptor Jacobians once (much faster epochs) when they fit in this many MB
-    jacobian_memory_mb: float = 2000.0
+    jacobian_memory_mb: float = 4000.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.val_fraction < 1.0:
