@@ -82,6 +82,30 @@ def minimum_image(vectors: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
     return vectors
 
 
+def pair_geometry(positions: torch.Tensor, box: torch.Tensor | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Dense pair geometry of positions (B, N, 3): vectors (B, N, N, 3) with [b, i, j] =
+    x_j - x_i (minimum image with a box), distances (B, N, N) and the identity (N, N).
+
+    The distances carry +1 on the diagonal, which keeps sqrt differentiable there; callers
+    mask the diagonal out."""
+    n_atoms = positions.shape[1]
+    vectors = positions.unsqueeze(1) - positions.unsqueeze(2)
+    if box is not None:
+        vectors = minimum_image(vectors, box.to(positions.dtype))
+    eye = torch.eye(n_atoms, dtype=positions.dtype, device=positions.device)
+    r = torch.sqrt((vectors * vectors).sum(-1) + eye)
+    return vectors, r, eye
+
+
+def cosine_cutoff(r: torch.Tensor, cutoff: float) -> torch.Tensor:
+    """Smooth cosine cutoff: 1 at r=0, 0 with zero slope at and beyond ``cutoff``."""
+    inside = r < cutoff
+    r_in = torch.where(inside, r, torch.zeros_like(r))
+    value = 0.5 * torch.cos(math.pi * r_in / cutoff) + 0.5
+    return torch.where(inside, value, torch.zeros_like(r))
+
+
 class SymmetryFunctions(torch.nn.Module):
     """Positions (B, N, 3) + species indices (N,) -> descriptors (B, N, n_features)."""
 
@@ -106,22 +130,14 @@ class SymmetryFunctions(torch.nn.Module):
 
     def cutoff_function(self, r: torch.Tensor) -> torch.Tensor:
         """Smooth cosine cutoff: 1 at r=0, 0 with zero slope at and beyond the cutoff."""
-        inside = r < self.cutoff
-        r_in = torch.where(inside, r, torch.zeros_like(r))
-        value = 0.5 * torch.cos(math.pi * r_in / self.cutoff) + 0.5
-        return torch.where(inside, value, torch.zeros_like(r))
+        return cosine_cutoff(r, self.cutoff)
 
     def forward(
         self, positions: torch.Tensor, species: torch.Tensor, box: torch.Tensor | None = None
     ) -> torch.Tensor:
         batch, n_atoms = positions.shape[0], positions.shape[1]
         dtype = positions.dtype
-        vectors = positions.unsqueeze(1) - positions.unsqueeze(2)  # [b, i, j] = x_j - x_i
-        if box is not None:
-            vectors = minimum_image(vectors, box.to(dtype))
-        eye = torch.eye(n_atoms, dtype=dtype, device=positions.device)
-        # the +eye keeps sqrt differentiable on the diagonal, which is then masked out
-        r = torch.sqrt((vectors * vectors).sum(-1) + eye)
+        vectors, r, eye = pair_geometry(positions, box)  # [b, i, j] = x_j - x_i
         not_self = (1.0 - eye).unsqueeze(0)
         fc = self.cutoff_function(r) * not_self  # (B, N, N)
         onehot = torch.nn.functional.one_hot(species, self.n_elements).to(dtype)  # (N, E)

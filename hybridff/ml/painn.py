@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from hybridff.ml.descriptors import minimum_image
+from hybridff.ml.descriptors import cosine_cutoff, pair_geometry
 from hybridff.ml.model import BoundedAtoms, MeanOfMembers
 
 ARCHITECTURE = "painn"
@@ -116,18 +116,13 @@ class MessagePassingNetwork(BoundedAtoms):
         """Per-atom energies (B, N) in kJ/mol, before bounds and shift."""
         batch, n_atoms = positions.shape[0], positions.shape[1]
         dtype = positions.dtype
-        vectors = positions.unsqueeze(1) - positions.unsqueeze(2)  # [b, i, j] = x_j - x_i
-        if box is not None:
-            vectors = minimum_image(vectors, box.to(dtype))
-        eye = torch.eye(n_atoms, dtype=dtype, device=positions.device)
-        r = torch.sqrt((vectors * vectors).sum(-1) + eye)  # +eye: differentiable diagonal
+        vectors, r, eye = pair_geometry(positions, box)  # [b, i, j] = x_j - x_i
+        cut = (cosine_cutoff(r, self.cutoff) * (1.0 - eye)).unsqueeze(-1)  # no self-pairs
+        # sine basis sin(k pi r / rc) / r, evaluated at rc where the cutoff zeroes it anyway
+        # (and on the diagonal, where r is not a distance): smooth, finite at small r
         inside = (r < self.cutoff) & (eye == 0)
         r_in = torch.where(inside, r, torch.full_like(r, self.cutoff))
-        cut = torch.where(inside, 0.5 * torch.cos(math.pi * r_in / self.cutoff) + 0.5,
-                          torch.zeros_like(r))
-        # sine basis sin(k pi r / rc) / r: smooth, finite at small r
         basis = torch.sin(r_in.unsqueeze(-1) * self.frequencies) / r_in.unsqueeze(-1)
-        cut = cut.unsqueeze(-1)
         unit = vectors / r.unsqueeze(-1)
         s = self.embedding(species).unsqueeze(0).expand(batch, n_atoms, self.features)
         v = torch.zeros(batch, n_atoms, 3, self.features, dtype=dtype, device=positions.device)
