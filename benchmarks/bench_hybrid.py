@@ -1,8 +1,9 @@
 """Speed of the hybrid (MM + TorchForce correction) relative to MM alone, measured in one run.
 
 A ligand is solvated in TIP3P (PME, 1.0 nm cutoff), and the same System is timed on the
-OpenMM CPU platform without and with the ML correction on the ligand, with torch's thread
-pool at 1 thread and at torch's default. A model trained on a bespoke MM (its refit record in the
+OpenMM CPU platform without and with the ML correction on the ligand, its network in single
+(float32, what simulate runs) and double precision, with torch's thread pool at 1 thread and at
+torch's default. A model trained on a bespoke MM (its refit record in the
 model file) runs on that bespoke MM, which is timed too (``bespoke_mm_ns_day``: the drop-in
 XML's anharmonic, Morse and cross terms). Prints ns/day and the ratios to GAFF2's MM (JSON with
 --json). The correction's cost does not depend on its weights: a trained model file can be
@@ -167,12 +168,18 @@ def main() -> None:
                         help="timings of each System, taken in turn; medians printed "
                              "(default 1; 3 with --protein)")
     parser.add_argument("--padding", type=float, default=1.0, help="solvent padding, nm")
+    parser.add_argument("--precisions", default="single,double",
+                        help="the correction's floating point(s) to time, comma-separated "
+                             "(default: single,double; simulate runs single)")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     steps = args.steps or (300 if args.protein else 2000)
     repeats = args.repeats or (3 if args.protein else 1)
     if steps < 1 or repeats < 1:
         parser.error(f"--steps ({steps}) and --repeats ({repeats}) must be at least 1")
+    precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
+    if not precisions or any(p not in ("single", "double") for p in precisions):
+        parser.error(f"--precisions: single and/or double, not {args.precisions!r}")
 
     from hybridff.ml.backend import add_ml_correction, select_ml_atoms
     from hybridff.ml.modelfile import load_model
@@ -187,9 +194,11 @@ def main() -> None:
     model = load_model(args.model) if args.model else default_model(topology)
     refit = model.metadata.get("mm_refit")
     bespoke, _, _, bespoke_pm, _ = make(refit) if refit else (None, None, None, None, None)
-    hybrid = copy.deepcopy(bespoke or system)
-    add_ml_correction(hybrid, topology, model,
-                      mm_signature=(bespoke_pm or pm).signature if args.model else None)
+    hybrids = {}
+    for precision in precisions:
+        hybrids[precision] = copy.deepcopy(bespoke or system)
+        add_ml_correction(hybrids[precision], topology, model, precision=precision,
+                          mm_signature=(bespoke_pm or pm).signature if args.model else None)
     default_threads = torch.get_num_threads()
     results = {
         "system": "protein-ligand (villin in TIP3P + ligand)" if args.protein else "ligand in TIP3P",
@@ -205,12 +214,14 @@ def main() -> None:
     contexts = {"mm": md_context(system, positions)}
     if bespoke is not None:
         contexts["bespoke_mm"] = md_context(bespoke, positions)
-    contexts["hybrid"] = md_context(hybrid, positions)
+    for precision, hybrid in hybrids.items():
+        contexts[f"hybrid_{precision}"] = md_context(hybrid, positions)
     timings: dict[str, list[float]] = {}
     for _ in range(repeats):  # in turn, so a change of the machine's load hits all alike
         for name, context in contexts.items():
-            for threads in (sorted({1, default_threads}) if name == "hybrid" else [None]):
-                key = name if threads is None else f"hybrid_torch_threads_{threads}"
+            hybrid = name.startswith("hybrid")
+            for threads in (sorted({1, default_threads}) if hybrid else [None]):
+                key = name if threads is None else f"{name}_torch_threads_{threads}"
                 if threads is not None:
                     torch.set_num_threads(threads)
                 timings.setdefault(key, []).append(time_steps(context, steps))
@@ -220,10 +231,11 @@ def main() -> None:
     if bespoke is not None:
         results["bespoke_mm_ns_day"] = speed["bespoke_mm"]
         results["ratio_bespoke_mm"] = speed["bespoke_mm"] / speed["mm"]
-    for threads in sorted({1, default_threads}):
-        key = f"hybrid_torch_threads_{threads}"
-        results[f"hybrid_ns_day_torch_threads_{threads}"] = speed[key]
-        results[f"ratio_hybrid_mm_torch_threads_{threads}"] = speed[key] / speed["mm"]
+    for precision in precisions:
+        for threads in sorted({1, default_threads}):
+            key = f"hybrid_{precision}_torch_threads_{threads}"
+            results[f"{key}_ns_day"] = speed[key]
+            results[f"ratio_{key}_to_mm"] = speed[key] / speed["mm"]
     if repeats > 1:
         results["ns_day_each_repeat"] = {k: [round(v, 3) for v in vs] for k, vs in timings.items()}
     for key, value in results.items():

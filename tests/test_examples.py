@@ -104,7 +104,8 @@ def check_loop_outputs(work: Path, stdout: str, data: str, n_frames: int, steps:
     for key in ("mm", "hybrid"):
         assert math.isfinite(report[key]["force_rmse_kcal_mol_A"]), key
         assert math.isfinite(report[key]["energy_rmse_kcal_mol"]), key
-    assert report["ml_in_openmm_matches_model_kj_mol"] < 1e-6
+    assert report["ml_precision"] == "single"  # float32 network, as simulate runs it
+    assert report["ml_in_openmm_matches_model_kj_mol"] < 1e-3
     # 5. simulate: the hybrid ran for all its steps, with the correction in the log
     md = work / "md"
     for name in ("trajectory.dcd", "final.pdb", "system.xml", "checkpoint.chk"):

@@ -92,22 +92,29 @@ def reference(model_file: ModelFile, positions: np.ndarray, box=None):
     return float(e[0]), f[0].numpy()
 
 
+#: (energy, force) tolerances of each precision against the float64 model, relative and absolute
+PRECISION_TOLERANCE = {"double": (1e-9, 1e-7), "single": (1e-5, 1e-3)}
+
+
+@pytest.mark.parametrize("precision", ["double", "single"])
 @pytest.mark.parametrize("backend", BACKEND_NAMES)
 @pytest.mark.parametrize("periodic", [False, True])
-def test_openmm_matches_model(backend: str, periodic: bool) -> None:
+def test_openmm_matches_model(backend: str, periodic: bool, precision: str) -> None:
     model_file = make_model_file()
     system, top, positions = make_system(periodic=periodic)
     if periodic:  # put the molecule across the box corner: OpenMM may wrap atoms apart
         positions[: len(SPECIES)] += np.array([1.95, 2.05, 2.15])
-    force = add_ml_correction(system, top, model_file, backend=backend)
+    force = add_ml_correction(system, top, model_file, backend=backend, precision=precision)
+    assert force.getName().endswith(f"{precision})")
     assert force.getForceGroup() == 1  # the bond force holds group 0
     assert force.usesPeriodicBoundaryConditions() == periodic
     energy, forces = group_state(system, positions, force.getForceGroup())
     box = np.diag([2.0, 2.1, 2.2]) if periodic else None
     e_ref, f_ref = reference(model_file, positions, box)
     assert abs(e_ref) > 1e-3
-    assert energy == pytest.approx(e_ref, rel=1e-9, abs=1e-9)
-    np.testing.assert_allclose(forces[: len(SPECIES)], f_ref, rtol=1e-7, atol=1e-7)
+    tol_e, tol_f = PRECISION_TOLERANCE[precision]
+    assert energy == pytest.approx(e_ref, rel=tol_e, abs=tol_e)
+    np.testing.assert_allclose(forces[: len(SPECIES)], f_ref, rtol=tol_f, atol=tol_f)
     np.testing.assert_array_equal(forces[len(SPECIES) :], 0.0)  # water and ion untouched
 
 
@@ -115,7 +122,8 @@ def test_openmm_matches_model(backend: str, periodic: bool) -> None:
 def test_lambda_scales_correction(backend: str) -> None:
     model_file = make_model_file()
     system, top, positions = make_system()
-    force = add_ml_correction(system, top, model_file, backend=backend, lambda_ml=0.5)
+    force = add_ml_correction(system, top, model_file, backend=backend, lambda_ml=0.5,
+                              precision="double")
     group = force.getForceGroup()
     e_half, f_half = group_state(system, positions, group)
     e_ref, f_ref = reference(model_file, positions)
@@ -290,7 +298,7 @@ def test_solvated_ligand_split_across_box_matches_vacuum_model() -> None:
         for p in model.parameters():
             p.copy_(torch.randn(p.shape, generator=gen, dtype=p.dtype) * 0.2)
     model_file = ModelFile(torch.jit.script(model), build_metadata(model, spec))
-    force = add_ml_correction(system, modeller.topology, model_file)
+    force = add_ml_correction(system, modeller.topology, model_file, precision="double")
     assert force.usesPeriodicBoundaryConditions()
     n_lig = pm.mol.GetNumAtoms()
     ligand = positions[:n_lig].copy()
@@ -319,3 +327,38 @@ def test_torch_backend_import_prints_no_simtk_notice() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True, cwd=str(Path(__file__).resolve().parents[1]))
     assert "simtk" not in proc.stderr and "still shown" in proc.stderr
+
+
+@pytest.mark.parametrize("painn", [False, True])
+def test_single_precision_keeps_a_large_energy_shift_exact(painn: bool) -> None:
+    """A correction's constant shift can be 1e5 kJ/mol, where float32 resolves only 0.01: the
+    single-precision form adds it in float64, so energy differences keep float32's relative
+    precision of the (small) varying part, and the float32 network's forces match."""
+    from hybridff.ml.model import inference_module
+
+    if painn:
+        from test_painn import random_painn
+
+        model = random_painn()
+    else:
+        model = random_model(n_models=2)
+    for name, buffer in model.named_buffers():
+        if name.endswith("energy_shift"):
+            buffer.fill_(-123456.789)
+    single = inference_module(torch.jit.script(model), "single")
+    double = inference_module(torch.jit.script(model), "double")
+    species = torch.tensor(SPECIES)
+    base = torch.tensor(POSITIONS, dtype=torch.float64)
+    shifted = base + 0.003 * torch.sin(torch.arange(base.numel(), dtype=torch.float64)).reshape(
+        base.shape)
+    e_single = [float(single(x, species, None)) for x in (base, shifted)]
+    e_double = [float(double(x, species, None)) for x in (base, shifted)]
+    assert e_double[0] == pytest.approx(-123456.789, abs=2000.0)  # the shift dominates
+    assert abs(e_double[1] - e_double[0]) > 1e-3  # the geometry change is seen ...
+    for s, d in zip(e_single, e_double, strict=True):  # ... to float32 rounding of the varying
+        assert s == pytest.approx(d, abs=1e-4 + 1e-5 * abs(d + 123456.789))  # part, not of -1e5
+    for module in (single, double):
+        assert module(base, species, None).dtype == torch.float64
+    _, f_single = energies_and_forces(single, base[None], species)
+    _, f_double = energies_and_forces(double, base[None], species)
+    np.testing.assert_allclose(f_single.numpy(), f_double.numpy(), rtol=1e-4, atol=1e-3)

@@ -8,7 +8,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from test_ml_backend import group_state, make_system  # noqa: E402
+from test_ml_backend import PRECISION_TOLERANCE, group_state, make_system  # noqa: E402
 from test_ml_model import ELEMENTS, POSITIONS, SPECIES, _energy, _numeric_forces  # noqa: E402
 
 from hybridff.ml.model import energies_and_forces, inference_module  # noqa: E402
@@ -101,10 +101,12 @@ def test_bounds_cap_atom_energies_outside_the_training_range() -> None:
     assert low + member.energy_shift <= atoms[0] <= high + member.energy_shift
 
 
+@pytest.mark.parametrize("precision", ["double", "single"])
 @pytest.mark.parametrize("backend", ["torch", "python"])
-def test_openmm_backends_reproduce_the_model(backend: str, tmp_path) -> None:
+def test_openmm_backends_reproduce_the_model(backend: str, precision: str, tmp_path) -> None:
     """Saved, loaded and added to a System, TorchForce and PythonForce give the model's
-    energy and forces (the inference form is the scripted ensemble itself)."""
+    energy and forces (the inference form is the scripted ensemble itself; in single
+    precision, a float32 copy, to float32 rounding)."""
     from hybridff.ml.backend import add_ml_correction
     from hybridff.ml.modelfile import build_metadata, load_model, save_model
 
@@ -115,15 +117,16 @@ def test_openmm_backends_reproduce_the_model(backend: str, tmp_path) -> None:
     assert loaded.metadata["descriptor"]["architecture"] == "painn"
     assert not hasattr(loaded.module, "descriptor")
     system, top, positions = make_system(periodic=True)
-    force = add_ml_correction(system, top, loaded, backend=backend)
+    force = add_ml_correction(system, top, loaded, backend=backend, precision=precision)
     energy, forces = group_state(system, positions, force.getForceGroup())
     box = torch.tensor(np.diag([2.0, 2.1, 2.2]))
     e_ref, f_ref = energies_and_forces(inference_module(loaded.module),
                                        torch.tensor(positions[: len(SPECIES)])[None],
                                        torch.tensor(SPECIES), box)
     assert abs(float(e_ref[0])) > 1e-3
-    assert energy == pytest.approx(float(e_ref[0]), rel=1e-9, abs=1e-9)
-    np.testing.assert_allclose(forces[: len(SPECIES)], f_ref[0].numpy(), rtol=1e-7, atol=1e-7)
+    tol_e, tol_f = PRECISION_TOLERANCE[precision]
+    assert energy == pytest.approx(float(e_ref[0]), rel=tol_e, abs=tol_e)
+    np.testing.assert_allclose(forces[: len(SPECIES)], f_ref[0].numpy(), rtol=tol_f, atol=tol_f)
     np.testing.assert_array_equal(forces[len(SPECIES):], 0.0)
 
 

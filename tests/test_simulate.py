@@ -256,8 +256,10 @@ def test_ml_correction_with_ensemble_monitor(tmp_path, caplog) -> None:
         load_system_xml(tmp_path / "run" / "system.xml")
     try:
         torch.set_num_threads(1)
+        assert prepared.info["ml_precision"] == "single"  # the default, recorded in run.json
         system = load_system_xml(tmp_path / "run" / "system.xml", model=path,
-                                 topology=prepared.topology, atoms=prepared.solute_atoms)
+                                 topology=prepared.topology, atoms=prepared.solute_atoms,
+                                 precision="single")
         ml = [f for f in system.getForces() if is_ml_force(f)]
         assert len(ml) == 1 and ml[0].getForceGroup() == prepared.ml_force_group
         state = openmm.XmlSerializer.deserialize((tmp_path / "run" / "state.xml").read_text())

@@ -149,7 +149,8 @@ def test_paracetamol_shipped_labels_hybrid_beats_mm_on_test_trajectory(tmp_path)
           f" -> {hybrid['energy_rmse_kcal_mol']:.2f} kcal/mol")
     assert hybrid["force_rmse_kcal_mol_A"] < 0.4 * mm["force_rmse_kcal_mol_A"]
     assert hybrid["energy_rmse_kcal_mol"] < 0.4 * mm["energy_rmse_kcal_mol"]
-    assert report["ml_in_openmm_matches_model_kj_mol"] < 1e-6
+    assert report["ml_precision"] == "single"  # float32 network, as simulate runs it
+    assert report["ml_in_openmm_matches_model_kj_mol"] < 1e-3
 
 
 def test_jacobian_and_direct_training_agree(ethanol_fit) -> None:

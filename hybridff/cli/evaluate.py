@@ -16,6 +16,7 @@ from pathlib import Path
 
 from hybridff.cli import number_in
 from hybridff.cli.argtypes import output_file, output_folder, positive
+from hybridff.ml import DEFAULT_PRECISION, PRECISIONS
 
 HELP = "compare MM and hybrid against QM on labelled frames"
 
@@ -32,6 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: the one inside --model, if any)")
     parser.add_argument("--frames", default="all", choices=["all", "held-out"],
                         help="held-out: only the model's validation frames of its training file")
+    parser.add_argument("--ml-precision", choices=PRECISIONS, default=DEFAULT_PRECISION,
+                        help="floating point of the correction inside OpenMM, as in hybridff "
+                             f"simulate (default: {DEFAULT_PRECISION})")
     parser.add_argument("--json", type=output_file, default=None, help="write the report as JSON here")
     parser.add_argument("--threads", type=positive("a thread count", integer=True), default=1,
                         help="torch threads")
@@ -82,7 +86,8 @@ def _run(args: argparse.Namespace) -> int:
 
             get_engine(args.scan_qm)  # unknown name or missing QM package: fail now
     evaluated = evaluate_frames(args.molecule, args.data, args.model, args.ml_only, args.frames,
-                                dipole_model_path=args.dipole_model)
+                                dipole_model_path=args.dipole_model,
+                                precision=args.ml_precision)
     report = evaluated.report
     print(f"{report['n_frames']} frames ({report['frames']}) of {args.data}")
     print(f"{'':10s} {'E RMSE':>9s} {'E MAE':>9s} {'F RMSE':>9s}   (kcal/mol, kcal/mol/A)")

@@ -87,7 +87,8 @@ def write_restart_files(out: Path, simulation: app.Simulation) -> None:
 
 
 def load_system_xml(path: str | os.PathLike, model: Any = None, topology: app.Topology | None = None,
-                    atoms: list[int] | None = None, backend: str = "torch") -> openmm.System:
+                    atoms: list[int] | None = None, backend: str = "torch",
+                    precision: str = "double") -> openmm.System:
     """Deserialize a System XML written by :func:`run_md`.
 
     A TorchForce in the file is not handed to OpenMM's deserializer: with openmm-torch 1.10 on
@@ -96,7 +97,8 @@ def load_system_xml(path: str | os.PathLike, model: Any = None, topology: app.To
     XML and, when ``model`` (file or ``ModelFile``), the ``topology`` and the ML ``atoms`` are
     given, added again
     with :func:`hybridff.ml.backend.add_ml_correction` in the same force group, with the same
-    ``lambda`` default; without a model that is an error saying so.
+    ``lambda`` default and its network in ``precision`` (the run's, from run.json; runs
+    recorded before the option ran in double); without a model that is an error saying so.
     """
     from xml.etree import ElementTree as ET
 
@@ -133,6 +135,6 @@ def load_system_xml(path: str | os.PathLike, model: Any = None, topology: app.To
         names = {p.get("name"): float(p.get("default")) for p in (params if params is not None else [])}
         name, value = next(iter(names.items())) if names else ("lambda_ml", 1.0)
         add_ml_correction(system, topology, loaded, atoms=list(atoms), backend=backend,
-                          lambda_ml=value, parameter_name=name,
+                          lambda_ml=value, parameter_name=name, precision=precision,
                           force_group=int(element.get("forceGroup", "0")))
     return system

@@ -18,6 +18,7 @@ import openmm
 from openmm import app, unit
 
 from hybridff.exceptions import MoleculeInputError, SimulationError, UnknownNameError
+from hybridff.ml import DEFAULT_PRECISION
 from hybridff.mm.parameters import DEFAULT_CHARGE_METHOD
 from hybridff.mm.system import DEFAULT_CUTOFF_NM, build_system, ligand_topology, net_charge
 
@@ -99,6 +100,7 @@ def prepare_system(
     ionic_strength_molar: float = 0.15,
     model: str | os.PathLike | Any = None,
     ml_backend: str = "torch",
+    ml_precision: str = DEFAULT_PRECISION,
     constraints: str | None = "HBonds",
     hydrogen_mass_amu: float | None = None,
     forcefield: str = "hybridff-gaff2.xml",
@@ -213,14 +215,16 @@ def prepare_system(
     solute = list(range(pm.mol.GetNumAtoms()))
     prepared = PreparedSystem(system, topology, positions, solute, pm, solvent, info=info)
     if model is not None:
-        add_model(prepared, model, backend=ml_backend)
+        add_model(prepared, model, backend=ml_backend, precision=ml_precision)
         prepared.model_path = model_path
         prepared.info["ml_model"] = model_path
     return prepared
 
 
-def add_model(prepared: PreparedSystem, model: Any, backend: str = "torch") -> None:
-    """Add the ML correction (a model file path or ``ModelFile``) on the solute of ``prepared``."""
+def add_model(prepared: PreparedSystem, model: Any, backend: str = "torch",
+              precision: str = DEFAULT_PRECISION) -> None:
+    """Add the ML correction (a model file path or ``ModelFile``) on the solute of ``prepared``,
+    its network run in ``precision`` (see :func:`hybridff.ml.backend.add_ml_correction`)."""
     from hybridff.ml.backend import add_ml_correction
     from hybridff.ml.modelfile import ModelFile, load_model
 
@@ -231,8 +235,8 @@ def add_model(prepared: PreparedSystem, model: Any, backend: str = "torch") -> N
     pm = prepared.parameterized
     force = add_ml_correction(
         prepared.system, prepared.topology, model, atoms=prepared.solute_atoms, backend=backend,
-        mm_signature=pm.mm_signature())
+        mm_signature=pm.mm_signature(), precision=precision)
     prepared.model, prepared.model_path = model, path
     prepared.ml_force_group = force.getForceGroup()
-    prepared.info.update(ml_backend=backend, ml_model=path,
+    prepared.info.update(ml_backend=backend, ml_precision=precision, ml_model=path,
                          ensemble_size=int(model.metadata.get("ensemble_size", 1)))

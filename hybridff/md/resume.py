@@ -136,7 +136,8 @@ def resume_md(output_dir: str | os.PathLike, steps: int, platform: str | None = 
     solute = list(range(int(summary["system"]["solute_atoms"])))
     topology = app.PDBFile(str(out / OUTPUTS["start"])).topology
     system = load_system_xml(out / OUTPUTS["system"], model=model_path, topology=topology,
-                             atoms=solute, backend=summary["system"].get("ml_backend", "torch"))
+                             atoms=solute, backend=summary["system"].get("ml_backend", "torch"),
+                             precision=summary["system"].get("ml_precision", "double"))
     integrator = openmm.XmlSerializer.deserialize((out / OUTPUTS["integrator"]).read_text())
     plat, properties = get_platform(options.platform, options.threads)
     set_torch_threads(system, options.threads)

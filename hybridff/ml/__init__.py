@@ -9,3 +9,9 @@
 
 Submodules import torch; this package itself does not.
 """
+
+#: Floating-point precisions the correction's network can run in during MD (OpenMM-ML's names)
+PRECISIONS = ("single", "double")
+#: The default: float32, like the forces of OpenMM's CPU platform and of its mixed-precision
+#: GPU runs (the energy's constant shift stays float64); ``"double"`` runs the stored model
+DEFAULT_PRECISION = "single"

@@ -30,6 +30,7 @@ from openmm import app, unit
 
 from hybridff.elements import SYMBOL
 from hybridff.exceptions import ModelCompatibilityError
+from hybridff.ml import DEFAULT_PRECISION, PRECISIONS
 from hybridff.ml.model import inference_module
 from hybridff.ml.modelfile import ModelFile, load_model
 from hybridff.ml.region import (  # noqa: F401 - WATER_RESIDUES: its old import path
@@ -326,6 +327,7 @@ def add_ml_correction(
     force_group: int | None = None,
     mm_signature: Any = None,
     parameter_name: str = DEFAULT_PARAMETER,
+    precision: str = DEFAULT_PRECISION,
 ) -> openmm.Force:
     """Add the trained ML correction to ``system`` and return the new Force.
 
@@ -335,7 +337,12 @@ def add_ml_correction(
     signature the template generator gave the molecule), checked against the one the model
     was trained on.
     ``force_group``: default the lowest group no other Force uses.
+    ``precision``: ``"single"`` (default; float32 network, about 1.3-2x faster on CPU, forces
+    within ~1e-6 of the float64 model's) or ``"double"`` (the stored float64 model).
     """
+    if precision not in PRECISIONS:
+        raise ModelCompatibilityError(
+            f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
     factory = get_backend(backend)
     if not isinstance(model, ModelFile):
         model = load_model(model)
@@ -353,9 +360,9 @@ def add_ml_correction(
         force_group = _free_force_group(system)
     elif not 0 <= int(force_group) <= 31:
         raise ModelCompatibilityError(f"force_group must be 0..31, got {force_group}")
-    module = inference_module(model.module)  # same numbers, members' networks batched
+    module = inference_module(model.module, precision)  # members' networks batched
     force = factory(module, indices, species, periodic, parameter_name, lambda_ml)
     force.setForceGroup(int(force_group))
-    force.setName(f"hybridff ML correction ({backend})")
+    force.setName(f"hybridff ML correction ({backend}, {precision})")
     system.addForce(force)
     return force

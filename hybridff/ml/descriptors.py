@@ -9,7 +9,9 @@ Each atom ``i`` is described by
   ``G_A[i, ee', a, n] = sum_{j in e, k in e'} cos^n(t_jik) w_a(r_ij) w_a(r_ik)`` with
   ``w_a(r) = exp(-eta_a (r - R_a)^2) f_c(r)``. Linear combinations of these powers give the
   familiar ``(1 + lambda cos t)^zeta`` terms; they are computed from Cartesian moment tensors
-  in O(N^2) (terms with j = k are kept: smooth radial functions, harmless)
+  in O(N^2) (terms with j = k are kept: smooth radial functions, harmless), each symmetric
+  tensor stored once per distinct component (3, 6, 10 for n = 1, 2, 3 instead of 3^n) with its
+  multinomial weight
 
 with the smooth cosine cutoff ``f_c(r) = (cos(pi r / r_c) + 1) / 2`` for ``r < r_c`` and 0
 beyond, whose value and slope both vanish at ``r_c`` (energy and forces continuous there). The
@@ -127,6 +129,25 @@ class SymmetryFunctions(torch.nn.Module):
         upper = torch.triu_indices(n, n)
         self.register_buffer("pair_rows", upper[0].clone())
         self.register_buffer("pair_cols", upper[1].clone())
+        exponents, weights, orders = symmetric_monomials(self.max_angular_order)
+        self.register_buffer("exponents", exponents)  # (C, 3): powers of u_x, u_y, u_z
+        self.register_buffer("multiplicity", weights)  # (C,): n! / (p! q! r!)
+        self.register_buffer("order_of_component", torch.nn.functional.one_hot(
+            orders, self.max_angular_order).to(torch.float64))  # (C, orders)
+
+    @classmethod
+    def like(cls, descriptor: torch.nn.Module) -> SymmetryFunctions:
+        """A fresh (this code's) module with the settings of ``descriptor``, e.g. one loaded from
+        an older model file: same features to rounding. Only the number of elements matters to
+        the computation, so the spec's element numbers are placeholders."""
+        return cls(DescriptorSpec(
+            elements=tuple(range(int(descriptor.n_elements))),
+            cutoff=float(descriptor.cutoff),
+            radial_shifts=tuple(float(x) for x in descriptor.radial_shifts.tolist()),
+            radial_eta=float(descriptor.radial_eta),
+            angular_shifts=tuple(float(x) for x in descriptor.angular_shifts.tolist()),
+            angular_eta=float(descriptor.angular_eta),
+            max_angular_order=int(descriptor.max_angular_order)))
 
     def cutoff_function(self, r: torch.Tensor) -> torch.Tensor:
         """Smooth cosine cutoff: 1 at r=0, 0 with zero slope at and beyond the cutoff."""
@@ -149,18 +170,38 @@ class SymmetryFunctions(torch.nn.Module):
 
         # angular: moments of bond-angle cosines from Cartesian moment tensors.
         # M_n[i, e, a] = sum_{j in e} w_a(r_ij) u_ij^(x n), and <M_n[e], M_n[g]> equals
-        # sum_{j in e, k in g} w_a(r_ij) w_a(r_ik) cos^n(t_jik): O(N^2) work, not O(N^3)
+        # sum_{j in e, k in g} w_a(r_ij) w_a(r_ik) cos^n(t_jik): O(N^2) work, not O(N^3).
+        # M_n is symmetric: each distinct component u_x^p u_y^q u_z^r once, weighted in the
+        # inner product by how often it occurs in the full tensor
         unit = vectors / r.unsqueeze(-1)  # (B, N, N, 3)
         ra = self.angular_shifts.to(dtype)
         w = torch.exp(-self.angular_eta * (r.unsqueeze(-1) - ra) ** 2) * fc.unsqueeze(-1)
-        blocks: list[torch.Tensor] = [g_rad]
-        power = torch.ones_like(r).unsqueeze(-1)  # (B, N, N, 1): u^(x 0)
+        powers = [torch.ones_like(unit)]
         for _ in range(self.max_angular_order):
-            power = (power.unsqueeze(-1) * unit.unsqueeze(-2)).reshape(
-                batch, n_atoms, n_atoms, -1
-            )
-            moment = torch.einsum("bija,bijc,je->bieac", w, power, onehot)
-            gram = torch.einsum("bieac,bigac->biega", moment, moment)
-            picked = gram[:, :, self.pair_rows, self.pair_cols, :]  # (B, N, P, A)
-            blocks.append(picked.reshape(batch, n_atoms, -1))
-        return torch.cat(blocks, dim=-1)
+            powers.append(powers[-1] * unit)
+        table = torch.stack(powers, dim=-1)  # (B, N, N, 3, order + 1): u_d^k
+        components = (table[..., 0, :].index_select(-1, self.exponents[:, 0])
+                      * table[..., 1, :].index_select(-1, self.exponents[:, 1])
+                      * table[..., 2, :].index_select(-1, self.exponents[:, 2]))  # (B, N, N, C)
+        moment = torch.einsum("bija,bijc,je->bieac", w, components, onehot)  # (B, N, E, A, C)
+        products = (moment * self.multiplicity.to(dtype))[:, :, self.pair_rows] * moment[
+            :, :, self.pair_cols]  # (B, N, P, A, C)
+        gram = torch.matmul(products, self.order_of_component.to(dtype))  # (B, N, P, A, n)
+        g_ang = gram.permute(0, 1, 4, 2, 3).reshape(batch, n_atoms, -1)  # order-major blocks
+        return torch.cat([g_rad, g_ang], dim=-1)
+
+
+def symmetric_monomials(max_order: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The distinct components u_x^p u_y^q u_z^r (p + q + r = n, n = 1..max_order) of the
+    symmetric tensors u^(x n): exponents (C, 3), multiplicities n!/(p! q! r!) (C,) and each
+    one's order index n - 1 (C,)."""
+    exponents, weights, orders = [], [], []
+    for n in range(1, max_order + 1):
+        for p in range(n, -1, -1):
+            for q in range(n - p, -1, -1):
+                exponents.append((p, q, n - p - q))
+                weights.append(math.factorial(n) / (math.factorial(p) * math.factorial(q)
+                                                    * math.factorial(n - p - q)))
+                orders.append(n - 1)
+    return (torch.tensor(exponents, dtype=torch.long), torch.tensor(weights, dtype=torch.float64),
+            torch.tensor(orders, dtype=torch.long))

@@ -9,8 +9,12 @@ model's element list, and an optional (3, 3) box in nm.
 
 from __future__ import annotations
 
+import copy
+import io
+
 import torch
 
+from hybridff.ml import PRECISIONS
 from hybridff.ml.descriptors import DescriptorSpec, SymmetryFunctions
 from hybridff.ml.layers import StackedLinear
 
@@ -209,12 +213,14 @@ def energies_and_forces(
 
 class FusedEnsemble(MeanOfMembers):
     """Inference form of an :class:`EnsembleModel`: the K members' networks of one element run
-    as batched matrix products. Same energies and forces (to rounding), fewer, larger ops;
-    weights become buffers (no training)."""
+    as batched matrix products, over this code's descriptor. Same energies and forces (to
+    rounding), fewer, larger ops; weights become buffers (no training)."""
 
     def __init__(self, model: torch.nn.Module) -> None:
         super().__init__()
-        self.descriptor = model.descriptor
+        # this code's descriptor with the model's settings: a model file keeps the descriptor
+        # code it was saved with, and newer code computes the same features faster
+        self.descriptor = SymmetryFunctions.like(model.descriptor)
         members = list(model.members.children())  # also works on loaded TorchScript modules
         self.register_buffer("dtype_ref", model.dtype_ref.detach().clone())
         self.register_buffer("feature_mean", torch.stack([m.feature_mean for m in members]))
@@ -274,9 +280,78 @@ class FusedEnsemble(MeanOfMembers):
         return total + self.energy_shift.unsqueeze(1)
 
 
-def inference_module(module: torch.nn.Module) -> torch.jit.ScriptModule:
-    """The scripted :class:`FusedEnsemble` of an (eager or scripted) :class:`EnsembleModel`;
-    other architectures (no shared ``descriptor``) run scripted as they are."""
+class SinglePrecision(torch.nn.Module):
+    """A correction run in float32, its constant energy shift added in float64 afterwards.
+
+    The atom energies and forces are float32 (relative rounding ~1e-7, the precision of OpenMM's
+    CPU and mixed-precision GPU forces); the shift, which can be 1e5 kJ/mol, stays float64 so
+    the total energy keeps its resolution (conserved-energy checks, lambda derivatives).
+    Inputs and the output are float64, as TorchForce and PythonForce hand them.
+    """
+
+    def __init__(self, module: torch.nn.Module, shift: float) -> None:
+        super().__init__()
+        self.model = module
+        self.register_buffer("shift", torch.tensor(float(shift), dtype=torch.float64))
+
+    def forward(
+        self, positions: torch.Tensor, species: torch.Tensor, box: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        box32: torch.Tensor | None = None
+        if box is not None:
+            box32 = box.to(torch.float32)
+        energy = self.model(positions.to(torch.float32), species, box32)
+        return energy.to(torch.float64) + self.shift
+
+
+def _energy_shift_of(module: torch.nn.Module, zeroed: torch.nn.Module, n_elements: int) -> float:
+    """The constant ``module`` adds on top of ``zeroed`` (the same module with every
+    ``energy_shift`` buffer at 0), measured at two geometries; raises if it is not constant."""
+    generator = torch.Generator().manual_seed(0)
+    species = torch.arange(n_elements, dtype=torch.long).repeat(2)
+    shifts = []
+    for _ in range(2):
+        pos = 0.1 + 0.3 * torch.rand(len(species), 3, generator=generator, dtype=torch.float64)
+        with torch.no_grad():
+            shifts.append(float(module(pos, species, None) - zeroed(pos, species, None)))
+    if abs(shifts[0] - shifts[1]) > 1e-9 * max(1.0, abs(shifts[0])):
+        raise ValueError("the model's energy shift is not a constant; run it with precision "
+                         "'double'")
+    return shifts[0]
+
+
+def _n_elements(module: torch.nn.Module) -> int:
+    """How many elements a correction covers (its per-element atom-energy bounds)."""
+    for name, buffer in module.named_buffers():
+        if name.split(".")[-1] == "atom_energy_low":
+            return int(buffer.shape[-1])
+    raise ValueError("not a hybridff correction model (no per-element atom-energy bounds)")
+
+
+def _copy_module(module: torch.nn.Module) -> torch.nn.Module:
+    if isinstance(module, torch.jit.ScriptModule):
+        buffer = io.BytesIO()
+        torch.jit.save(module, buffer)
+        buffer.seek(0)
+        return torch.jit.load(buffer, map_location="cpu")
+    return copy.deepcopy(module)
+
+
+def inference_module(module: torch.nn.Module, precision: str = "double") -> torch.jit.ScriptModule:
+    """The scripted inference form of a trained correction (eager or scripted): an
+    :class:`EnsembleModel` becomes a :class:`FusedEnsemble`, other architectures (no shared
+    ``descriptor``) run as they are. ``precision`` ``"single"`` runs it in float32
+    (:class:`SinglePrecision`; about 1.3x (symmetry functions) to 2x (message passing) faster
+    on CPU), ``"double"`` in the stored float64."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
     if hasattr(module, "descriptor"):
-        return torch.jit.script(FusedEnsemble(module))
-    return module if isinstance(module, torch.jit.ScriptModule) else torch.jit.script(module)
+        module = FusedEnsemble(module)
+    if precision == "double":
+        return module if isinstance(module, torch.jit.ScriptModule) else torch.jit.script(module)
+    zeroed = _copy_module(module)
+    for name, buffer in zeroed.named_buffers():
+        if name.split(".")[-1] == "energy_shift":
+            buffer.zero_()
+    shift = _energy_shift_of(module, zeroed, _n_elements(module))
+    return torch.jit.script(SinglePrecision(zeroed.to(torch.float32), shift))

@@ -28,6 +28,7 @@ from hybridff import units
 from hybridff.exceptions import ModelCompatibilityError
 from hybridff.io.frames import file_sha256, read_extxyz
 from hybridff.labels.options import LabelOptions
+from hybridff.ml import DEFAULT_PRECISION
 from hybridff.mm.energies import mm_energies_forces
 from hybridff.mm.signature import trained_build_options
 from hybridff.training.label_units import check_label_units
@@ -266,11 +267,13 @@ def _train_ml_only_like(
     return out
 
 
-def _hybrid_system(mm: MMSetup, model: Any) -> tuple[openmm.System, int]:
+def _hybrid_system(mm: MMSetup, model: Any, precision: str = DEFAULT_PRECISION
+                   ) -> tuple[openmm.System, int]:
     from hybridff.ml.backend import add_ml_correction
 
     system = copy.deepcopy(mm.system)
-    force = add_ml_correction(system, mm.topology, model, mm_signature=mm.signature)
+    force = add_ml_correction(system, mm.topology, model, mm_signature=mm.signature,
+                              precision=precision)
     return system, force.getForceGroup()
 
 
@@ -304,14 +307,15 @@ class EvaluatedFrames:
 def evaluate(molecule: str | os.PathLike, data: str | os.PathLike, model_path: str | os.PathLike,
              ml_only_path: str | os.PathLike | None = None, frames_subset: str = "all",
              return_frames: bool = False, cache: Any = None,
-             dipole_model_path: str | os.PathLike | None = None) -> dict[str, Any]:
+             dipole_model_path: str | os.PathLike | None = None,
+             precision: str = DEFAULT_PRECISION) -> dict[str, Any]:
     """The report of :func:`evaluate_frames` (same arguments): errors against QM per method.
 
     ``return_frames`` is deprecated (use :func:`evaluate_frames`): it returns
     ``(report, EvaluatedFrames)`` instead.
     """
     evaluated = evaluate_frames(molecule, data, model_path, ml_only_path, frames_subset, cache,
-                                dipole_model_path)
+                                dipole_model_path, precision)
     if return_frames:
         warnings.warn("evaluate(return_frames=True) is deprecated: evaluate_frames(...) returns "
                       "the frames with the report as .report", DeprecationWarning, stacklevel=2)
@@ -327,6 +331,7 @@ def evaluate_frames(
     frames_subset: str = "all",
     cache: Any = None,
     dipole_model_path: str | os.PathLike | None = None,
+    precision: str = DEFAULT_PRECISION,
 ) -> EvaluatedFrames:
     """Errors vs QM of MM alone, the hybrid and (optionally) an ML-only model (``.report``),
     with the per-frame energies and forces they come from (for plots); with QM dipoles in the
@@ -337,6 +342,8 @@ def evaluate_frames(
     ``ml_only_path``: an ML-only model file, or a label file (.xyz) to train one on with the
     hybrid model's own training settings first (in a temporary folder, removed afterwards;
     the model is ``.ml_only_model``; to keep one, train it with ``hybridff train --ml-only``).
+    ``precision``: the correction's floating point inside OpenMM, as ``simulate`` runs it
+    (``ml_in_openmm_matches_model_kj_mol`` then compares it with the stored float64 model).
     ``frames_subset``: ``all``, or ``held-out`` (the model's validation frames, when ``data``
     is its training file, recognised by SHA256).
     """
@@ -356,7 +363,8 @@ def evaluate_frames(
                                               pair_order=pair_order, cache=cache, **options)
     frames = read_extxyz(data, mm.numbers, bonds=mm.bonds)
     check_label_units(gaff2.system, frames, str(data))
-    report: dict[str, Any] = {"data": str(data), "model": str(model_path), "frames": "all"}
+    report: dict[str, Any] = {"data": str(data), "model": str(model_path), "frames": "all",
+                              "ml_precision": precision}
     frame_index = np.arange(len(frames))
     if frames_subset == "held-out":
         if model.metadata.get("training_set_sha256") != file_sha256(data):
@@ -367,7 +375,7 @@ def evaluate_frames(
         frames = frames.subset(frame_index)
         report["frames"] = "held-out"
     e_mm, f_mm = mm_energies_forces(gaff2.system, frames.positions)
-    hybrid, group = _hybrid_system(mm, model)
+    hybrid, group = _hybrid_system(mm, model, precision)
     e_hy, f_hy = mm_energies_forces(hybrid, frames.positions)
     e_ml_omm, _ = mm_energies_forces(hybrid, frames.positions, groups={group})
     report["mm"] = error_metrics(e_mm, frames.energies, f_mm, frames.forces)
