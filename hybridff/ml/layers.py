@@ -2,8 +2,7 @@
 by side as one batched matrix product. The ensembles of the charge model
 (:mod:`hybridff.charges.model.network`, trained stacked) and of the ML correction
 (:class:`~hybridff.ml.model.FusedEnsemble`, each layer of all elements and members stacked for
-inference)
-both use it."""
+inference) both use it."""
 
 from __future__ import annotations
 
