@@ -32,6 +32,8 @@ import openmm
 import torch
 from openmm import app, unit
 
+from hybridff.ml import PRECISIONS
+
 ROOT = Path(__file__).resolve().parents[1]
 #: the villin headpiece (HP36 N68H) in a 4.9 x 4.6 x 3.9 nm TIP3P box, shipped with OpenMM
 VILLIN_PDB = Path(app.__file__).resolve().parent / "data" / "test.pdb"
@@ -178,7 +180,7 @@ def main() -> None:
     if steps < 1 or repeats < 1:
         parser.error(f"--steps ({steps}) and --repeats ({repeats}) must be at least 1")
     precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
-    if not precisions or any(p not in ("single", "double") for p in precisions):
+    if not precisions or any(p not in PRECISIONS for p in precisions):
         parser.error(f"--precisions: single and/or double, not {args.precisions!r}")
 
     from hybridff.ml.backend import add_ml_correction, select_ml_atoms
@@ -219,8 +221,8 @@ def main() -> None:
     timings: dict[str, list[float]] = {}
     for _ in range(repeats):  # in turn, so a change of the machine's load hits all alike
         for name, context in contexts.items():
-            hybrid = name.startswith("hybrid")
-            for threads in (sorted({1, default_threads}) if hybrid else [None]):
+            has_correction = name.startswith("hybrid")
+            for threads in (sorted({1, default_threads}) if has_correction else [None]):
                 key = name if threads is None else f"{name}_torch_threads_{threads}"
                 if threads is not None:
                     torch.set_num_threads(threads)

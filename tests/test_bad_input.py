@@ -811,6 +811,12 @@ BAD_OPTIONS = {
     "train --cutoff nan": (
         ["train", "CCO", "data.xyz", "-o", "{tmp}/m.pt", "--cutoff", "nan"],
         "argument --cutoff: a descriptor cutoff must be 0.2 to 1.2 nm, got nan"),
+    "simulate --ml-precision half": (
+        ["simulate", "CCO", "-o", "{tmp}/run", "--ml-precision", "half"],
+        "argument --ml-precision: invalid choice: 'half' (choose from 'single', 'double')"),
+    "evaluate --ml-precision half": (
+        ["evaluate", "CCO", "data.xyz", "--model", "m.pt", "--ml-precision", "half"],
+        "argument --ml-precision: invalid choice: 'half' (choose from 'single', 'double')"),
     "label --threads abc": (
         ["label", "CCO", "-o", "{tmp}/l.xyz", "--threads", "abc"],
         "argument --threads: a thread count is a whole number, got 'abc'"),

@@ -362,3 +362,12 @@ def test_single_precision_keeps_a_large_energy_shift_exact(painn: bool) -> None:
     _, f_single = energies_and_forces(single, base[None], species)
     _, f_double = energies_and_forces(double, base[None], species)
     np.testing.assert_allclose(f_single.numpy(), f_double.numpy(), rtol=1e-4, atol=1e-3)
+
+
+def test_unknown_precision_is_refused_before_the_system_changes() -> None:
+    model_file = make_model_file()
+    system, top, _ = make_system()
+    n_forces = system.getNumForces()
+    with pytest.raises(ValueError, match="precision must be one of single, double, not 'half'"):
+        add_ml_correction(system, top, model_file, precision="half")
+    assert system.getNumForces() == n_forces

@@ -18,7 +18,7 @@ from hybridff.cli.argtypes import non_negative, number_in, output_folder, positi
 from hybridff.cli.charges import CHARGE_REGISTRY, METHODS
 from hybridff.exceptions import InvalidOptionError, MoleculeInputError
 from hybridff.md.options import MAX_MTS
-from hybridff.ml import DEFAULT_PRECISION, PRECISIONS
+from hybridff.ml import DEFAULT_PRECISION, PRECISIONS, RECORDED_BEFORE_PRECISION
 from hybridff.mm.parameters import DEFAULT_CHARGE_METHOD
 
 logger = logging.getLogger(__name__)
@@ -141,8 +141,8 @@ def _resume_conflicts(args: argparse.Namespace, summary: dict[str, Any]) -> list
     dt, mts = float(opts["timestep_fs"]), int(opts.get("mts", 1))
     ran: dict[str, Any] = {
         "ml_backend": system.get("ml_backend") if summary.get("ml_model") else None,
-        # runs recorded before the option ran the correction in double precision
-        "ml_precision": system.get("ml_precision", "double") if summary.get("ml_model") else None,
+        "ml_precision": (system.get("ml_precision", RECORDED_BEFORE_PRECISION)
+                         if summary.get("ml_model") else None),
         "charges": system.get("charge_method"),
         "solvent": summary.get("solvent"),
         "box": system.get("box_nm"),

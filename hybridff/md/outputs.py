@@ -17,6 +17,7 @@ from openmm import app
 
 from hybridff.exceptions import SimulationError
 from hybridff.io.files import atomic_write_bytes, atomic_write_text
+from hybridff.ml import DEFAULT_PRECISION
 
 #: Output files of a run folder, by role.
 OUTPUTS: dict[str, str] = {
@@ -88,7 +89,7 @@ def write_restart_files(out: Path, simulation: app.Simulation) -> None:
 
 def load_system_xml(path: str | os.PathLike, model: Any = None, topology: app.Topology | None = None,
                     atoms: list[int] | None = None, backend: str = "torch",
-                    precision: str = "double") -> openmm.System:
+                    precision: str = DEFAULT_PRECISION) -> openmm.System:
     """Deserialize a System XML written by :func:`run_md`.
 
     A TorchForce in the file is not handed to OpenMM's deserializer: with openmm-torch 1.10 on
@@ -97,8 +98,9 @@ def load_system_xml(path: str | os.PathLike, model: Any = None, topology: app.To
     XML and, when ``model`` (file or ``ModelFile``), the ``topology`` and the ML ``atoms`` are
     given, added again
     with :func:`hybridff.ml.backend.add_ml_correction` in the same force group, with the same
-    ``lambda`` default and its network in ``precision`` (the run's, from run.json; runs
-    recorded before the option ran in double); without a model that is an error saying so.
+    ``lambda`` default and its network in ``precision`` (the run's: run.json's
+    ``ml_precision``, :data:`hybridff.ml.RECORDED_BEFORE_PRECISION` for runs recorded before
+    it); without a model that is an error saying so.
     """
     from xml.etree import ElementTree as ET
 

@@ -23,6 +23,7 @@ from hybridff.md.options import MDOptions
 from hybridff.md.outputs import OUTPUTS, load_system_xml, read_run, write_pdb, write_restart_files
 from hybridff.md.reporters import EnsembleMonitor, Production, Trajectory
 from hybridff.md.run import get_platform, set_torch_threads
+from hybridff.ml import RECORDED_BEFORE_PRECISION
 
 logger = logging.getLogger(__name__)
 
@@ -137,7 +138,7 @@ def resume_md(output_dir: str | os.PathLike, steps: int, platform: str | None = 
     topology = app.PDBFile(str(out / OUTPUTS["start"])).topology
     system = load_system_xml(out / OUTPUTS["system"], model=model_path, topology=topology,
                              atoms=solute, backend=summary["system"].get("ml_backend", "torch"),
-                             precision=summary["system"].get("ml_precision", "double"))
+                             precision=summary["system"].get("ml_precision", RECORDED_BEFORE_PRECISION))
     integrator = openmm.XmlSerializer.deserialize((out / OUTPUTS["integrator"]).read_text())
     plat, properties = get_platform(options.platform, options.threads)
     set_torch_threads(system, options.threads)

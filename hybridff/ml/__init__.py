@@ -15,3 +15,5 @@ PRECISIONS = ("single", "double")
 #: The default: float32, like the forces of OpenMM's CPU platform and of its mixed-precision
 #: GPU runs (the energy's constant shift stays float64); ``"double"`` runs the stored model
 DEFAULT_PRECISION = "single"
+#: What runs recorded before the precision was an option ran in (their run.json has no entry)
+RECORDED_BEFORE_PRECISION = "double"

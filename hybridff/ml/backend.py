@@ -30,7 +30,7 @@ from openmm import app, unit
 
 from hybridff.elements import SYMBOL
 from hybridff.exceptions import ModelCompatibilityError
-from hybridff.ml import DEFAULT_PRECISION, PRECISIONS
+from hybridff.ml import DEFAULT_PRECISION
 from hybridff.ml.model import inference_module
 from hybridff.ml.modelfile import ModelFile, load_model
 from hybridff.ml.region import (  # noqa: F401 - WATER_RESIDUES: its old import path
@@ -341,9 +341,6 @@ def add_ml_correction(
     ``precision``: ``"single"`` (default; float32 network, about 1.3-2x faster on CPU, forces
     within ~1e-6 of the float64 model's) or ``"double"`` (the stored float64 model).
     """
-    if precision not in PRECISIONS:
-        raise ModelCompatibilityError(
-            f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
     factory = get_backend(backend)
     if not isinstance(model, ModelFile):
         model = load_model(model)
