@@ -21,16 +21,14 @@ import numpy as np
 from ase.io import read
 
 from hybridff import units
+from hybridff.md.harmonic import kabsch_align
 from hybridff.training.workflow import evaluate_frames
 
 
 def heavy_rmsd(a: np.ndarray, b: np.ndarray) -> float:
     """RMSD (same units as the input) of two (n, 3) point sets after optimal superposition."""
-    p, q = a - a.mean(0), b - b.mean(0)
-    u, _, vt = np.linalg.svd(p.T @ q)
-    d = np.sign(np.linalg.det(u @ vt))
-    rotation = u @ np.diag([1.0, 1.0, d]) @ vt
-    return float(np.sqrt(((p @ rotation - q) ** 2).sum(1).mean()))
+    aligned = kabsch_align(a[None], b, np.ones(len(a)))[0]
+    return float(np.sqrt(((aligned - b) ** 2).sum(1).mean()))
 
 
 def first_frames(frames: list) -> dict[int, np.ndarray]:

@@ -353,7 +353,7 @@ def select_bands(modes: HarmonicModes, labels: list[str], n: int = 8, low: float
     return sorted(best)
 
 
-def _kabsch(frames: np.ndarray, reference: np.ndarray, weights: np.ndarray) -> np.ndarray:
+def kabsch_align(frames: np.ndarray, reference: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Frames (T, N, 3) rotated and translated onto ``reference`` (N, 3), least squares with
     ``weights`` (N,)."""
     w = weights / weights.sum()
@@ -386,7 +386,7 @@ def band_positions(modes: HarmonicModes, positions: np.ndarray, dt_fs: float,
     heavy = modes.positions[modes.numbers > 1]
     if len(heavy) < 3 or np.linalg.matrix_rank(heavy - heavy.mean(axis=0), tol=1e-3) < 2:
         weights = masses  # too few heavy atoms to fix the orientation: all atoms
-    aligned = _kabsch(x, modes.positions, weights)
+    aligned = kabsch_align(x, modes.positions, weights)
     q = np.einsum("tia,kia->tk", aligned * np.sqrt(masses)[None, :, None],
                   modes.modes[indices])
     out = []
