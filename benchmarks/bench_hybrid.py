@@ -199,7 +199,7 @@ def main() -> None:
     hybrids = {}
     for precision in precisions:
         hybrids[precision] = copy.deepcopy(bespoke or system)
-        add_ml_correction(hybrids[precision], topology, model, precision=precision,
+        add_ml_correction(hybrids[precision], topology, model, precision=precision, first=True,
                           mm_signature=(bespoke_pm or pm).signature if args.model else None)
     default_threads = torch.get_num_threads()
     results = {

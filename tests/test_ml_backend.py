@@ -371,3 +371,27 @@ def test_unknown_precision_is_refused_before_the_system_changes() -> None:
     with pytest.raises(ValueError, match="precision must be one of single, double, not 'half'"):
         add_ml_correction(system, top, model_file, precision="half")
     assert system.getNumForces() == n_forces
+
+
+@pytest.mark.parametrize("backend", BACKEND_NAMES)
+def test_first_puts_the_correction_first_and_changes_nothing_else(backend: str) -> None:
+    model_file = make_model_file()
+    last_system, top, positions = make_system(periodic=True)
+    first_system, _, _ = make_system(periodic=True)
+    first_system.getForce(0).setName("bonds of the test")
+    last = add_ml_correction(last_system, top, model_file, backend=backend, precision="double")
+    first = add_ml_correction(first_system, top, model_file, backend=backend, precision="double",
+                              first=True)
+    forces = first_system.getForces()
+    assert forces[0].getName() == first.getName() and len(forces) == 2
+    assert forces[1].getName() == "bonds of the test" and forces[1].getForceGroup() == 0
+    assert first.getForceGroup() == last.getForceGroup() == 1
+    for group in (0, 1):
+        e_first, f_first = group_state(first_system, positions, group)
+        e_last, f_last = group_state(last_system, positions, group)
+        assert e_first == pytest.approx(e_last, rel=1e-12, abs=1e-12)
+        np.testing.assert_allclose(f_first, f_last, rtol=1e-12, atol=1e-12)
+    # a System already holding an ML Force gets the next one last (ML Forces are not copied)
+    again = add_ml_correction(first_system, top, model_file, backend=backend, precision="double",
+                              first=True, parameter_name="lambda_two")
+    assert first_system.getForces()[-1].getName() == again.getName()

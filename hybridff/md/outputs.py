@@ -138,5 +138,5 @@ def load_system_xml(path: str | os.PathLike, model: Any = None, topology: app.To
         name, value = next(iter(names.items())) if names else ("lambda_ml", 1.0)
         add_ml_correction(system, topology, loaded, atoms=list(atoms), backend=backend,
                           lambda_ml=value, parameter_name=name, precision=precision,
-                          force_group=int(element.get("forceGroup", "0")))
+                          force_group=int(element.get("forceGroup", "0")), first=True)
     return system

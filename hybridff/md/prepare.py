@@ -235,7 +235,7 @@ def add_model(prepared: PreparedSystem, model: Any, backend: str = "torch",
     pm = prepared.parameterized
     force = add_ml_correction(
         prepared.system, prepared.topology, model, atoms=prepared.solute_atoms, backend=backend,
-        mm_signature=pm.mm_signature(), precision=precision)
+        mm_signature=pm.mm_signature(), precision=precision, first=True)
     prepared.model, prepared.model_path = model, path
     prepared.ml_force_group = force.getForceGroup()
     prepared.info.update(ml_backend=backend, ml_precision=precision, ml_model=path,

@@ -2,6 +2,7 @@
 
 - :mod:`hybridff.ml.descriptors`: element-aware radial/angular symmetry functions
 - :mod:`hybridff.ml.model`: per-element networks and the K-member ensemble
+- :mod:`hybridff.ml.analytic`: the ensemble's inference form with hand-derived forces (MD)
 - :mod:`hybridff.ml.painn`: the equivariant message-passing alternative (``--architecture painn``)
 - :mod:`hybridff.ml.modelfile`: one TorchScript file with its metadata
 - :mod:`hybridff.ml.backend`: :func:`~hybridff.ml.backend.add_ml_correction` (TorchForce or

@@ -3,10 +3,12 @@
 Backends, by name:
 
 - ``"torch"`` (default): ``openmmtorch.TorchForce`` running a TorchScript wrapper that
-  picks the ML atoms out of the full System's positions. Runs inside OpenMM's C++ loop.
+  picks the ML atoms out of the full System's positions. Runs inside OpenMM's C++ loop; the
+  symmetry-function models return hand-derived forces (:mod:`hybridff.ml.analytic`), other
+  architectures their energy, whose gradient TorchForce takes.
 - ``"python"``: ``openmm.PythonForce`` applied to the ML atoms only (``setParticles``),
   calling the same TorchScript model from Python. Slower; useful where openmm-torch is
-  missing, and a cross-check of the first.
+  missing, and a cross-check of the first (it always takes forces by autograd).
 
 Both expose a global parameter (default ``lambda_ml``) that scales the correction, put the
 Force in its own force group, and turn on periodic boundary conditions when the System is
@@ -31,6 +33,7 @@ from openmm import app, unit
 from hybridff.elements import SYMBOL
 from hybridff.exceptions import ModelCompatibilityError
 from hybridff.ml import DEFAULT_PRECISION
+from hybridff.ml.analytic import analytic_forces
 from hybridff.ml.model import inference_module
 from hybridff.ml.modelfile import ModelFile, load_model
 from hybridff.ml.region import (  # noqa: F401 - WATER_RESIDUES: its old import path
@@ -191,18 +194,64 @@ class PeriodicCorrection(_Correction):
         return scale * self.model(pos, self.species, boxvectors)
 
 
+class _ForcesCorrection(torch.nn.Module):
+    """A model that returns its own forces (:class:`~hybridff.ml.analytic.AnalyticForces`),
+    with the ML atoms' indices."""
+
+    def __init__(self, model: torch.nn.Module, indices: torch.Tensor):
+        super().__init__()
+        self.model = model
+        self.register_buffer("indices", indices)
+
+    def scatter(self, positions: torch.Tensor, forces: torch.Tensor, scale: torch.Tensor
+                ) -> torch.Tensor:
+        """The ML atoms' forces placed in a (all atoms, 3) array, scaled."""
+        return torch.zeros_like(positions).index_copy(
+            0, self.indices, forces * scale)
+
+
+class VacuumForcesCorrection(_ForcesCorrection):
+    """TorchForce convention with forces output, no box: (all positions, lambda) ->
+    (energy, forces of all atoms)."""
+
+    def forward(self, positions: torch.Tensor, scale: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        pos = positions.detach()
+        energy, forces = self.model(pos.index_select(0, self.indices), None)
+        # energy * scale keeps d(energy)/d(lambda) for addEnergyParameterDerivative
+        return energy * scale, self.scatter(pos, forces, scale)
+
+
+class PeriodicForcesCorrection(_ForcesCorrection):
+    """TorchForce convention with forces output and a box: (all positions, box vectors,
+    lambda) -> (energy, forces of all atoms)."""
+
+    def forward(self, positions: torch.Tensor, boxvectors: torch.Tensor, scale: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        pos = positions.detach()
+        energy, forces = self.model(pos.index_select(0, self.indices), boxvectors)
+        return energy * scale, self.scatter(pos, forces, scale)
+
+
 def torch_force_module(
     module: Any, indices: list[int], species: list[int], periodic: bool
-) -> torch.jit.ScriptModule:
-    """The scripted wrapper TorchForce runs around the model."""
-    cls = PeriodicCorrection if periodic else VacuumCorrection
-    wrapper = cls(
-        module,
-        torch.tensor(indices, dtype=torch.long),
-        torch.tensor(species, dtype=torch.long),
-    )
+) -> tuple[torch.jit.ScriptModule, bool]:
+    """The scripted wrapper TorchForce runs around the model, and whether it returns forces.
+
+    The symmetry-function models run with hand-derived forces
+    (:class:`~hybridff.ml.analytic.AnalyticForces`: the same energies and forces to
+    rounding, about 2.6x faster per call than autograd); other architectures return their
+    energy and TorchForce takes its gradient."""
+    index_tensor = torch.tensor(indices, dtype=torch.long)
+    analytic = analytic_forces(module, species)
+    if analytic is not None:
+        cls = PeriodicForcesCorrection if periodic else VacuumForcesCorrection
+        wrapper = cls(analytic, index_tensor)
+    else:
+        cls = PeriodicCorrection if periodic else VacuumCorrection
+        wrapper = cls(module, index_tensor, torch.tensor(species, dtype=torch.long))
     # frozen: buffers and flags become constants the graph folds (about 7 % faster per call)
-    return torch.jit.freeze(torch.jit.script(wrapper).eval())
+    return torch.jit.freeze(torch.jit.script(wrapper).eval()), analytic is not None
 
 
 class _SimtkNotice(logging.Filter):
@@ -238,7 +287,9 @@ def _make_torch_force(
             "the 'torch' ML backend needs openmm-torch: pip install acellera-openmmtorch-cpu==1.10 "
             "(or acellera-openmmtorch-cu12 on GPU machines); or use backend='python'"
         ) from exc
-    force = openmmtorch.TorchForce(torch_force_module(module, indices, species, periodic))
+    script, outputs_forces = torch_force_module(module, indices, species, periodic)
+    force = openmmtorch.TorchForce(script)
+    force.setOutputsForces(outputs_forces)
     force.addGlobalParameter(parameter, float(lambda_ml))
     force.setUsesPeriodicBoundaryConditions(periodic)
     return force
@@ -329,6 +380,7 @@ def add_ml_correction(
     mm_signature: Any = None,
     parameter_name: str = DEFAULT_PARAMETER,
     precision: str = DEFAULT_PRECISION,
+    first: bool = False,
 ) -> openmm.Force:
     """Add the trained ML correction to ``system`` and return the new Force.
 
@@ -340,6 +392,11 @@ def add_ml_correction(
     ``force_group``: default the lowest group no other Force uses.
     ``precision``: ``"single"`` (default; float32 network, about 1.3-2x faster on CPU, forces
     within ~1e-6 of the float64 model's) or ``"double"`` (the stored float64 model).
+    ``first``: put the correction first in the System's Force list, so OpenMM computes it
+    before the MM forces. On the CPU platform that is faster (a protein-ligand System ran
+    about 5 % faster: the correction then runs before the MM sweep the caches), but the
+    System's other Forces are replaced by copies, so Force objects taken from the System
+    before the call must be taken again. ``hybridff simulate`` and ``evaluate`` use it.
     """
     factory = get_backend(backend)
     if not isinstance(model, ModelFile):
@@ -362,5 +419,34 @@ def add_ml_correction(
     force = factory(module, indices, species, periodic, parameter_name, lambda_ml)
     force.setForceGroup(int(force_group))
     force.setName(f"hybridff ML correction ({backend}, {precision})")
-    system.addForce(force)
+    if first:
+        _add_first(system, force)
+    else:
+        system.addForce(force)
     return force
+
+
+def _copyable(force: openmm.Force) -> bool:
+    """Whether ``force`` is one of OpenMM's own Force classes, copied exactly by
+    ``XmlSerializer.clone`` (plugin forces show as the bare base class)."""
+    kind = type(force)
+    return (kind is not openmm.Force and kind.__module__ == openmm.Force.__module__
+            and kind.__name__ != "PythonForce")
+
+
+def _add_first(system: openmm.System, force: openmm.Force) -> None:
+    """Add ``force`` as the System's first Force: the others are replaced by copies of
+    themselves added after it (groups and names kept). Only OpenMM's own Force classes are
+    copied: a System holding another kind (a plugin's, which Python sees as a bare ``Force``,
+    such as a TorchForce; a PythonForce) gets ``force`` last instead."""
+    existing = list(system.getForces())
+    if not all(_copyable(f) for f in existing):
+        logger.debug("the System holds a Force that is not copied: the correction is added last")
+        system.addForce(force)
+        return
+    copies = [openmm.XmlSerializer.clone(f) for f in existing]
+    for index in reversed(range(system.getNumForces())):
+        system.removeForce(index)
+    system.addForce(force)
+    for copy in copies:
+        system.addForce(copy)

@@ -273,7 +273,7 @@ def _hybrid_system(mm: MMSetup, model: Any, precision: str = DEFAULT_PRECISION
 
     system = copy.deepcopy(mm.system)
     force = add_ml_correction(system, mm.topology, model, mm_signature=mm.signature,
-                              precision=precision)
+                              precision=precision, first=True)  # as simulate adds it
     return system, force.getForceGroup()
 
 
