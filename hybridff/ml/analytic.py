@@ -57,8 +57,6 @@ class AnalyticForces(torch.nn.Module):
         n_el = int(desc.n_elements)
         self.n_atoms = n_atoms
         self.cutoff = float(desc.cutoff)
-        self.radial_eta = float(desc.radial_eta)
-        self.angular_eta = float(desc.angular_eta)
         rs = desc.radial_shifts.to(dtype)
         ra = desc.angular_shifts.to(dtype)
         n_rad, n_ang, n_ord = rs.shape[0], ra.shape[0], int(desc.max_angular_order)
@@ -69,11 +67,15 @@ class AnalyticForces(torch.nn.Module):
         self.n_rad_features = n_rad * n_el
         self.n_ang, self.n_comp, self.n_pairs, self.n_ord = n_ang, n_comp, n_pairs, n_ord
 
-        self.register_buffer("radial_shifts", rs)
-        self.register_buffer("angular_shifts", ra)
+        self.n_rad = int(n_rad)
+        self.register_buffer("shifts", torch.cat([rs, ra]))
+        self.register_buffer("minus_etas", torch.cat([
+            torch.full((n_rad,), -float(desc.radial_eta), dtype=dtype),
+            torch.full((n_ang,), -float(desc.angular_eta), dtype=dtype)]))
         onehot = torch.nn.functional.one_hot(sp, n_el).to(dtype)  # (N, E)
         self.register_buffer("onehot", onehot)
         self.register_buffer("onehot_t", onehot.t().contiguous())
+        self.register_buffer("onehot_x", onehot[None, :, :, None].clone())  # (1, N, E, 1)
         self.register_buffer("not_self", 1.0 - torch.eye(n_atoms, dtype=dtype))
         self.register_buffer("eye", torch.eye(n_atoms, dtype=dtype))
         self.register_buffer("ones", torch.ones(n_atoms, n_atoms, 1, dtype=dtype))
@@ -161,25 +163,25 @@ class AnalyticForces(torch.nn.Module):
         dfc = torch.sin(arg) * mask * (-0.5 * math.pi / self.cutoff)
         fc_u = fc.unsqueeze(-1)
 
+        # the radial and the angular Gaussians of each pair in one array (N, N, S + A)
+        diff = r_u - self.shifts
+        gauss = torch.exp(diff * diff * self.minus_etas)
+        weighted = gauss * fc_u
         # radial features (N, S, E)
-        diff_r = r_u - self.radial_shifts
-        g = torch.exp(diff_r * diff_r * -self.radial_eta)  # (N, N, S)
-        g_rad = torch.matmul((g * fc_u).transpose(1, 2), self.onehot)
-        # angular moments (N, E, A*C) and their pair products (N, P, A, n)
-        diff_a = r_u - self.angular_shifts
-        ga = torch.exp(diff_a * diff_a * -self.angular_eta)  # (N, N, A)
-        w = ga * fc_u
+        g_rad = torch.matmul(weighted.narrow(2, 0, self.n_rad).transpose(1, 2), self.onehot)
+        # angular moments (N, E*A, C): M[i, (e, a), c] = sum_j [j in e] w_a(r_ij) c(u_ij)
+        w = weighted.narrow(2, self.n_rad, self.n_ang)  # (N, N, A)
         u_ext = torch.cat([self.ones, unit], dim=-1)  # (N, N, 4)
         fa = u_ext.index_select(2, self.factor_a)
         fb = u_ext.index_select(2, self.factor_b)
         fcc = u_ext.index_select(2, self.factor_c)
         fab = fa * fb
         comp = fab * fcc  # (N, N, C)
-        w_u = w.unsqueeze(-1)
-        comp_u = comp.unsqueeze(-2)
-        moment = torch.matmul(self.onehot_t, (w_u * comp_u).reshape(n, n, -1))  # (N, E, A*C)
-        m_rows = moment.index_select(1, self.pair_rows)
-        m_cols = moment.index_select(1, self.pair_cols)
+        by_element = (w.unsqueeze(2) * self.onehot_x).reshape(n, n, -1)  # (N, N, E*A)
+        moment = torch.bmm(by_element.transpose(1, 2), comp)
+        pair_moments = moment.reshape(n, -1, self.n_ang * self.n_comp)  # (N, E, A*C)
+        m_rows = pair_moments.index_select(1, self.pair_rows)
+        m_cols = pair_moments.index_select(1, self.pair_cols)
         gram = torch.matmul((m_rows * m_cols).reshape(n, self.n_pairs, self.n_ang, self.n_comp),
                             self.order_weights)  # (N, P, A, n)
         feats = torch.cat([g_rad.reshape(n, -1), gram.reshape(n, -1)], dim=-1)
@@ -218,20 +220,19 @@ class AnalyticForces(torch.nn.Module):
             n, self.n_pairs, self.n_ang, self.n_ord)
         # angular: gram -> pair products -> moments -> (w, components) of each pair
         grad_prod = torch.matmul(grad_gram, self.order_weights_t).reshape(n, self.n_pairs, -1)
-        grad_moment = torch.matmul(self.pair_select,
-                                   torch.cat([grad_prod * m_cols, grad_prod * m_rows], dim=1))
-        grad_pair = torch.matmul(self.onehot, grad_moment).reshape(n, n, self.n_ang, self.n_comp)
-        grad_w = (grad_pair * comp_u).sum(-1)  # (N, N, A)
-        grad_comp = (grad_pair * w_u).sum(-2)  # (N, N, C)
+        grad_moment = torch.matmul(self.pair_select, torch.cat(
+            [grad_prod * m_cols, grad_prod * m_rows], dim=1)).reshape(n, -1, self.n_comp)
+        grad_by_element = torch.bmm(comp, grad_moment.transpose(1, 2))  # (N, N, E*A)
+        grad_comp = torch.bmm(by_element, grad_moment)  # (N, N, C)
+        grad_w = (grad_by_element.reshape(n, n, -1, self.n_ang) * self.onehot_x).sum(2)
         grad_u = torch.matmul(torch.cat([grad_comp * (fb * fcc), grad_comp * (fa * fcc),
                                          grad_comp * fab], dim=-1), self.factor_scatter)
         grad_u = grad_u.narrow(2, 1, 3)
-        # radial: features -> each pair's Gaussians
-        grad_g = torch.matmul(grad_rad, self.onehot_t).transpose(1, 2) * g  # (N, N, S)
-        grad_ga = grad_w * ga
-        grad_r = (fc * ((grad_g * diff_r).sum(-1) * (-2.0 * self.radial_eta)
-                        + (grad_ga * diff_a).sum(-1) * (-2.0 * self.angular_eta))
-                  + dfc * (grad_g.sum(-1) + grad_ga.sum(-1)))
+        # radial: features -> each pair's Gaussians; both kinds -> the pair's distance
+        grad_rad_pair = torch.matmul(grad_rad, self.onehot_t).transpose(1, 2)  # (N, N, S)
+        grad_gauss = torch.cat([grad_rad_pair, grad_w], dim=-1) * gauss
+        grad_r = (fc * (grad_gauss * diff * (2.0 * self.minus_etas)).sum(-1)
+                  + dfc * grad_gauss.sum(-1))
         # pair vectors: r = |v|, u = v / r
         radial_part = (grad_u * unit).sum(-1, keepdim=True)
         grad_v = grad_r.unsqueeze(-1) * unit + (grad_u - radial_part * unit) / r_u
