@@ -166,3 +166,17 @@ def test_torch_backend_returns_forces_and_keeps_the_lambda_derivative() -> None:
     assert abs(energy) > 1e-3
     assert derivative == pytest.approx(energy / 0.7, rel=1e-9)
     assert len(SPECIES) < system.getNumParticles()
+
+
+def test_every_tensor_is_a_buffer_so_the_module_moves_to_a_device() -> None:
+    """openmm-torch moves the module to its device (CUDA) with ``.to``, which moves buffers
+    only: a tensor held any other way would stay behind on the CPU."""
+    analytic = analytic_forces(inference_module(torch.jit.script(random_model(2, (16, 16))),
+                                                "single"), REGION)
+    for module in analytic.modules():
+        for name, value in vars(module).items():
+            if name.startswith("_"):
+                continue
+            assert not isinstance(value, torch.Tensor | list | tuple | dict), (type(module), name)
+    moved = analytic.to(torch.float64)  # every buffer follows a .to(), as to a device
+    assert all(b.dtype in (torch.float64, torch.long) for b in moved.buffers())

@@ -36,17 +36,22 @@ def _fused_form(module: torch.nn.Module) -> tuple[torch.nn.Module, float] | None
     return inner, shift
 
 
+class _Layer(torch.nn.Module):
+    """One layer's per-atom weights (N, K, n_in, n_out) and biases (N, K, 1, n_out), as buffers
+    (the bias an empty tensor where unused)."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
+        super().__init__()
+        self.register_buffer("weight", weight.contiguous())
+        self.register_buffer("bias", (bias if bias is not None else weight.new_zeros(0)).contiguous())
+
+
 class AnalyticForces(torch.nn.Module):
     """Positions (N, 3) nm of one ML region (+ optional (3, 3) box) -> (energy kJ/mol, a
     float64 scalar; forces (N, 3) kJ/mol/nm, float64), computed in the fused model's dtype.
 
     Built by :func:`analytic_forces`; the species are fixed at construction."""
 
-    # per layer, first to last (TorchScript reads these class annotations: no
-    # ``from __future__ import annotations`` in this file)
-    weights: list[torch.Tensor]
-    biases: list[torch.Tensor]
-    weights_t: list[torch.Tensor]
 
     def __init__(self, fused: torch.nn.Module, species: list[int], shift: float = 0.0) -> None:
         super().__init__()
@@ -131,10 +136,15 @@ class AnalyticForces(torch.nn.Module):
             weights.append(w.contiguous())
             biases.append(b.contiguous())
         # lists of tensors (TorchScript attributes), first layer to last
-        self.weights = weights
-        self.biases = biases
-        self.weights_t = [w.transpose(2, 3).clone(memory_format=torch.contiguous_format)
-                          for w in weights]
+        # every tensor a buffer, so that ``.to(device)`` (openmm-torch on CUDA) moves it
+        self.hidden = torch.nn.ModuleList(
+            [_Layer(w, b) for w, b in zip(weights[:-1], biases[:-1], strict=True)])
+        self.register_buffer("out_weight", weights[-1])
+        self.register_buffer("out_bias", biases[-1])
+        # backward, last layer first: the transposed weights of layers L-1 .. 1, then layer 0's
+        self.hidden_back = torch.nn.ModuleList(
+            [_Layer(w.transpose(2, 3).contiguous().clone(), None) for w in weights[:0:-1]])
+        self.register_buffer("in_weight_t", weights[0].transpose(2, 3).contiguous().clone())
 
         self.bounded = bool(fused.bounded)
         self.register_buffer("low", fused.atom_energy_low.to(dtype)[:, sp].t().contiguous())
@@ -189,12 +199,11 @@ class AnalyticForces(torch.nn.Module):
         # networks: (N, K, 1, width) per layer
         h = feats.unsqueeze(1).unsqueeze(1)
         pre: list[torch.Tensor] = []
-        last = len(self.weights) - 1
-        for depth in range(last):
-            z = torch.matmul(h, self.weights[depth]) + self.biases[depth]
+        for layer in self.hidden:
+            z = torch.matmul(h, layer.weight) + layer.bias
             pre.append(z)
             h = torch.nn.functional.silu(z)
-        atom_e = (torch.matmul(h, self.weights[last]) + self.biases[last]).reshape(n, -1)  # (N, K)
+        atom_e = (torch.matmul(h, self.out_weight) + self.out_bias).reshape(n, -1)  # (N, K)
         slope = torch.ones_like(atom_e)
         if self.bounded:
             above = atom_e > self.high
@@ -210,10 +219,10 @@ class AnalyticForces(torch.nn.Module):
 
         # backward through the networks
         grad = (slope * self.inv_members).reshape(n, -1, 1, 1)
-        for depth in range(last, 0, -1):
-            grad = torch.ops.aten.silu_backward(torch.matmul(grad, self.weights_t[depth]),
-                                                pre[depth - 1])
-        grad_feats = torch.matmul(grad, self.weights_t[0]).sum(dim=(1, 2))  # (N, F)
+        for index, layer in enumerate(self.hidden_back):
+            grad = torch.ops.aten.silu_backward(torch.matmul(grad, layer.weight),
+                                                pre[len(pre) - 1 - index])
+        grad_feats = torch.matmul(grad, self.in_weight_t).sum(dim=(1, 2))  # (N, F)
         grad_rad = grad_feats.narrow(1, 0, self.n_rad_features).reshape(n, -1, self.onehot.shape[1])
         grad_gram = grad_feats.narrow(1, self.n_rad_features, grad_feats.shape[1]
                                       - self.n_rad_features).reshape(

@@ -240,7 +240,7 @@ def torch_force_module(
 
     The symmetry-function models run with hand-derived forces
     (:class:`~hybridff.ml.analytic.AnalyticForces`: the same energies and forces to
-    rounding, about 2.6x faster per call than autograd); other architectures return their
+    rounding, about 3x faster per call than autograd); other architectures return their
     energy and TorchForce takes its gradient."""
     index_tensor = torch.tensor(indices, dtype=torch.long)
     analytic = analytic_forces(module, species)
@@ -250,8 +250,9 @@ def torch_force_module(
     else:
         cls = PeriodicCorrection if periodic else VacuumCorrection
         wrapper = cls(module, index_tensor, torch.tensor(species, dtype=torch.long))
-    # frozen: buffers and flags become constants the graph folds (about 7 % faster per call)
-    return torch.jit.freeze(torch.jit.script(wrapper).eval()), analytic is not None
+    # not frozen here: openmm-torch freezes the module itself after moving it to its device
+    # (a module frozen before would keep its constants on the CPU under CUDA)
+    return torch.jit.script(wrapper).eval(), analytic is not None
 
 
 class _SimtkNotice(logging.Filter):
@@ -394,7 +395,7 @@ def add_ml_correction(
     within ~1e-6 of the float64 model's) or ``"double"`` (the stored float64 model).
     ``first``: put the correction first in the System's Force list, so OpenMM computes it
     before the MM forces. On the CPU platform that is faster (a protein-ligand System ran
-    about 5 % faster: the correction then runs before the MM sweep the caches), but the
+    3-6 % faster: the correction then runs before the MM sweep the caches), but the
     System's other Forces are replaced by copies, so Force objects taken from the System
     before the call must be taken again. ``hybridff simulate`` and ``evaluate`` use it.
     """
