@@ -4,7 +4,8 @@ Inside a large System on CPU a correction of a few dozen atoms costs what its op
 cost, not arithmetic: every op pays the dispatcher (and, after the MM forces have swept the
 caches, pays it cold), and autograd's backward pass doubles the count. :class:`AnalyticForces`
 computes the energy of an ensemble (:class:`~hybridff.ml.model.FusedEnsemble`) of one fixed
-ML region and its forces from the chain rule written out, in about a third of the ops:
+ML region and its forces from the chain rule written out, in less than half the operator
+calls (about 420 against 945 for 20 atoms, views included) and with no autograd engine:
 
 - everything that depends only on the region's species is gathered once, at construction
   (each atom's network weights, the one-hot element table, the self-pair mask);
