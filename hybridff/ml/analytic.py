@@ -22,6 +22,9 @@ import math
 
 import torch
 
+from hybridff.ml.descriptors import minimum_image
+from hybridff.ml.model import soft_clamp
+
 
 def _fused_form(module: torch.nn.Module) -> tuple[torch.nn.Module, float] | None:
     """(the FusedEnsemble inside ``module``, the float64 shift added on top of it), for what
@@ -52,7 +55,6 @@ class AnalyticForces(torch.nn.Module):
     float64 scalar; forces (N, 3) kJ/mol/nm, float64), computed in the fused model's dtype.
 
     Built by :func:`analytic_forces`; the species are fixed at construction."""
-
 
     def __init__(self, fused: torch.nn.Module, species: list[int], shift: float = 0.0) -> None:
         super().__init__()
@@ -101,8 +103,9 @@ class AnalyticForces(torch.nn.Module):
         self.register_buffer("factor_scatter", gather)
         mult = desc.multiplicity.to(dtype)
         order = desc.order_of_component.to(dtype)  # (C, n)
-        self.register_buffer("order_weights", order * mult.unsqueeze(1))  # (C, n)
-        self.register_buffer("order_weights_t", (order * mult.unsqueeze(1)).t().contiguous())
+        order_weights = order * mult.unsqueeze(1)  # (C, n)
+        self.register_buffer("order_weights", order_weights)
+        self.register_buffer("order_weights_t", order_weights.t().contiguous())
         self.register_buffer("pair_rows", rows.clone())
         self.register_buffer("pair_cols", cols.clone())
         select = torch.zeros(n_el, 2 * n_pairs, dtype=dtype)  # dM[e] += dP M[other of pair]
@@ -136,7 +139,6 @@ class AnalyticForces(torch.nn.Module):
                 w, b = w * scale, b * scale
             weights.append(w.contiguous())
             biases.append(b.contiguous())
-        # lists of tensors (TorchScript attributes), first layer to last
         # every tensor a buffer, so that ``.to(device)`` (openmm-torch on CUDA) moves it
         self.hidden = torch.nn.ModuleList(
             [_Layer(w, b) for w, b in zip(weights[:-1], biases[:-1], strict=True)])
@@ -161,10 +163,7 @@ class AnalyticForces(torch.nn.Module):
         n = self.n_atoms
         v = x.unsqueeze(0) - x.unsqueeze(1)  # [i, j] = x_j - x_i
         if box is not None:
-            b = box.to(x.dtype)
-            for axis in (2, 1, 0):
-                shift = torch.round(v.narrow(2, axis, 1) / b[axis, axis])
-                v = v - shift * b[axis]
+            v = minimum_image(v, box.to(x.dtype))
         r = torch.sqrt((v * v).sum(-1) + self.eye)
         r_u = r.unsqueeze(-1)
         unit = v / r_u
@@ -213,12 +212,12 @@ class AnalyticForces(torch.nn.Module):
             above = atom_e > self.high
             below = atom_e < self.low
             if bool((above | below).any()):
+                # soft_clamp's value; its slope: 1 - tanh^2 of the same argument in the tails
                 t_hi = torch.tanh((atom_e - self.high) / self.width)
                 t_lo = torch.tanh((self.low - atom_e) / self.width)
-                atom_e = torch.where(above, self.high + self.width * t_hi,
-                                     torch.where(below, self.low - self.width * t_lo, atom_e))
                 slope = torch.where(above, 1.0 - t_hi * t_hi,
                                     torch.where(below, 1.0 - t_lo * t_lo, slope))
+                atom_e = soft_clamp(atom_e, self.low, self.high, self.width)
         energy = atom_e.sum().to(torch.float64) * self.inv_members + self.shift
 
         # backward through the networks
